@@ -1,0 +1,9 @@
+//! Lectern's core: the store, the contexts and the supervised actors. This
+//! crate knows nothing of HTTP; the web layer in `src/` calls into it.
+
+pub mod assets;
+pub mod events;
+pub mod render;
+pub mod store;
+pub mod supervision;
+pub mod supervisor;

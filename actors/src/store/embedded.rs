@@ -1,0 +1,474 @@
+//! The embedded default database: a private PostgreSQL run from the system's
+//! binaries, on a Unix socket only, with its data in one directory, started
+//! and stopped with Lectern. As root it runs as the `postgres` system user.
+//!
+//! The server is spawned from a thread that lives as long as the server, with
+//! `PR_SET_PDEATHSIG`, so that no PostgreSQL outlives Lectern even when
+//! Lectern is killed; it gets its own process group, so that a Ctrl-C in the
+//! terminal reaches Lectern only and Lectern decides when the database stops.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{Pid, User};
+use sha2::{Digest, Sha256};
+
+/// The superuser that `initdb` creates; trust authentication on the socket.
+pub const SUPERUSER: &str = "lectern";
+const PORT: u16 = 5432;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A Unix socket path may hold at most 107 bytes on Linux.
+const MAX_SOCKET_PATH: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "PostgreSQL server binaries (initdb, postgres) were not found on PATH or under \
+         /usr/lib/postgresql/*/bin: install them (Debian: apt-get install postgresql) \
+         or set database.url (DATABASE_URL) to a server you run"
+    )]
+    BinariesMissing,
+    #[error(
+        "running as root, the embedded database runs as the `postgres` system user, \
+         and there is none: install PostgreSQL (apt-get install postgresql) or set database.url"
+    )]
+    NoPostgresUser,
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0} exists but is not a PostgreSQL data directory (no PG_VERSION); move it away or set server.data_dir")]
+    NotADataDirectory(PathBuf),
+    #[error("initdb failed for {dir}: {output}")]
+    Initdb { dir: PathBuf, output: String },
+    #[error("PostgreSQL did not start: {0}")]
+    Start(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
+    move |source| EmbeddedError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A running private PostgreSQL server; stopped on [`EmbeddedPostgres::stop`] or drop.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    pid: Pid,
+    /// Receives the server's exit status (in a mutex only so that the server can be shared).
+    exited: Option<Mutex<mpsc::Receiver<ExitStatus>>>,
+}
+
+struct Binaries {
+    initdb: PathBuf,
+    postgres: PathBuf,
+}
+
+impl Binaries {
+    fn find() -> Result<Binaries, EmbeddedError> {
+        let on_path = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut versioned: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+            .map(|dirs| dirs.flatten().map(|d| d.path().join("bin")).collect())
+            .unwrap_or_default();
+        // Newest major version first: "15" sorts after "9" only numerically.
+        versioned.sort_by_key(|p| {
+            std::cmp::Reverse(
+                p.parent()
+                    .and_then(|v| v.file_name())
+                    .and_then(|v| v.to_str())
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(0),
+            )
+        });
+        on_path
+            .into_iter()
+            .chain(versioned)
+            .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+            .map(|dir| Binaries {
+                initdb: dir.join("initdb"),
+                postgres: dir.join("postgres"),
+            })
+            .ok_or(EmbeddedError::BinariesMissing)
+    }
+}
+
+/// The system user the server runs as: `postgres` when we are root, else ourselves.
+fn server_user() -> Result<Option<User>, EmbeddedError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    match User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some(user)),
+        _ => Err(EmbeddedError::NoPostgresUser),
+    }
+}
+
+fn as_server_user(command: &mut Command, user: &Option<User>) {
+    if let Some(user) = user {
+        command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+    }
+}
+
+impl EmbeddedPostgres {
+    /// Initialises `data_dir` on first use, then starts the server and waits
+    /// until it accepts connections. `log_file` receives the server's output.
+    pub fn start(data_dir: &Path, log_file: &Path) -> Result<EmbeddedPostgres, EmbeddedError> {
+        let binaries = Binaries::find()?;
+        let user = server_user()?;
+        let data_dir = absolute(data_dir)?;
+        prepare_data_dir(&data_dir, &binaries, &user)?;
+        let socket_dir = socket_dir_for(&data_dir);
+        if socket_dir != data_dir {
+            fs::create_dir_all(&socket_dir).map_err(io_error(&socket_dir))?;
+            chown_to(&socket_dir, &user)?;
+        }
+        clear_stale_lock_files(&data_dir, &socket_dir);
+
+        if let Some(parent) = log_file.parent() {
+            fs::create_dir_all(parent).map_err(io_error(parent))?;
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_file)
+            .map_err(io_error(log_file))?;
+        let log_err = log.try_clone().map_err(io_error(log_file))?;
+
+        let mut command = Command::new(&binaries.postgres);
+        command
+            .arg("-D")
+            .arg(&data_dir)
+            .arg("-p")
+            .arg(PORT.to_string())
+            .args(["-c", "listen_addresses="])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", socket_dir.display()))
+            .args(["-c", "unix_socket_permissions=0770"])
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        as_server_user(&mut command, &user);
+        die_with_parent(&mut command);
+
+        let (pid, exited) = spawn_watched(command)?;
+        let mut server = EmbeddedPostgres {
+            data_dir,
+            socket_dir,
+            pid,
+            exited: Some(Mutex::new(exited)),
+        };
+        if let Err(e) = server.wait_until_ready(log_file) {
+            server.stop();
+            return Err(e);
+        }
+        Ok(server)
+    }
+
+    fn wait_until_ready(&mut self, log_file: &Path) -> Result<(), EmbeddedError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let pid_file = self.data_dir.join("postmaster.pid");
+        loop {
+            if let Some(exited) = &self.exited {
+                let status = exited.lock().unwrap_or_else(PoisonError::into_inner).try_recv();
+                if let Ok(status) = status {
+                    self.exited = None;
+                    return Err(EmbeddedError::Start(format!(
+                        "the server exited ({status}); its log {} ends with: {}",
+                        log_file.display(),
+                        tail(log_file, 600)
+                    )));
+                }
+            }
+            // postmaster.pid's eighth line says "ready" once connections are accepted.
+            let ready = fs::read_to_string(&pid_file)
+                .map(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(EmbeddedError::Start(format!(
+                    "not ready after {} s; see {}",
+                    READY_TIMEOUT.as_secs(),
+                    log_file.display()
+                )));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Connection settings for `database` on this server (superuser, socket).
+    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(&self.socket_dir)
+            .port(PORT)
+            .user(SUPERUSER)
+            .dbname(database)
+            .application_name("lectern");
+        config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.as_raw().unsigned_abs()
+    }
+
+    /// Fast shutdown (clients disconnected, no recovery on next start), then
+    /// immediate shutdown if that takes too long.
+    pub fn stop(&mut self) {
+        let Some(exited) = self.exited.take() else {
+            return;
+        };
+        let exited = exited.into_inner().unwrap_or_else(PoisonError::into_inner);
+        for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL] {
+            if kill(self.pid, signal).is_err() {
+                return;
+            }
+            if exited.recv_timeout(STOP_TIMEOUT).is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Spawns the server from a thread that waits for it: `PR_SET_PDEATHSIG`
+/// fires when the spawning *thread* ends, so that thread must live as long as
+/// the server does.
+fn spawn_watched(mut command: Command) -> Result<(Pid, mpsc::Receiver<ExitStatus>), EmbeddedError> {
+    let (spawned_tx, spawned_rx) = mpsc::channel();
+    let (exited_tx, exited_rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("postgres-watch".into())
+        .spawn(move || match command.spawn() {
+            Ok(mut child) => {
+                let _ = spawned_tx.send(Ok(child.id()));
+                if let Ok(status) = child.wait() {
+                    let _ = exited_tx.send(status);
+                }
+            }
+            Err(e) => {
+                let _ = spawned_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| EmbeddedError::Start(format!("cannot start a thread: {e}")))?;
+    let pid = spawned_rx
+        .recv()
+        .map_err(|_| EmbeddedError::Start("the spawning thread died".into()))?
+        .map_err(|e| EmbeddedError::Start(format!("cannot run postgres: {e}")))?;
+    Ok((Pid::from_raw(pid as i32), exited_rx))
+}
+
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: runs in the forked child before exec and calls only prctl(2),
+    // which is async-signal-safe. std has already dropped privileges here,
+    // and a change of credentials would have cleared the death signal.
+    unsafe {
+        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGINT).map_err(std::io::Error::from));
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, EmbeddedError> {
+    fs::create_dir_all(path).map_err(io_error(path))?;
+    fs::canonicalize(path).map_err(io_error(path))
+}
+
+fn chown_to(path: &Path, user: &Option<User>) -> Result<(), EmbeddedError> {
+    if let Some(user) = user {
+        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).map_err(|e| EmbeddedError::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+fn prepare_data_dir(data_dir: &Path, binaries: &Binaries, user: &Option<User>) -> Result<(), EmbeddedError> {
+    if data_dir.join("PG_VERSION").is_file() {
+        return Ok(());
+    }
+    let empty = fs::read_dir(data_dir)
+        .map_err(io_error(data_dir))?
+        .next()
+        .is_none();
+    if !empty {
+        return Err(EmbeddedError::NotADataDirectory(data_dir.to_owned()));
+    }
+    fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700)).map_err(io_error(data_dir))?;
+    chown_to(data_dir, user)?;
+    let mut command = Command::new(&binaries.initdb);
+    command
+        .arg("-D")
+        .arg(data_dir)
+        .args([
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
+    as_server_user(&mut command, user);
+    let output = command.output().map_err(|e| EmbeddedError::Initdb {
+        dir: data_dir.to_owned(),
+        output: e.to_string(),
+    })?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        if text.contains("Permission denied") && user.is_some() {
+            text.push_str(
+                " (the postgres user must be able to reach this directory: \
+                 every parent needs o+x, or set server.data_dir elsewhere)",
+            );
+        }
+        // Leave no half-initialised directory behind for the next start.
+        let _ = clear_dir(data_dir);
+        return Err(EmbeddedError::Initdb {
+            dir: data_dir.to_owned(),
+            output: text,
+        });
+    }
+    Ok(())
+}
+
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The socket lives in the data directory unless that path is too long for
+/// a Unix socket; then in a directory under /tmp named after the data directory.
+fn socket_dir_for(data_dir: &Path) -> PathBuf {
+    let socket = data_dir.join(format!(".s.PGSQL.{PORT}"));
+    if socket.as_os_str().len() <= MAX_SOCKET_PATH {
+        return data_dir.to_owned();
+    }
+    let digest = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    std::env::temp_dir().join(format!("lectern-pg-{}", &hex::encode(digest)[..12]))
+}
+
+/// A server that was killed leaves `postmaster.pid` (and the socket's lock
+/// file) behind. PostgreSQL ignores them when their PID is dead, but refuses
+/// to start when the PID now belongs to another process; an orphaned server
+/// of this data directory is asked to stop.
+fn clear_stale_lock_files(data_dir: &Path, socket_dir: &Path) {
+    let pid_file = data_dir.join("postmaster.pid");
+    let socket_lock = socket_dir.join(format!(".s.PGSQL.{PORT}.lock"));
+    let Some(pid) = fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+    else {
+        return;
+    };
+    if is_our_postgres(pid, data_dir) {
+        let pid = Pid::from_raw(pid);
+        let _ = kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while kill(pid, None).is_ok() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        if kill(pid, None).is_ok() {
+            let _ = kill(pid, Signal::SIGKILL);
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = fs::remove_file(pid_file);
+    let _ = fs::remove_file(socket_lock);
+}
+
+fn is_our_postgres(pid: i32, data_dir: &Path) -> bool {
+    let mut cmdline = Vec::new();
+    let readable = fs::File::open(format!("/proc/{pid}/cmdline"))
+        .and_then(|mut f| f.read_to_end(&mut cmdline))
+        .is_ok();
+    if !readable {
+        return false;
+    }
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_postgres = args.first().is_some_and(|a| a.ends_with(b"postgres"));
+    let data = data_dir.as_os_str().as_encoded_bytes();
+    is_postgres && args.contains(&data)
+}
+
+fn tail(path: &Path, bytes: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let start = text.len().saturating_sub(bytes);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(text.len());
+    text[start..].trim().replace('\n', " | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_data_dirs_hold_their_socket() {
+        let dir = Path::new("/srv/lectern/var/postgres");
+        assert_eq!(socket_dir_for(dir), dir);
+    }
+
+    #[test]
+    fn long_data_dirs_get_a_socket_dir_under_tmp() {
+        let dir = PathBuf::from(format!("/srv/{}/postgres", "x".repeat(120)));
+        let socket = socket_dir_for(&dir);
+        assert!(socket.starts_with(std::env::temp_dir()));
+        assert_eq!(socket, socket_dir_for(&dir), "stable across runs");
+    }
+
+    #[test]
+    fn a_pid_file_naming_a_dead_process_is_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pid_file = dir.path().join("postmaster.pid");
+        // PID 0 is never a process we can signal; i32::MAX is never allocated.
+        fs::write(&pid_file, format!("{}\n{}\n", i32::MAX, dir.path().display())).expect("write");
+        clear_stale_lock_files(dir.path(), dir.path());
+        assert!(!pid_file.exists());
+    }
+
+    #[test]
+    fn a_pid_file_naming_an_unrelated_live_process_is_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pid_file = dir.path().join("postmaster.pid");
+        fs::write(&pid_file, format!("{}\n", std::process::id())).expect("write");
+        clear_stale_lock_files(dir.path(), dir.path());
+        assert!(!pid_file.exists());
+        assert!(kill(Pid::this(), None).is_ok(), "we were not signalled");
+    }
+}

@@ -1,0 +1,79 @@
+//! The command line: `lectern [serve]`, `lectern migrate`, `lectern config show`.
+//! Exit status: 0 done, 1 failed while running, 2 bad usage or configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::startup;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lectern",
+    version,
+    about = "A learning platform for screencasts and articles, in one binary"
+)]
+pub struct Cli {
+    /// Directory holding default overrides: $LECTERN_ENV.toml and local.toml.
+    #[arg(long, global = true, default_value = "config", value_name = "DIR")]
+    pub config_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web site (the default command). With no database URL, runs a
+    /// private PostgreSQL under the data directory.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the effective configuration, secrets redacted.
+    Show,
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.config_dir) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("lectern: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => startup::serve(settings).map(|()| None),
+        Command::Migrate => startup::migrate(settings).map(Some),
+        Command::Config {
+            action: ConfigAction::Show,
+        } => Ok(Some(format!(
+            "# environment: {}\n{}",
+            settings.environment.as_str(),
+            settings.to_redacted_toml()
+        ))),
+    };
+    match outcome {
+        Ok(output) => {
+            if let Some(output) = output {
+                println!("{}", output.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lectern: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

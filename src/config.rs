@@ -1,0 +1,614 @@
+//! Configuration: `config/default.toml` (built into the binary), then
+//! `config/$LECTERN_ENV.toml`, then `config/local.toml`, then `DATABASE_URL`
+//! and `LECTERN__SECTION__KEY` environment variables. A bad value is one
+//! error that names the key and where the value came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::{Figment, Metadata, Source};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The documented defaults, built in so that the binary runs from anywhere.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const ENV_PREFIX: &str = "LECTERN__";
+
+/// Which `config/NAME.toml` is layered over the defaults (`LECTERN_ENV`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "development" => Ok(Environment::Development),
+            "test" => Ok(Environment::Test),
+            "production" => Ok(Environment::Production),
+            other => Err(ConfigError {
+                key: "LECTERN_ENV".into(),
+                origin: "the environment".into(),
+                message: format!("unknown environment `{other}`, expected development, test or production"),
+            }),
+        }
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip_deserializing, default = "default_environment")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+    pub supervisor: SupervisorSettings,
+    pub renderer: RendererSettings,
+    pub stripe: StripeSettings,
+    pub pricing: PricingSettings,
+    pub mail: MailSettings,
+    pub backup: BackupSettings,
+}
+
+fn default_environment() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+    pub hsts_max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Option<DatabaseUrl>,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warning,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub file: PathBuf,
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSettings {
+    pub max_restarts: u32,
+    pub within_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RendererSettings {
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    pub api_base: String,
+    pub secret_key: Option<Secret>,
+    pub webhook_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricingSettings {
+    pub country_header: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailBackend {
+    Ses,
+    File,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    pub backend: MailBackend,
+    pub from: String,
+    pub ses: SesSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SesSettings {
+    pub endpoint: Option<String>,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupStorage {
+    S3,
+    Dir,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    pub storage: BackupStorage,
+    pub s3: S3Settings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+}
+
+/// A secret value: never printed, never logged, shown as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // An environment variable that looks like a number arrives as one.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Unsigned(u64),
+            Signed(i64),
+        }
+        Ok(Secret(match Raw::deserialize(d)? {
+            Raw::Text(s) => s,
+            Raw::Unsigned(n) => n.to_string(),
+            Raw::Signed(n) => n.to_string(),
+        }))
+    }
+}
+
+/// A PostgreSQL connection string (URL or `key=value` form); its password
+/// is redacted wherever it is shown.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    raw: String,
+    parsed: tokio_postgres::Config,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
+        let parsed = tokio_postgres::Config::from_str(raw)
+            .map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+        Ok(DatabaseUrl {
+            raw: raw.to_owned(),
+            parsed,
+        })
+    }
+
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.parsed
+    }
+
+    /// The string with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        if self.parsed.get_password().is_none() {
+            return self.raw.clone();
+        }
+        if let Some((scheme, rest)) = self.raw.split_once("://") {
+            if let Some((credentials, host)) = rest.rsplit_once('@') {
+                let user = credentials.split(':').next().unwrap_or("");
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        self.raw
+            .split_whitespace()
+            .map(|pair| {
+                if pair.starts_with("password=") {
+                    "password=***"
+                } else {
+                    pair
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        DatabaseUrl::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration value that cannot be used, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {key} (from {origin}): {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub origin: String,
+    pub message: String,
+}
+
+impl Settings {
+    /// Reads the layers from `config_dir` and the process environment.
+    pub fn load(config_dir: &Path) -> Result<Settings, ConfigError> {
+        let environment = match std::env::var("LECTERN_ENV") {
+            Ok(name) => name.parse()?,
+            Err(_) => Environment::Development,
+        };
+        let figment = Figment::new()
+            .merge(Toml::string(DEFAULT_TOML))
+            .merge(Toml::file(
+                config_dir.join(format!("{}.toml", environment.as_str())),
+            ))
+            .merge(Toml::file(config_dir.join("local.toml")))
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        Settings::from_figment(&figment, environment)
+    }
+
+    /// Extracts and checks settings from layers already merged.
+    pub fn from_figment(figment: &Figment, environment: Environment) -> Result<Settings, ConfigError> {
+        let mut settings: Settings = figment.extract().map_err(|e| describe(figment, e))?;
+        settings.environment = environment;
+        settings.reject_secrets_in_tracked_files(figment, environment)?;
+        settings.validate(figment)?;
+        Ok(settings)
+    }
+
+    /// Secrets may come from the environment or `config/local.toml` (kept
+    /// out of git), never from a file that is committed.
+    fn reject_secrets_in_tracked_files(
+        &self,
+        figment: &Figment,
+        environment: Environment,
+    ) -> Result<(), ConfigError> {
+        let tracked = [
+            "default.toml".to_owned(),
+            format!("{}.toml", environment.as_str()),
+        ];
+        for (key, set) in [
+            ("stripe.secret_key", self.stripe.secret_key.is_some()),
+            ("stripe.webhook_secret", self.stripe.webhook_secret.is_some()),
+        ] {
+            let origin = figment.find_metadata(key).map(origin_of);
+            if let Some(origin) = origin.filter(|_| set) {
+                if tracked.iter().any(|f| origin.ends_with(f.as_str())) {
+                    let env_name = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+                    return Err(ConfigError {
+                        key: key.into(),
+                        origin,
+                        message: format!(
+                            "a secret must not be in a committed file; set {env_name} or put it in config/local.toml"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, figment: &Figment) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: &str| {
+            Err(ConfigError {
+                key: key.into(),
+                origin: figment
+                    .find_metadata(key)
+                    .map(origin_of)
+                    .unwrap_or_else(|| "config/default.toml".into()),
+                message: message.into(),
+            })
+        };
+        if self.database.pool_size == 0 {
+            return fail("database.pool_size", "must be at least 1");
+        }
+        if self.server.max_body_bytes < 1024 {
+            return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.server.shutdown_timeout_secs > 3600 {
+            return fail("server.shutdown_timeout_secs", "must be at most 3600");
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return fail("server.data_dir", "must not be empty");
+        }
+        if self.supervisor.max_restarts == 0 {
+            return fail("supervisor.max_restarts", "must be at least 1");
+        }
+        if self.supervisor.within_secs == 0 {
+            return fail("supervisor.within_secs", "must be at least 1");
+        }
+        if !(self.stripe.api_base.starts_with("https://") || self.stripe.api_base.starts_with("http://")) {
+            return fail("stripe.api_base", "must be an http:// or https:// URL");
+        }
+        if self.pricing.country_header.is_empty()
+            || !self
+                .pricing
+                .country_header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return fail("pricing.country_header", "must be an HTTP header name");
+        }
+        Ok(())
+    }
+
+    /// A path from the configuration, resolved under `server.data_dir` when relative.
+    pub fn data_path(&self, path: &Path) -> PathBuf {
+        self.server.data_dir.join(path)
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.data_path(&self.log.file)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.shutdown_timeout_secs)
+    }
+
+    /// The configuration as TOML, secrets redacted (`lectern config show`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}
+
+fn origin_of(metadata: &Metadata) -> String {
+    match &metadata.source {
+        Some(Source::File(path)) => {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            path.strip_prefix(&cwd).unwrap_or(path).display().to_string()
+        }
+        Some(other) => other.to_string(),
+        None if metadata.name.contains("environment") => "the environment".into(),
+        None => "config/default.toml".into(),
+    }
+}
+
+fn describe(figment: &Figment, error: figment::Error) -> ConfigError {
+    let path = &error.path;
+    let key = path.join(".");
+    let origin = match &error.metadata {
+        Some(metadata) if metadata.name.contains("environment") => {
+            if key == "database.url" && std::env::var_os("LECTERN__DATABASE__URL").is_none() {
+                "environment variable DATABASE_URL".to_owned()
+            } else {
+                format!(
+                    "environment variable {ENV_PREFIX}{}",
+                    path.join("__").to_uppercase()
+                )
+            }
+        }
+        Some(metadata) => origin_of(metadata),
+        None => figment
+            .find_metadata(&key)
+            .map(origin_of)
+            .unwrap_or_else(|| "the configuration".into()),
+    };
+    ConfigError {
+        key: if key.is_empty() { "(top level)".into() } else { key },
+        origin,
+        message: error.kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` fixes the closures' error type, which is large.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load(jail: &mut Jail) -> Result<Settings, ConfigError> {
+        Settings::load(&jail.directory().join("config"))
+    }
+
+    #[test]
+    fn later_layers_win_defaults_env_file_local_file_database_url_variables() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_dir("config")?;
+            jail.set_env("LECTERN_ENV", "production");
+            jail.create_file(
+                "config/production.toml",
+                "[server]\nbind = \"0.0.0.0:5000\"\nworkers = 3\n[database]\npool_size = 4\n[log]\nlevel = \"error\"",
+            )?;
+            jail.create_file(
+                "config/local.toml",
+                "[server]\nworkers = 7\n[database]\npool_size = 5",
+            )?;
+            jail.set_env("LECTERN__DATABASE__POOL_SIZE", "6");
+            jail.set_env("DATABASE_URL", "postgres://from-database-url/lectern");
+
+            let settings = load(jail).map_err(|e| e.to_string())?;
+
+            assert_eq!(settings.environment, Environment::Production);
+            assert_eq!(
+                settings.server.bind.to_string(),
+                "0.0.0.0:5000",
+                "environment file"
+            );
+            assert_eq!(settings.log.level, LogLevel::Error, "environment file");
+            assert_eq!(settings.server.workers, 7, "local.toml over the environment file");
+            assert_eq!(settings.database.pool_size, 6, "variables over files");
+            assert_eq!(settings.server.hsts_max_age_secs, 0, "default kept");
+            let url = settings.database.url.expect("DATABASE_URL is honoured");
+            assert_eq!(url.config().get_dbname(), Some("lectern"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn lectern_database_url_wins_over_database_url() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("DATABASE_URL", "postgres://generic/one");
+            jail.set_env("LECTERN__DATABASE__URL", "postgres://specific/two");
+
+            let settings = load(jail).map_err(|e| e.to_string())?;
+
+            let url = settings.database.url.expect("a URL");
+            assert_eq!(url.config().get_dbname(), Some("two"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn development_is_the_default_environment_and_no_url_means_embedded() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert_eq!(settings.environment, Environment::Development);
+            assert!(settings.database.url.is_none());
+            assert_eq!(settings.server.bind.to_string(), "127.0.0.1:4000");
+            assert_eq!(settings.log_file(), PathBuf::from("var/log/lectern.log"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_in_a_committed_file_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_dir("config")?;
+            jail.create_file(
+                "config/development.toml",
+                "[stripe]\nsecret_key = \"sk_live_oops\"",
+            )?;
+
+            let error = load(jail).expect_err("refused");
+
+            assert_eq!(error.key, "stripe.secret_key");
+            assert!(
+                error.origin.ends_with("config/development.toml"),
+                "{}",
+                error.origin
+            );
+            assert!(
+                error.message.contains("LECTERN__STRIPE__SECRET_KEY"),
+                "{}",
+                error.message
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_secret_in_local_toml_or_the_environment_is_accepted_and_never_shown() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_dir("config")?;
+            jail.create_file("config/local.toml", "[stripe]\nwebhook_secret = \"whsec_local\"")?;
+            jail.set_env("LECTERN__STRIPE__SECRET_KEY", "4242424242");
+
+            let settings = load(jail).map_err(|e| e.to_string())?;
+
+            let stripe = &settings.stripe;
+            assert_eq!(stripe.secret_key.as_ref().map(Secret::expose), Some("4242424242"));
+            assert_eq!(
+                stripe.webhook_secret.as_ref().map(Secret::expose),
+                Some("whsec_local")
+            );
+            let shown = settings.to_redacted_toml();
+            assert!(
+                !shown.contains("4242424242") && !shown.contains("whsec_local"),
+                "{shown}"
+            );
+            assert!(format!("{settings:?}").contains("<redacted>"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn checks_beyond_types_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("LECTERN__DATABASE__POOL_SIZE", "0");
+            let error = load(jail).expect_err("refused");
+            assert_eq!(error.key, "database.pool_size");
+            assert_eq!(error.origin, "the environment");
+            assert_eq!(error.message, "must be at least 1");
+
+            jail.set_env("LECTERN__DATABASE__POOL_SIZE", "2");
+            jail.set_env("LECTERN__PRICING__COUNTRY_HEADER", "CF IPCountry");
+            let error = load(jail).expect_err("refused");
+            assert_eq!(error.key, "pricing.country_header");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted_in_both_forms() {
+        let url = DatabaseUrl::parse("postgres://app:s3cret@db:5432/lectern").expect("valid");
+        assert_eq!(url.redacted(), "postgres://app:***@db:5432/lectern");
+        let kv = DatabaseUrl::parse("host=db user=app password=s3cret dbname=lectern").expect("valid");
+        assert_eq!(kv.redacted(), "host=db user=app password=*** dbname=lectern");
+        let plain = DatabaseUrl::parse("host=/run/postgresql dbname=lectern").expect("valid");
+        assert_eq!(plain.redacted(), "host=/run/postgresql dbname=lectern");
+    }
+}

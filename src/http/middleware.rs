@@ -1,0 +1,208 @@
+//! What every request passes through: a request id (`X-Request-Id`, kept when
+//! the client sent a sane one), security headers, `X-Cache` on every
+//! response, and one access log line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpResponse};
+use slog::{info, Logger};
+
+use crate::config::Settings;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// The id of the request being handled, in its extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// What the middleware needs, built once at start.
+pub struct RequestContext {
+    log: Logger,
+    security_headers: Vec<(HeaderName, HeaderValue)>,
+    max_body_bytes: usize,
+    id_prefix: String,
+    next_id: AtomicU64,
+}
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: https:; \
+     media-src 'self' https:; script-src 'self'; style-src 'self'; object-src 'none'; \
+     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+impl RequestContext {
+    pub fn new(settings: &Settings, log: Logger) -> Arc<RequestContext> {
+        let mut security_headers = vec![
+            (
+                HeaderName::from_static("content-security-policy"),
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            ),
+            (
+                HeaderName::from_static("x-content-type-options"),
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                HeaderName::from_static("referrer-policy"),
+                HeaderValue::from_static("strict-origin-when-cross-origin"),
+            ),
+            (
+                HeaderName::from_static("x-frame-options"),
+                HeaderValue::from_static("DENY"),
+            ),
+            (
+                HeaderName::from_static("permissions-policy"),
+                HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
+            ),
+        ];
+        if settings.server.hsts_max_age_secs > 0 {
+            let value = format!("max-age={}; includeSubDomains", settings.server.hsts_max_age_secs);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                security_headers.push((HeaderName::from_static("strict-transport-security"), value));
+            }
+        }
+        // A random prefix per process keeps ids unique across restarts and nodes.
+        let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        Arc::new(RequestContext {
+            log,
+            security_headers,
+            max_body_bytes: settings.server.max_body_bytes,
+            id_prefix,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// A declared body over the limit is refused before any handler runs;
+    /// the extractors enforce the same limit on bodies sent in chunks.
+    fn body_too_large(&self, req: &ServiceRequest) -> bool {
+        req.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > self.max_body_bytes as u64)
+    }
+
+    fn request_id(&self, req: &ServiceRequest) -> String {
+        match req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            Some(id) if is_acceptable_request_id(id) => id.to_owned(),
+            _ => format!(
+                "{}-{}",
+                self.id_prefix,
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+}
+
+/// A client's id is kept if it is short and plain, so that it is safe in logs.
+pub fn is_acceptable_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub async fn around_request(
+    ctx: Arc<RequestContext>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = ctx.request_id(&req);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+
+    if ctx.body_too_large(&req) {
+        let refusal = HttpResponse::PayloadTooLarge()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "Request bodies are limited to {} bytes.\n",
+                ctx.max_body_bytes
+            ));
+        let response = req.into_response(refusal);
+        return Ok(finish(&ctx, response, request_id, &method, path, started));
+    }
+
+    // Handlers' errors arrive as responses; an `Err` here comes from actix
+    // itself, which answers it without our headers. Log it all the same.
+    let response = match next.call(req).await {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(error) => {
+            info!(ctx.log, "request";
+                "request_id" => request_id, "method" => method.as_str(), "path" => path,
+                "status" => error.as_response_error().status_code().as_u16(),
+                "bytes" => 0, "latency_us" => elapsed_us(started), "cache" => "-", "user_id" => "-");
+            return Err(error);
+        }
+    };
+    Ok(finish(&ctx, response, request_id, &method, path, started))
+}
+
+/// Adds the headers every response carries and writes the access log line.
+fn finish(
+    ctx: &RequestContext,
+    mut response: ServiceResponse<BoxBody>,
+    request_id: String,
+    method: &actix_web::http::Method,
+    path: String,
+    started: Instant,
+) -> ServiceResponse<BoxBody> {
+    let headers = response.headers_mut();
+    for (name, value) in &ctx.security_headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    let cache = match headers.get(&X_CACHE).and_then(|v| v.to_str().ok()) {
+        Some(verdict) => verdict.to_owned(),
+        None => {
+            headers.insert(X_CACHE, HeaderValue::from_static("bypass"));
+            "-".to_owned()
+        }
+    };
+    let bytes = match response.response().body().size() {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    info!(ctx.log, "request";
+        "request_id" => request_id,
+        "method" => method.as_str(),
+        "path" => path,
+        "status" => response.status().as_u16(),
+        "bytes" => bytes,
+        "latency_us" => elapsed_us(started),
+        "cache" => cache,
+        "user_id" => "-",
+    );
+    response
+}
+
+fn elapsed_us(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_short_ids_are_kept() {
+        assert!(is_acceptable_request_id("abc-123_X.9"));
+        assert!(is_acceptable_request_id(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn odd_or_long_ids_are_replaced() {
+        for id in ["", "has space", "new\nline", "<script>", &"a".repeat(65), "ü"] {
+            assert!(!is_acceptable_request_id(id), "{id:?}");
+        }
+    }
+}

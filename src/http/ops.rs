@@ -1,0 +1,117 @@
+//! Operations endpoints: `/healthz` (the process is alive) and `/readyz`
+//! (it can serve: database reachable, migrations current, actors alive).
+
+use std::time::Duration;
+
+use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::{web, HttpResponse, Responder};
+use lectern_actors::store;
+use serde::Serialize;
+
+use super::{get_or_head, AppState};
+
+const DATABASE_DEADLINE: Duration = Duration::from_secs(1);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", get_or_head().to(healthz))
+        .route("/readyz", get_or_head().to(readyz));
+}
+
+async fn healthz() -> impl Responder {
+    HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
+}
+
+#[derive(Serialize)]
+struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl Check {
+    fn pass(detail: impl Into<Option<String>>) -> Check {
+        Check {
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    fn fail(detail: String) -> Check {
+        Check {
+            ok: false,
+            detail: Some(detail),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    checks: Checks,
+    actors: Vec<lectern_actors::supervision::ActorReport>,
+}
+
+#[derive(Serialize)]
+struct Checks {
+    database: Check,
+    migrations: Check,
+    actors: Check,
+}
+
+async fn readyz(state: web::Data<AppState>) -> impl Responder {
+    let database = match store::ping(&state.pool, DATABASE_DEADLINE).await {
+        Ok(()) => Check::pass(None),
+        Err(e) => Check::fail(e.to_string()),
+    };
+    let expected = store::expected_version();
+    let migrations = if !database.ok {
+        Check::fail("unknown: the database is unreachable".into())
+    } else {
+        match store::applied_version(&state.pool).await {
+            Ok(applied) if applied == expected => Check::pass(format!("version {applied}")),
+            Ok(applied) => Check::fail(format!(
+                "database at version {applied}, this binary expects {expected}"
+            )),
+            Err(e) => Check::fail(e.to_string()),
+        }
+    };
+    let actors = state.actors.report();
+    let dead: Vec<&str> = actors.iter().filter(|a| !a.alive).map(|a| a.name).collect();
+    let actors_check = if dead.is_empty() {
+        Check::pass(format!("{} running", actors.len()))
+    } else {
+        Check::fail(format!("not running: {}", dead.join(", ")))
+    };
+
+    let reason = [
+        ("database", &database),
+        ("migrations", &migrations),
+        ("actors", &actors_check),
+    ]
+    .iter()
+    .find(|(_, check)| !check.ok)
+    .map(|(name, check)| format!("{name}: {}", check.detail.as_deref().unwrap_or("failed")));
+    let body = Readiness {
+        status: if reason.is_none() { "ready" } else { "unavailable" },
+        reason,
+        checks: Checks {
+            database,
+            migrations,
+            actors: actors_check,
+        },
+        actors,
+    };
+    let mut response = if body.reason.is_none() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    response
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .json(body)
+}

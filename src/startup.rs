@@ -1,0 +1,286 @@
+//! Starting and stopping Lectern: the database (embedded or configured),
+//! migrations, the actors, the HTTP server, signals, and the order in which
+//! all of it shuts down.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use lectern_actors::events::Event;
+use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
+use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
+use lectern_actors::supervision::RestartPolicy;
+use lectern_actors::supervisor::{RootSupervisor, StartError, SupervisorConfig};
+use serde_json::json;
+use slog::{error, info, Logger};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Settings;
+use crate::http::middleware::{around_request, RequestContext};
+use crate::http::{self, AppState};
+use crate::telemetry::{self, LogReopener};
+
+/// The name of the database Lectern creates in its embedded server.
+const EMBEDDED_DATABASE: &str = "lectern";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the log file: {0}")]
+    Log(std::io::Error),
+    #[error("embedded database: {0}")]
+    Embedded(#[from] EmbeddedError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the actors: {0}")]
+    Actors(#[from] StartError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Server(std::io::Error),
+    #[error("escalation: {0}")]
+    Escalated(String),
+}
+
+/// Lectern's HTTP server and actors, bound and ready to run.
+pub struct Application {
+    address: std::net::SocketAddr,
+    server: actix_web::dev::Server,
+    actors: Arc<RootSupervisor>,
+    log: Logger,
+}
+
+impl Application {
+    /// Connects, migrates, starts the actors and binds the listener (port 0
+    /// picks a free port). Must run inside an actix `System`.
+    pub async fn build(
+        settings: Settings,
+        database: DbConfig,
+        log: Logger,
+    ) -> Result<Application, StartupError> {
+        let pool = store::connect_pool(database, settings.database.pool_size)?;
+        let report = store::migrate(&pool).await?;
+        for migration in &report.applied {
+            info!(log, "migration applied"; "migration" => migration);
+        }
+
+        let actors = Arc::new(RootSupervisor::start(
+            &SupervisorConfig {
+                policy: RestartPolicy {
+                    max_restarts: settings.supervisor.max_restarts,
+                    within: Duration::from_secs(settings.supervisor.within_secs),
+                },
+                render_threads: threads_or_cores(settings.renderer.threads),
+            },
+            pool.clone(),
+            log.clone(),
+        )?);
+
+        let address = settings.server.bind;
+        let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?;
+
+        let server = http_server(settings, pool, Arc::clone(&actors), log.clone(), listener)?;
+        actors.record(Event::new(
+            "server.started",
+            None,
+            json!({ "version": env!("CARGO_PKG_VERSION"), "address": address.to_string() }),
+        ));
+        Ok(Application {
+            address,
+            server,
+            actors,
+            log,
+        })
+    }
+
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Stops the server gracefully, as SIGTERM does (`graceful = false` drops
+    /// requests in flight, as a second signal or Ctrl-C does).
+    pub fn stopper(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped or the supervision tree escalates;
+    /// then writes out the EventLog and stops the actors.
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let handle = self.server.handle();
+        let outcome = tokio::select! {
+            served = self.server => served.map_err(StartupError::Server),
+            reason = self.actors.escalated() => {
+                error!(self.log, "stopping: the supervision tree escalated"; "reason" => &reason);
+                handle.stop(true).await;
+                Err(StartupError::Escalated(reason))
+            }
+        };
+        self.actors.shutdown().await;
+        info!(self.log, "stopped");
+        outcome
+    }
+}
+
+fn threads_or_cores(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn http_server(
+    settings: Settings,
+    pool: DbPool,
+    actors: Arc<RootSupervisor>,
+    log: Logger,
+    listener: TcpListener,
+) -> Result<actix_web::dev::Server, StartupError> {
+    let request_context = RequestContext::new(&settings, log.clone());
+    let max_body = settings.server.max_body_bytes;
+    let workers = threads_or_cores(settings.server.workers);
+    let shutdown_timeout = settings.server.shutdown_timeout_secs;
+    let state = web::Data::new(AppState {
+        settings: Arc::new(settings),
+        pool,
+        actors,
+        log,
+    });
+    let server = HttpServer::new(move || {
+        let request_context = Arc::clone(&request_context);
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::FormConfig::default().limit(max_body))
+            .app_data(web::JsonConfig::default().limit(max_body))
+            .wrap(from_fn(move |req, next| {
+                around_request(Arc::clone(&request_context), req, next)
+            }))
+            .configure(http::routes)
+    })
+    .workers(workers)
+    .shutdown_timeout(shutdown_timeout)
+    // Lectern handles signals itself (see `serve`), so that shutdown is ordered.
+    .disable_signals()
+    .listen(listener)
+    .map_err(StartupError::Server)?
+    .run();
+    Ok(server)
+}
+
+/// The database to use: the configured one, or a private embedded server.
+fn open_database(
+    settings: &Settings,
+    log: &Logger,
+) -> Result<(DbConfig, Option<EmbeddedPostgres>), StartupError> {
+    match &settings.database.url {
+        Some(url) => Ok((url.config().clone(), None)),
+        None => {
+            let data_dir = settings.data_path("postgres".as_ref());
+            let server =
+                EmbeddedPostgres::start(&data_dir, &settings.data_path("log/postgres.log".as_ref()))?;
+            info!(log, "embedded PostgreSQL started"; "data_dir" => %server.data_dir().display(), "pid" => server.pid());
+            Ok((server.config(EMBEDDED_DATABASE), Some(server)))
+        }
+    }
+}
+
+async fn ensure_embedded_database(embedded: &Option<EmbeddedPostgres>) -> Result<(), StartupError> {
+    if let Some(server) = embedded {
+        store::ensure_database(&server.config("postgres"), EMBEDDED_DATABASE).await?;
+    }
+    Ok(())
+}
+
+/// `lectern serve`: runs until SIGTERM (graceful: requests in flight finish)
+/// or SIGINT (Ctrl-C: immediate), or until the supervision tree escalates.
+pub fn serve(settings: Settings) -> Result<(), StartupError> {
+    let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
+    let log = telemetry.log.clone();
+    let reopener = telemetry.reopener();
+    let (database, mut embedded) = open_database(&settings, &log)?;
+
+    let served = actix_rt::System::new().block_on(async {
+        ensure_embedded_database(&embedded).await?;
+        let app = Application::build(settings, database, log.clone()).await?;
+        // Tests and scripts read this line to learn the port.
+        println!("Lectern listening on http://{}", app.address());
+        info!(log, "listening"; "address" => %app.address());
+        spawn_signal_handlers(app.stopper(), reopener, log.clone());
+        app.run_until_stopped().await
+    });
+    if let Err(e) = &served {
+        error!(log, "Lectern stopped with an error"; "error" => %e);
+    }
+    if let Some(server) = embedded.as_mut() {
+        server.stop();
+        info!(log, "embedded PostgreSQL stopped");
+    }
+    drop(telemetry);
+    served
+}
+
+fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReopener, log: Logger) {
+    actix_rt::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            error!(log, "cannot install signal handlers");
+            return;
+        };
+        let mut stopping = false;
+        loop {
+            let graceful = tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => false,
+                _ = hup.recv() => {
+                    reopener.reopen();
+                    info!(log, "SIGHUP: log file reopened");
+                    continue;
+                }
+            };
+            // A second signal while draining stops at once.
+            let graceful = graceful && !stopping;
+            info!(log, "stopping"; "graceful" => graceful);
+            stopping = true;
+            let server = server.clone();
+            actix_rt::spawn(async move { server.stop(graceful).await });
+        }
+    });
+}
+
+/// `lectern migrate`: applies pending migrations and says what it did.
+pub fn migrate(settings: Settings) -> Result<String, StartupError> {
+    let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
+    let (database, mut embedded) = open_database(&settings, &telemetry.log)?;
+    let outcome = actix_rt::System::new().block_on(async {
+        ensure_embedded_database(&embedded).await?;
+        let pool = store::connect_pool(database, 1)?;
+        Ok::<_, StartupError>(store::migrate(&pool).await?)
+    });
+    if let Some(server) = embedded.as_mut() {
+        server.stop();
+    }
+    let report = outcome?;
+    Ok(if report.applied.is_empty() {
+        format!("The database is current (version {}).", report.current_version)
+    } else {
+        format!(
+            "Applied {}; the database is at version {}.",
+            report.applied.join(", "),
+            report.current_version
+        )
+    })
+}

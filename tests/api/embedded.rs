@@ -1,0 +1,120 @@
+//! The embedded default database, through the real binary: first start
+//! initialises it, Ctrl-C stops everything within 5 s, the next start reuses
+//! the data, and a Lectern killed outright leaves no PostgreSQL behind and
+//! does not stop the next start.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::helpers::{postgres_processes_for, LecternProcess};
+
+async fn ready(lectern: &LecternProcess) -> Value {
+    let response = reqwest::get(lectern.url("/readyz")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn wait_until_no_postgres(data_dir: &std::path::Path, within: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = postgres_processes_for(data_dir);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn started_events(data_dir: &std::path::Path) -> i64 {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(data_dir.join("postgres"))
+        .user("lectern")
+        .dbname("lectern");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one("SELECT count(*) FROM events WHERE kind = 'server.started'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[actix_rt::test]
+async fn the_embedded_database_lives_and_dies_with_lectern() {
+    // Under /tmp so that the postgres user can reach it when we are root.
+    let data_dir = Arc::new(
+        tempfile::Builder::new()
+            .prefix("lectern-embedded-")
+            .tempdir_in("/tmp")
+            .unwrap(),
+    );
+    let root = data_dir.path().to_owned();
+
+    // First start: initdb, start, migrate, serve.
+    let mut first = LecternProcess::start(Arc::clone(&data_dir), None);
+    assert_eq!(ready(&first).await["status"], "ready");
+    assert!(root.join("postgres/PG_VERSION").is_file());
+    assert_eq!(
+        postgres_processes_for(&root).len(),
+        1,
+        "one postmaster, named by its data dir"
+    );
+
+    first.signal(Signal::SIGINT);
+    assert_eq!(
+        first.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "Ctrl-C stops Lectern within 5 s"
+    );
+    assert!(wait_until_no_postgres(&root, Duration::from_millis(500)).is_empty());
+
+    // Second start reuses the data: the first run's event is there.
+    let mut second = LecternProcess::start(Arc::clone(&data_dir), None);
+    assert_eq!(ready(&second).await["status"], "ready");
+    assert!(
+        started_events(&root).await >= 1,
+        "the first run's data is still there"
+    );
+
+    // Killed outright: PostgreSQL follows it.
+    second.signal(Signal::SIGKILL);
+    second.wait_exit(Duration::from_secs(5));
+    assert!(
+        wait_until_no_postgres(&root, Duration::from_secs(10)).is_empty(),
+        "no orphaned PostgreSQL"
+    );
+
+    // A server that died without cleaning up (power loss) leaves its lock
+    // file, whose PID may since belong to another process: here, ours.
+    std::fs::write(
+        root.join("postgres/postmaster.pid"),
+        format!("{}\n{}\n", std::process::id(), root.join("postgres").display()),
+    )
+    .unwrap();
+
+    let mut third = LecternProcess::start(Arc::clone(&data_dir), None);
+    assert_eq!(ready(&third).await["status"], "ready");
+    third.signal(Signal::SIGTERM);
+    assert_eq!(third.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(wait_until_no_postgres(&root, Duration::from_millis(500)).is_empty());
+    // The runs stopped by SIGINT and SIGTERM flushed their events; the killed
+    // one may have lost its last second of them.
+    let written = started_events_after_stop(&root).await;
+    assert!((2..=3).contains(&written), "{written} start events");
+}
+
+/// Counts start events with Lectern stopped: starts the server briefly.
+async fn started_events_after_stop(root: &std::path::Path) -> i64 {
+    let mut server = lectern_actors::store::embedded::EmbeddedPostgres::start(
+        &root.join("postgres"),
+        &root.join("log/postgres.log"),
+    )
+    .unwrap();
+    let count = started_events(root).await;
+    server.stop();
+    count
+}

@@ -1,0 +1,380 @@
+//! The test harness: one PostgreSQL per test run (the one `DATABASE_URL`
+//! names, or a throwaway server from the system's binaries), a template
+//! database migrated once, a fresh database cloned from it for every test,
+//! and `spawn_app()`, which runs Lectern on port 0 against that database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use lectern::config::{Environment, Settings, DEFAULT_TOML};
+use lectern::startup::Application;
+use lectern::telemetry;
+use lectern_actors::store::embedded::EmbeddedPostgres;
+use lectern_actors::store::{self, quote_ident, DbConfig, DbPool};
+use tempfile::TempDir;
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+const TEMPLATE: &str = "lectern_test_template";
+
+/// The PostgreSQL server this test run uses.
+struct TestServer {
+    /// Connection settings for the server's maintenance database.
+    admin: DbConfig,
+    _embedded: Option<EmbeddedPostgres>,
+}
+
+static SERVER: OnceLock<TestServer> = OnceLock::new();
+static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
+
+fn server() -> &'static TestServer {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            let mut admin = DbConfig::from_str(&url).expect("DATABASE_URL is not a PostgreSQL connection string");
+            admin.dbname("postgres");
+            TestServer {
+                admin,
+                _embedded: None,
+            }
+        }
+        Err(_) => {
+            // Under /tmp, so that the postgres user can reach it when we are root.
+            let dir = PathBuf::from(format!("/tmp/lectern-tests-{}", std::process::id()));
+            remove_stale_test_servers();
+            let embedded = EmbeddedPostgres::start(&dir.join("data"), &dir.join("postgres.log"))
+                .unwrap_or_else(|e| {
+                    panic!("cannot start a throwaway PostgreSQL for the tests: {e}\nInstall PostgreSQL's server binaries or set DATABASE_URL.")
+                });
+            TestServer {
+                admin: embedded.config("postgres"),
+                _embedded: Some(embedded),
+            }
+        }
+    })
+}
+
+/// Servers of earlier runs die with their test process; their directories stay.
+fn remove_stale_test_servers() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("lectern-tests-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, connection) = server()
+        .admin
+        .connect(NoTls)
+        .await
+        .expect("cannot connect to the test PostgreSQL server");
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh database, cloned from the migrated template; its connection settings.
+pub async fn fresh_database() -> DbConfig {
+    TEMPLATE_READY
+        .get_or_init(|| async {
+            let client = admin_client().await;
+            let template = quote_ident(TEMPLATE);
+            for statement in [
+                format!("DROP DATABASE IF EXISTS {template} WITH (FORCE)"),
+                format!("CREATE DATABASE {template}"),
+            ] {
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .expect("cannot create the template database");
+            }
+            let pool = store::connect_pool(config_for(TEMPLATE), 1).expect("pool");
+            store::migrate(&pool).await.expect("the migrations apply");
+            pool.close();
+        })
+        .await;
+    let name = format!("lectern_test_{}", uuid::Uuid::new_v4().simple());
+    admin_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY",
+            quote_ident(&name),
+            quote_ident(TEMPLATE)
+        ))
+        .await
+        .expect("cannot clone the template database");
+    config_for(&name)
+}
+
+/// Runs `sql` on the server's maintenance database (for what cannot be
+/// done from inside the database it concerns).
+pub async fn on_server(sql: &str) {
+    admin_client()
+        .await
+        .batch_execute(sql)
+        .await
+        .expect("admin statement");
+}
+
+/// A database with nothing in it, not even migrations.
+pub async fn empty_database() -> DbConfig {
+    let name = format!("lectern_empty_{}", uuid::Uuid::new_v4().simple());
+    admin_client()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .await
+        .expect("cannot create an empty database");
+    config_for(&name)
+}
+
+fn config_for(database: &str) -> DbConfig {
+    let mut config = server().admin.clone();
+    config.dbname(database);
+    config
+}
+
+/// A libpq `key=value` connection string for `config`, to hand to a child process.
+pub fn conninfo(config: &DbConfig) -> String {
+    let mut parts = Vec::new();
+    for host in config.get_hosts() {
+        match host {
+            tokio_postgres::config::Host::Tcp(name) => parts.push(format!("host={name}")),
+            tokio_postgres::config::Host::Unix(path) => parts.push(format!("host={}", path.display())),
+        }
+    }
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(password) = config.get_password() {
+        parts.push(format!("password={}", String::from_utf8_lossy(password)));
+    }
+    if let Some(dbname) = config.get_dbname() {
+        parts.push(format!("dbname={dbname}"));
+    }
+    parts.join(" ")
+}
+
+/// Settings for a test: defaults, the test environment, a private data
+/// directory, port 0, and `overrides` as `(key, value)` pairs.
+pub fn test_settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
+    let data_dir = format!("{:?}", data_dir.display().to_string());
+    let mut values: std::collections::BTreeMap<&str, &str> = [
+        ("server.bind", "\"127.0.0.1:0\""),
+        ("server.data_dir", data_dir.as_str()),
+        ("server.workers", "2"),
+        ("renderer.threads", "2"),
+        ("log.level", "\"debug\""),
+    ]
+    .into_iter()
+    .collect();
+    values.extend(overrides.iter().copied());
+    let layer: String = values
+        .iter()
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
+    let figment = Figment::new()
+        .merge(Toml::string(DEFAULT_TOML))
+        .merge(Toml::string(&layer));
+    Settings::from_figment(&figment, Environment::Test).expect("test settings are valid")
+}
+
+/// A running Lectern with its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub pool: DbPool,
+    pub log_file: PathBuf,
+    pub stopper: actix_web::dev::ServerHandle,
+    _telemetry: telemetry::Telemetry,
+    _data_dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let settings = test_settings(data_dir.path(), overrides);
+    let log_file = settings.log_file();
+    let telemetry = telemetry::init(&settings).expect("log file");
+    let database = fresh_database().await;
+    let pool = store::connect_pool(database.clone(), 2).expect("pool");
+    let app = Application::build(settings, database, telemetry.log.clone())
+        .await
+        .expect("Lectern starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let stopper = app.stopper();
+    actix_rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client"),
+        pool,
+        log_file,
+        stopper,
+        _telemetry: telemetry,
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The access log lines for `request_id`, waiting up to 5 s for the
+    /// asynchronous writer.
+    pub async fn log_lines_for(&self, request_id: &str) -> Vec<serde_json::Value> {
+        wait_for_log_lines(&self.log_file, request_id).await
+    }
+}
+
+pub async fn wait_for_log_lines(file: &Path, request_id: &str) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["request_id"] == request_id)
+            .collect();
+        if !lines.is_empty() || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `lectern` binary, run in an empty working directory (so that no
+/// `config/` of the repository applies) with a private data directory.
+pub struct LecternProcess {
+    pub child: Child,
+    pub address: String,
+    _data_dir: Arc<TempDir>,
+}
+
+pub fn lectern_command(data_dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lectern"));
+    command
+        .current_dir(data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("LECTERN_ENV")
+        .env("LECTERN_ENV", "test")
+        .env("LECTERN__SERVER__BIND", "127.0.0.1:0")
+        .env("LECTERN__SERVER__DATA_DIR", data_dir)
+        .env("LECTERN__SERVER__WORKERS", "1")
+        .env("LECTERN__RENDERER__THREADS", "1");
+    command
+}
+
+impl LecternProcess {
+    /// Starts `lectern serve` and waits for the line that gives its address.
+    pub fn start(data_dir: Arc<TempDir>, database: Option<&DbConfig>) -> LecternProcess {
+        use std::io::{BufRead, BufReader};
+        let mut command = lectern_command(data_dir.path());
+        if let Some(database) = database {
+            command.env("DATABASE_URL", conninfo(database));
+        }
+        let mut child = command
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the lectern binary runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(address) = line.strip_prefix("Lectern listening on ") {
+                        break address.to_owned();
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!("lectern exited before listening: {status}");
+                }
+            }
+        };
+        LecternProcess {
+            child,
+            address,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal sent");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for LecternProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// PIDs of PostgreSQL processes whose command line names `data_dir`.
+pub fn postgres_processes_for(data_dir: &Path) -> Vec<u32> {
+    let needle = data_dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let text = String::from_utf8_lossy(&c).replace('\0', " ");
+                    text.contains("postgres") && text.contains(&needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
