@@ -2,6 +2,8 @@
 //! crate knows nothing of HTTP; the web layer in `src/` calls into it.
 
 pub mod assets;
+pub mod cache;
+pub mod content;
 pub mod events;
 pub mod render;
 pub mod store;

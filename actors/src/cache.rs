@@ -1,0 +1,392 @@
+//! The page cache: rendered responses in every encoding, keyed by path and
+//! viewer class, weighed in bytes. Like an ETS table, it is read and filled
+//! directly by request handlers through a shared [`PageTable`]; the PageCache
+//! actor owns invalidation. Content changes publish the cache topics they
+//! touch on PostgreSQL `NOTIFY lectern_cache`, so that every node drops its
+//! copies.
+
+pub mod actor;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quick_cache::sync::{Cache, GuardResult};
+use quick_cache::{Lifecycle, Weighter};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Transaction;
+
+pub use actor::{Invalidate, PageCache};
+
+/// The PostgreSQL channel that carries invalidations between nodes.
+pub const NOTIFY_CHANNEL: &str = "lectern_cache";
+/// The topic that stands for every page.
+pub const EVERYTHING: &str = "*";
+/// NOTIFY payloads must stay under 8000 bytes.
+const MAX_PAYLOAD: usize = 7000;
+
+/// Who is looking: the one thing about a viewer a cached page may depend on.
+/// Members and subscribers arrive with accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewerClass {
+    Anonymous,
+}
+
+/// A cache key: the canonical path (with only the query parameters that
+/// matter, normalised) and the viewer class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    pub path: String,
+    pub viewer: ViewerClass,
+}
+
+/// A rendered response, compressed once, served many times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedPage {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub identity: Bytes,
+    pub gzip: Bytes,
+    pub brotli: Bytes,
+    /// A hash of the identity body; each encoding's ETag derives from it.
+    pub etag: String,
+    /// What the page shows, e.g. `episode:ownership`, `series:async-rust`.
+    pub topics: Box<[String]>,
+}
+
+impl CachedPage {
+    /// Compresses `body` (gzip and brotli) and hashes it: CPU work, done on
+    /// the Renderer pool.
+    pub fn build(status: u16, content_type: &'static str, body: String, topics: Vec<String>) -> CachedPage {
+        let identity = Bytes::from(body);
+        CachedPage {
+            status,
+            content_type,
+            gzip: gzip(&identity),
+            brotli: brotli(&identity),
+            etag: content_hash(&identity),
+            identity,
+            topics: topics.into_boxed_slice(),
+        }
+    }
+
+    /// A page that is served once and never cached: no compression.
+    pub fn uncompressed(status: u16, content_type: &'static str, body: String) -> CachedPage {
+        let identity = Bytes::from(body);
+        CachedPage {
+            status,
+            content_type,
+            gzip: Bytes::new(),
+            brotli: Bytes::new(),
+            etag: content_hash(&identity),
+            identity,
+            topics: Box::new([]),
+        }
+    }
+
+    fn weight(&self) -> u64 {
+        let bodies = self.identity.len() + self.gzip.len() + self.brotli.len();
+        let topics: usize = self.topics.iter().map(String::len).sum();
+        (bodies + topics + 256) as u64
+    }
+
+    fn shows_any(&self, topics: &BTreeSet<String>) -> bool {
+        self.topics.iter().any(|t| topics.contains(t))
+    }
+}
+
+fn content_hash(body: &[u8]) -> String {
+    hex::encode(&Sha256::digest(body)[..12])
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::new(6));
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
+fn brotli(body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() / 3);
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 9,
+        lgwin: 20,
+        ..Default::default()
+    };
+    let mut input = body;
+    if brotli::BrotliCompress(&mut input, &mut out, &params).is_err() {
+        return Bytes::new();
+    }
+    Bytes::from(out)
+}
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl Weighter<PageKey, Arc<CachedPage>> for ByBytes {
+    fn weight(&self, key: &PageKey, page: &Arc<CachedPage>) -> u64 {
+        page.weight() + key.path.len() as u64
+    }
+}
+
+/// Counts evictions made to stay under capacity.
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<PageKey, Arc<CachedPage>> for CountEvictions {
+    type RequestState = ();
+
+    fn begin_request(&self) -> Self::RequestState {}
+
+    fn on_evict(&self, _: &mut (), _: PageKey, _: Arc<CachedPage>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type Table = Cache<PageKey, Arc<CachedPage>, ByBytes, quick_cache::DefaultHashBuilder, CountEvictions>;
+
+/// Counters for `/readyz`, `/metrics` and the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub invalidations: u64,
+}
+
+/// The shared cache table. It lives outside the PageCache actor (in an
+/// `Arc` the supervisor keeps), so a restart of the actor loses nothing.
+pub struct PageTable {
+    table: Table,
+    evictions: Arc<AtomicU64>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    /// Bumped by every invalidation: a page rendered from data read before
+    /// it is served but not stored.
+    generation: AtomicU64,
+}
+
+/// What [`PageTable::get_or_render`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    Hit,
+    Miss,
+}
+
+impl Lookup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::Miss => "miss",
+        }
+    }
+}
+
+impl PageTable {
+    pub fn new(capacity_bytes: u64) -> Arc<PageTable> {
+        let evictions = Arc::new(AtomicU64::new(0));
+        // Estimated at 40 KB an entry; the weight capacity is what binds.
+        let estimated_items = (capacity_bytes / 40_000).max(16) as usize;
+        Arc::new(PageTable {
+            table: Cache::with(
+                estimated_items,
+                capacity_bytes,
+                ByBytes,
+                quick_cache::DefaultHashBuilder::default(),
+                CountEvictions(Arc::clone(&evictions)),
+            ),
+            evictions,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// The cached page, if any, without waiting.
+    pub fn get(&self, key: &PageKey) -> Option<Arc<CachedPage>> {
+        let page = self.table.get(key);
+        if page.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        page
+    }
+
+    /// The cached page, or the one `render` makes. Concurrent misses for one
+    /// key wait for a single render (single-flight); a failed render lets
+    /// the next waiter try.
+    pub async fn get_or_render<E, F>(&self, key: &PageKey, render: F) -> Result<(Arc<CachedPage>, Lookup), E>
+    where
+        F: std::future::Future<Output = Result<Arc<CachedPage>, E>>,
+    {
+        if let Some(page) = self.get(key) {
+            return Ok((page, Lookup::Hit));
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        match self.table.get_value_or_guard_async(key).await {
+            Ok(page) => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                Ok((page, Lookup::Miss))
+            }
+            Err(guard) => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                let page = render.await?;
+                // Content changed while this page was being rendered: serve
+                // it, but do not keep it.
+                if self.generation.load(Ordering::Acquire) == generation {
+                    let _ = guard.insert(Arc::clone(&page));
+                }
+                Ok((page, Lookup::Miss))
+            }
+        }
+    }
+
+    /// Drops every page that shows one of `topics` (all pages for `*`).
+    pub fn invalidate(&self, topics: &BTreeSet<String>) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+        if topics.contains(EVERYTHING) {
+            self.table.clear();
+        } else {
+            self.table.retain(|_, page| !page.shows_any(topics));
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.table.len() as u64,
+            bytes: self.table.weight(),
+            capacity_bytes: self.table.capacity(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether a waiter for `key` would wait (a render is in flight). For tests.
+    pub fn is_rendering(&self, key: &PageKey) -> bool {
+        matches!(
+            self.table
+                .get_value_or_guard(key, Some(std::time::Duration::ZERO)),
+            GuardResult::Timeout
+        )
+    }
+}
+
+/// Announces, when `txn` commits, that pages showing `topics` are stale.
+pub async fn publish_invalidation(
+    txn: &Transaction<'_>,
+    topics: &BTreeSet<String>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut payload = serde_json::to_string(topics).unwrap_or_else(|_| format!("[\"{EVERYTHING}\"]"));
+    if payload.len() > MAX_PAYLOAD {
+        payload = format!("[\"{EVERYTHING}\"]");
+    }
+    txn.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+/// Reads a NOTIFY payload; anything unreadable means "everything".
+pub fn parse_topics(payload: &str) -> BTreeSet<String> {
+    serde_json::from_str::<BTreeSet<String>>(payload)
+        .ok()
+        .filter(|topics| !topics.is_empty())
+        .unwrap_or_else(|| BTreeSet::from([EVERYTHING.to_owned()]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str) -> PageKey {
+        PageKey {
+            path: path.to_owned(),
+            viewer: ViewerClass::Anonymous,
+        }
+    }
+
+    fn page(body: &str, topics: &[&str]) -> Arc<CachedPage> {
+        Arc::new(CachedPage::build(
+            200,
+            "text/html; charset=utf-8",
+            body.to_owned(),
+            topics.iter().map(|t| (*t).to_owned()).collect(),
+        ))
+    }
+
+    #[test]
+    fn encodings_decode_to_the_same_body() {
+        use std::io::Read;
+        let body = "<p>hello</p>".repeat(200);
+        let cached = page(&body, &[]);
+        let mut gunzipped = String::new();
+        flate2::read::GzDecoder::new(&cached.gzip[..])
+            .read_to_string(&mut gunzipped)
+            .expect("gzip");
+        assert_eq!(gunzipped, body);
+        let mut unbrotlied = Vec::new();
+        brotli::BrotliDecompress(&mut &cached.brotli[..], &mut unbrotlied).expect("brotli");
+        assert_eq!(unbrotlied, body.as_bytes());
+        assert!(cached.brotli.len() < cached.gzip.len() && cached.gzip.len() < body.len() / 10);
+    }
+
+    #[test]
+    fn invalidation_drops_only_pages_that_show_a_topic() {
+        let table = PageTable::new(10_000_000);
+        table
+            .table
+            .insert(key("/episodes/a"), page("a", &["episode:a", "series:s"]));
+        table
+            .table
+            .insert(key("/episodes/b"), page("b", &["episode:b", "series:t"]));
+        table.table.insert(key("/"), page("home", &["home"]));
+
+        table.invalidate(&BTreeSet::from(["series:s".to_owned(), "home".to_owned()]));
+
+        assert!(table.get(&key("/episodes/a")).is_none());
+        assert!(table.get(&key("/")).is_none());
+        assert!(table.get(&key("/episodes/b")).is_some());
+        table.invalidate(&BTreeSet::from([EVERYTHING.to_owned()]));
+        assert_eq!(table.stats().entries, 0);
+    }
+
+    #[test]
+    fn capacity_is_in_bytes_and_evictions_are_counted() {
+        let table = PageTable::new(200_000);
+        for i in 0..100 {
+            table.table.insert(
+                key(&format!("/p/{i}")),
+                page(&format!("{i:04}").repeat(2_000), &[]),
+            );
+        }
+        let stats = table.stats();
+        assert!(stats.bytes <= 200_000, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+    }
+
+    #[test]
+    fn unreadable_payloads_invalidate_everything() {
+        assert_eq!(
+            parse_topics("[\"home\",\"feed\"]"),
+            BTreeSet::from(["feed".to_owned(), "home".to_owned()])
+        );
+        for bad in ["", "not json", "[]", "{\"a\":1}"] {
+            assert_eq!(
+                parse_topics(bad),
+                BTreeSet::from([EVERYTHING.to_owned()]),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Markdown to HTML, once, when content is imported or saved: CommonMark
+//! with GitHub's extensions (the `markdown` crate, safe by default), code
+//! fences highlighted here with syntect's CSS classes, so that pages need no
+//! highlighting script and no inline styles (the CSP allows none).
+
+use std::sync::OnceLock;
+
+use syntect::html::{ClassStyle, ClassedHTMLGenerator};
+use syntect::parsing::SyntaxSet;
+use syntect::util::LinesWithEndings;
+
+/// The default cap on one document's Markdown source.
+pub const DEFAULT_MAX_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarkdownError {
+    #[error("the Markdown is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("line {line}: {message}")]
+    Invalid { line: usize, message: String },
+}
+
+/// How Markdown is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkdownOptions {
+    pub max_bytes: usize,
+    /// Raw HTML in the source is passed through (trusted authors only);
+    /// otherwise it is shown as text.
+    pub allow_raw_html: bool,
+}
+
+impl Default for MarkdownOptions {
+    fn default() -> Self {
+        MarkdownOptions {
+            max_bytes: DEFAULT_MAX_BYTES,
+            allow_raw_html: false,
+        }
+    }
+}
+
+/// Compiled Markdown: the whole HTML, and the part before the first
+/// second-level heading (the teaser of a premium episode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    pub html: String,
+    pub teaser_html: String,
+}
+
+pub fn compile_markdown(source: &str, options: MarkdownOptions) -> Result<Compiled, MarkdownError> {
+    if source.len() > options.max_bytes {
+        return Err(MarkdownError::TooLarge {
+            size: source.len(),
+            limit: options.max_bytes,
+        });
+    }
+    let mut parse = markdown::Options::gfm();
+    parse.compile.allow_dangerous_html = options.allow_raw_html;
+    parse.compile.allow_dangerous_protocol = false;
+    let html = markdown::to_html_with_options(source, &parse).map_err(|message| MarkdownError::Invalid {
+        line: message.place.as_ref().map_or(1, |place| match **place {
+            markdown::message::Place::Point(ref point) => point.line,
+            markdown::message::Place::Position(ref position) => position.start.line,
+        }),
+        message: message.reason.clone(),
+    })?;
+    let html = highlight_code_blocks(&html).replace("<img ", "<img loading=\"lazy\" ");
+    let teaser_html = match html.find("<h2") {
+        Some(end) => html[..end].trim_end().to_owned(),
+        None => html.clone(),
+    };
+    Ok(Compiled { html, teaser_html })
+}
+
+fn syntaxes() -> &'static SyntaxSet {
+    static SYNTAXES: OnceLock<SyntaxSet> = OnceLock::new();
+    SYNTAXES.get_or_init(SyntaxSet::load_defaults_newlines)
+}
+
+const FENCE_START: &str = "<pre><code class=\"language-";
+const FENCE_END: &str = "</code></pre>";
+
+/// Replaces each fenced block of a known language with highlighted HTML.
+fn highlight_code_blocks(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + html.len() / 2);
+    let mut rest = html;
+    while let Some(start) = rest.find(FENCE_START) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + FENCE_START.len()..];
+        let Some((language, code_and_rest)) = after.split_once("\">") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let Some(end) = code_and_rest.find(FENCE_END) else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let escaped_code = &code_and_rest[..end];
+        match highlight(language, &unescape(escaped_code)) {
+            Some(highlighted) => {
+                out.push_str(&format!(
+                    "<pre class=\"code\"><code class=\"language-{language}\">{highlighted}</code></pre>"
+                ));
+            }
+            None => out.push_str(
+                &rest[start..start + FENCE_START.len() + language.len() + 2 + end + FENCE_END.len()],
+            ),
+        }
+        rest = &code_and_rest[end + FENCE_END.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn highlight(language: &str, code: &str) -> Option<String> {
+    let syntaxes = syntaxes();
+    let syntax = syntaxes
+        .find_syntax_by_token(language)
+        .or_else(|| match language {
+            "toml" => syntaxes.find_syntax_by_extension("yaml"),
+            "sh" | "shell" | "console" => syntaxes.find_syntax_by_extension("sh"),
+            _ => None,
+        })?;
+    let mut generator = ClassedHTMLGenerator::new_with_class_style(
+        syntax,
+        syntaxes,
+        ClassStyle::SpacedPrefixed { prefix: "hl-" },
+    );
+    for line in LinesWithEndings::from(code) {
+        generator.parse_html_for_line_which_includes_newline(line).ok()?;
+    }
+    Some(generator.finalize())
+}
+
+/// Undoes the escaping the Markdown compiler applied to code.
+fn unescape(escaped: &str) -> String {
+    escaped
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn html(source: &str) -> String {
+        compile_markdown(source, MarkdownOptions::default())
+            .expect("compiles")
+            .html
+    }
+
+    #[test]
+    fn gfm_tables_and_strikethrough_compile() {
+        let out = html("| a | b |\n| - | - |\n| 1 | 2 |\n\n~~gone~~");
+        assert!(out.contains("<table>") && out.contains("<td>1</td>"), "{out}");
+        assert!(out.contains("<del>gone</del>"), "{out}");
+    }
+
+    #[test]
+    fn raw_html_is_shown_as_text_unless_allowed() {
+        let source = "<script>alert(1)</script>\n\n[x](javascript:alert(1))";
+        let safe = html(source);
+        assert!(
+            !safe.contains("<script>") && safe.contains("&lt;script&gt;"),
+            "{safe}"
+        );
+        assert!(!safe.contains("javascript:"), "{safe}");
+        let trusted = compile_markdown(
+            "<div class=\"note\">hi</div>",
+            MarkdownOptions {
+                allow_raw_html: true,
+                ..MarkdownOptions::default()
+            },
+        )
+        .expect("compiles");
+        assert!(trusted.html.contains("<div class=\"note\">hi</div>"));
+    }
+
+    #[test]
+    fn known_languages_are_highlighted_with_classes_and_stay_escaped() {
+        let out = html("```rust\nfn main() { let s = \"<b>\"; }\n```");
+        assert!(
+            out.starts_with("<pre class=\"code\"><code class=\"language-rust\">"),
+            "{out}"
+        );
+        assert!(out.contains("class=\"hl-"), "{out}");
+        assert!(out.contains("&lt;b&gt;") && !out.contains("<b>"), "{out}");
+        assert!(!out.contains("style="), "no inline styles: {out}");
+    }
+
+    #[test]
+    fn unknown_languages_are_left_as_plain_code() {
+        let out = html("```nosuchlang\na < b\n```");
+        assert_eq!(
+            out,
+            "<pre><code class=\"language-nosuchlang\">a &lt; b\n</code></pre>"
+        );
+    }
+
+    #[test]
+    fn the_teaser_stops_at_the_first_second_level_heading() {
+        let compiled =
+            compile_markdown("Intro.\n\n## Details\n\nMore.", MarkdownOptions::default()).expect("ok");
+        assert_eq!(compiled.teaser_html, "<p>Intro.</p>");
+        assert!(compiled.html.contains("More."));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_with_the_sizes() {
+        let error = compile_markdown(
+            &"a".repeat(2048),
+            MarkdownOptions {
+                max_bytes: 1024,
+                allow_raw_html: false,
+            },
+        )
+        .expect_err("too large");
+        assert_eq!(
+            error.to_string(),
+            "the Markdown is 2048 bytes; the limit is 1024 bytes"
+        );
+    }
+
+    #[test]
+    fn images_load_lazily() {
+        assert!(html("![a diagram](/static/x.svg)").contains("<img loading=\"lazy\" src=\"/static/x.svg\""));
+    }
+}
