@@ -36,6 +36,28 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Manage content.
+    Content {
+        #[command(subcommand)]
+        action: ContentAction,
+    },
+    /// Load sample data into the database.
+    Seed {
+        /// The demo content written for Lectern: series, episodes, articles.
+        #[arg(long, required = true)]
+        demo: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContentAction {
+    /// Import a folder of Markdown files with TOML front matter
+    /// (series/*.md, episodes/*.md, articles/*.md), upserting by slug.
+    /// Every file is checked first; on any error nothing is written.
+    Import {
+        /// The folder to import.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +78,10 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => startup::serve(settings).map(|()| None),
         Command::Migrate => startup::migrate(settings).map(Some),
+        Command::Content {
+            action: ContentAction::Import { dir },
+        } => startup::import_content(settings, dir).map(Some),
+        Command::Seed { demo: _ } => startup::seed_demo(settings).map(Some),
         Command::Config {
             action: ConfigAction::Show,
         } => Ok(Some(format!(

@@ -7,7 +7,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::{Figment, Metadata, Source};
@@ -63,6 +62,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub supervisor: SupervisorSettings,
+    pub cache: CacheSettings,
+    pub content: ContentSettings,
     pub renderer: RendererSettings,
     pub stripe: StripeSettings,
     pub pricing: PricingSettings,
@@ -78,6 +79,7 @@ fn default_environment() -> Environment {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
+    pub public_url: String,
     pub data_dir: PathBuf,
     pub workers: usize,
     pub max_body_bytes: usize,
@@ -115,6 +117,21 @@ pub struct LogSettings {
 pub struct SupervisorSettings {
     pub max_restarts: u32,
     pub within_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub capacity_mb: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentSettings {
+    pub max_markdown_kb: usize,
+    pub allow_raw_html: bool,
+    pub demo_when_empty: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -378,6 +395,22 @@ impl Settings {
         if self.server.data_dir.as_os_str().is_empty() {
             return fail("server.data_dir", "must not be empty");
         }
+        let public_url = &self.server.public_url;
+        if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
+            || public_url.ends_with('/')
+            || public_url.contains(char::is_whitespace)
+        {
+            return fail(
+                "server.public_url",
+                "must be an http:// or https:// URL without a trailing slash",
+            );
+        }
+        if self.cache.capacity_mb == 0 || self.cache.capacity_mb > 65_536 {
+            return fail("cache.capacity_mb", "must be between 1 and 65536");
+        }
+        if self.content.max_markdown_kb == 0 || self.content.max_markdown_kb > 16_384 {
+            return fail("content.max_markdown_kb", "must be between 1 and 16384");
+        }
         if self.supervisor.max_restarts == 0 {
             return fail("supervisor.max_restarts", "must be at least 1");
         }
@@ -408,8 +441,12 @@ impl Settings {
         self.data_path(&self.log.file)
     }
 
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.server.shutdown_timeout_secs)
+    /// How Markdown is compiled at import.
+    pub fn markdown_options(&self) -> lectern_actors::content::markdown::MarkdownOptions {
+        lectern_actors::content::markdown::MarkdownOptions {
+            max_bytes: self.content.max_markdown_kb * 1024,
+            allow_raw_html: self.content.allow_raw_html,
+        }
     }
 
     /// The configuration as TOML, secrets redacted (`lectern config show`).

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod errors;
 pub mod middleware;
 pub mod ops;
+pub mod pages;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub fn get_or_head() -> Route {
 /// Every route, area by area; unknown paths get the 404 page.
 pub fn routes(cfg: &mut ServiceConfig) {
     ops::routes(cfg);
+    pages::routes(cfg);
     assets::routes(cfg);
     cfg.default_service(web::to(errors::not_found));
 }

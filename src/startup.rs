@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
+use lectern_actors::cache::PageTable;
+use lectern_actors::content::demo::demo_files;
+use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportError, ImportReport};
+use lectern_actors::content::{self};
 use lectern_actors::events::Event;
 use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
@@ -43,6 +47,8 @@ pub enum StartupError {
     Server(std::io::Error),
     #[error("escalation: {0}")]
     Escalated(String),
+    #[error("{0}")]
+    Import(#[from] ImportError),
 }
 
 /// Lectern's HTTP server and actors, bound and ready to run.
@@ -61,11 +67,16 @@ impl Application {
         database: DbConfig,
         log: Logger,
     ) -> Result<Application, StartupError> {
-        let pool = store::connect_pool(database, settings.database.pool_size)?;
+        let pool = store::connect_pool(database.clone(), settings.database.pool_size)?;
         let report = store::migrate(&pool).await?;
         for migration in &report.applied {
             info!(log, "migration applied"; "migration" => migration);
         }
+        if settings.content.demo_when_empty && !content::has_content(&pool).await? {
+            let report = import_demo(&pool, &settings).await?;
+            info!(log, "the database had no content: demo content imported"; "items" => report.changed.len());
+        }
+        let pages = PageTable::new(settings.cache.capacity_mb * 1024 * 1024);
 
         let actors = Arc::new(RootSupervisor::start(
             &SupervisorConfig {
@@ -76,6 +87,8 @@ impl Application {
                 render_threads: threads_or_cores(settings.renderer.threads),
             },
             pool.clone(),
+            database,
+            pages,
             log.clone(),
         )?);
 
@@ -261,19 +274,54 @@ fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReop
     });
 }
 
-/// `lectern migrate`: applies pending migrations and says what it did.
-pub fn migrate(settings: Settings) -> Result<String, StartupError> {
+async fn import_demo(pool: &DbPool, settings: &Settings) -> Result<ImportReport, StartupError> {
+    let bundle = parse_files(&demo_files(), settings.markdown_options())?;
+    Ok(import_bundle(pool, &bundle).await?)
+}
+
+/// Runs `work` against the configured (or embedded) database, migrated,
+/// for a one-off command.
+fn with_database<T, F, Fut>(settings: Settings, work: F) -> Result<T, StartupError>
+where
+    F: FnOnce(DbPool, Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StartupError>>,
+{
     let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
     let (database, mut embedded) = open_database(&settings, &telemetry.log)?;
     let outcome = actix_rt::System::new().block_on(async {
         ensure_embedded_database(&embedded).await?;
-        let pool = store::connect_pool(database, 1)?;
-        Ok::<_, StartupError>(store::migrate(&pool).await?)
+        let pool = store::connect_pool(database, 2)?;
+        work(pool, settings).await
     });
     if let Some(server) = embedded.as_mut() {
         server.stop();
     }
-    let report = outcome?;
+    outcome
+}
+
+/// `lectern content import DIR`: imports a folder of content, all or nothing.
+pub fn import_content(settings: Settings, dir: std::path::PathBuf) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        let report = import_dir(&pool, &dir, settings.markdown_options()).await?;
+        Ok(report.to_string())
+    })
+}
+
+/// `lectern seed --demo`: imports the built-in demo content.
+pub fn seed_demo(settings: Settings) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        Ok(import_demo(&pool, &settings).await?.to_string())
+    })
+}
+
+/// `lectern migrate`: applies pending migrations and says what it did.
+pub fn migrate(settings: Settings) -> Result<String, StartupError> {
+    let report = with_database(
+        settings,
+        |pool, _| async move { Ok(store::migrate(&pool).await?) },
+    )?;
     Ok(if report.applied.is_empty() {
         format!("The database is current (version {}).", report.current_version)
     } else {

@@ -10,6 +10,7 @@ use handlebars::{handlebars_helper, Handlebars};
 use rust_embed::RustEmbed;
 
 use crate::assets::asset_url;
+use crate::cache::CachedPage;
 use crate::supervision::{guard, ActorStats, Crashed, SupervisedActor};
 
 /// The templates; embedded in release builds, read from disk in debug builds.
@@ -39,7 +40,13 @@ pub fn compile_templates() -> Result<Handlebars<'static>, RenderError> {
     let mut registry = Handlebars::new();
     registry.set_strict_mode(true);
     handlebars_helper!(asset: |path: str| asset_url(path));
+    handlebars_helper!(date: |rfc3339: str| format_date(rfc3339, LONG_DATE));
+    handlebars_helper!(iso_date: |rfc3339: str| format_date(rfc3339, ISO_DATE));
+    handlebars_helper!(duration: |secs: i64| format_duration(secs));
     registry.register_helper("asset_url", Box::new(asset));
+    registry.register_helper("date", Box::new(date));
+    registry.register_helper("iso_date", Box::new(iso_date));
+    registry.register_helper("duration", Box::new(duration));
     registry
         .register_embed_templates_with_extension::<Templates>(".hbs")
         .map_err(|e| RenderError::Template(Box::new(e)))?;
@@ -47,6 +54,30 @@ pub fn compile_templates() -> Result<Handlebars<'static>, RenderError> {
 }
 
 /// One worker of the pool; the compiled templates are shared by all workers.
+const LONG_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[day padding:none] [month repr:long] [year]");
+const ISO_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// An RFC 3339 date as `format` shows it; anything else is shown unchanged.
+fn format_date(rfc3339: &str, format: &[time::format_description::BorrowedFormatItem<'static>]) -> String {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|date| date.format(format).ok())
+        .unwrap_or_else(|| rfc3339.to_owned())
+}
+
+/// Seconds as `M:SS`, or `H:MM:SS` from an hour on.
+pub fn format_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
 pub struct Renderer {
     templates: Arc<Handlebars<'static>>,
     stats: Arc<ActorStats>,
@@ -82,18 +113,47 @@ impl SupervisedActor for Renderer {
     }
 }
 
-/// Render `template` with `data` into a string.
+/// Render a whole response: the template with its data, and (when it will
+/// be cached) its gzip and brotli encodings, all on this pool's threads.
 #[derive(Message)]
-#[rtype(result = "Result<String, RenderError>")]
-pub struct Render {
+#[rtype(result = "Result<Arc<CachedPage>, RenderError>")]
+pub struct RenderPage {
     pub template: &'static str,
     pub data: serde_json::Value,
+    pub status: u16,
+    pub content_type: &'static str,
+    /// What the page shows, for invalidation.
+    pub topics: Vec<String>,
+    /// Compress for the cache, or not (a page served once).
+    pub compress: bool,
 }
 
-impl Handler<Render> for Renderer {
-    type Result = Result<String, RenderError>;
+impl Handler<RenderPage> for Renderer {
+    type Result = Result<Arc<CachedPage>, RenderError>;
 
-    fn handle(&mut self, msg: Render, ctx: &mut SyncContext<Self>) -> Self::Result {
-        guard(self, ctx, "Render", |act, _| act.render(msg.template, &msg.data))?
+    fn handle(&mut self, msg: RenderPage, ctx: &mut SyncContext<Self>) -> Self::Result {
+        guard(self, ctx, "RenderPage", |act, _| {
+            let body = act.render(msg.template, &msg.data)?;
+            Ok(Arc::new(if msg.compress {
+                CachedPage::build(msg.status, msg.content_type, body, msg.topics)
+            } else {
+                CachedPage::uncompressed(msg.status, msg.content_type, body)
+            }))
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_durations_read_naturally() {
+        assert_eq!(format_date("2026-03-04T09:00:00Z", LONG_DATE), "4 March 2026");
+        assert_eq!(format_date("2026-03-04T09:00:00Z", ISO_DATE), "2026-03-04");
+        assert_eq!(format_date("not a date", ISO_DATE), "not a date");
+        assert_eq!(format_duration(754), "12:34");
+        assert_eq!(format_duration(3723), "1:02:03");
+        assert_eq!(format_duration(-5), "0:00");
     }
 }

@@ -8,8 +8,10 @@ use actix::prelude::*;
 use deadpool_postgres::Pool;
 use slog::{warn, Logger};
 
+use crate::cache::{PageCache, PageTable};
 use crate::events::{Event, EventLog, Flush, Record};
 use crate::render::{compile_templates, RenderError, Renderer};
+use crate::store::DbConfig;
 use crate::supervision::{ActorReport, Child, RestartPolicy, Tree};
 
 /// How often the watchdog looks for actors that died outside a guarded handler.
@@ -35,19 +37,29 @@ pub struct RootSupervisor {
     tree: Arc<Tree>,
     pub event_log: Arc<Child<EventLog>>,
     pub renderer: Arc<Child<Renderer>>,
-    event_log_arbiter: Arbiter,
+    pub page_cache: Arc<Child<PageCache>>,
+    /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
+    pub pages: Arc<PageTable>,
+    arbiters: Vec<Arbiter>,
     log: Logger,
 }
 
 impl RootSupervisor {
     /// Starts every actor, in order. Must run inside an actix `System`.
-    pub fn start(config: &SupervisorConfig, pool: Pool, log: Logger) -> Result<RootSupervisor, StartError> {
+    pub fn start(
+        config: &SupervisorConfig,
+        pool: Pool,
+        database: DbConfig,
+        pages: Arc<PageTable>,
+        log: Logger,
+    ) -> Result<RootSupervisor, StartError> {
         let tree = Tree::new(config.policy, log.clone());
 
         // 1. EventLog first: the others record into it.
         let event_log_arbiter = Arbiter::new();
+        let event_log_pool = pool.clone();
         let event_log = tree.supervise("event_log", event_log_arbiter.handle(), move |stats| {
-            EventLog::new(pool.clone(), stats)
+            EventLog::new(event_log_pool.clone(), stats)
         });
 
         // 2. The Renderer pool; templates are compiled once, here, so that a
@@ -57,12 +69,28 @@ impl RootSupervisor {
             Renderer::new(Arc::clone(&templates), stats)
         });
 
+        // 3. PageCache: invalidation, and the listener for other nodes' changes.
+        let page_cache_arbiter = Arbiter::new();
+        let cache_table = Arc::clone(&pages);
+        let cache_log = log.clone();
+        let page_cache = tree.supervise("page_cache", page_cache_arbiter.handle(), move |stats| {
+            PageCache::new(
+                Arc::clone(&cache_table),
+                database.clone(),
+                pool.clone(),
+                stats,
+                cache_log.clone(),
+            )
+        });
+
         tree.watch(WATCHDOG_EVERY);
         Ok(RootSupervisor {
             tree,
             event_log,
             renderer,
-            event_log_arbiter,
+            page_cache,
+            pages,
+            arbiters: vec![event_log_arbiter, page_cache_arbiter],
             log,
         })
     }
@@ -90,6 +118,8 @@ impl RootSupervisor {
             Ok(Err(e)) => warn!(self.log, "event log unreachable at shutdown"; "error" => %e),
             Err(_) => warn!(self.log, "event log flush timed out at shutdown"),
         }
-        self.event_log_arbiter.stop();
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
     }
 }

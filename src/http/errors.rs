@@ -1,14 +1,19 @@
-//! Error pages: the templated 404, and a helper that renders any error page
-//! on the Renderer pool, with a plain fallback when the Renderer is away.
+//! Error pages: 404, 503 (database unreachable) and 500, rendered on the
+//! Renderer pool with the site's layout, with a plain fallback when the
+//! Renderer itself is away. Error pages are never cached.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use lectern_actors::render::{Render, RenderError};
-use serde_json::json;
+use lectern_actors::render::{RenderError, RenderPage};
+use serde_json::{json, Value};
 use slog::error;
 
 use super::middleware::RequestId;
+use super::pages::{layout_data, Meta};
 use super::AppState;
+
+/// What a 503 asks clients to wait before trying again.
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// The default service: any path no route claims.
 pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -17,42 +22,72 @@ pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 
 pub async fn not_found_page(req: &HttpRequest, state: &AppState) -> HttpResponse {
     let data = json!({ "path": req.path() });
-    render_page(req, state, StatusCode::NOT_FOUND, "pages/not_found", data).await
+    render_error_page(
+        req,
+        state,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "pages/not_found",
+        data,
+    )
+    .await
 }
 
-/// Renders `template` as a whole page with `status`.
-pub async fn render_page(
+/// Renders an error page with `status` and `title`; `data` is the template's own data.
+pub async fn render_error_page(
     req: &HttpRequest,
     state: &AppState,
     status: StatusCode,
+    title: &str,
     template: &'static str,
-    data: serde_json::Value,
+    data: Value,
 ) -> HttpResponse {
+    let meta = Meta::new(title, title, req.path());
+    let data = match data {
+        Value::Object(map) => map,
+        _ => Default::default(),
+    };
     let rendered = state
         .actors
         .renderer
-        .send(Render { template, data })
+        .send(RenderPage {
+            template,
+            data: layout_data(state, meta, data),
+            status: status.as_u16(),
+            content_type: "text/html; charset=utf-8",
+            topics: Vec::new(),
+            compress: false,
+        })
         .await
         .unwrap_or(Err(RenderError::Unavailable));
     let html = match rendered {
-        Ok(html) => html,
+        Ok(page) => page.identity.clone(),
         Err(e) => {
             let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
             error!(state.log, "cannot render page"; "template" => template, "error" => %e,
                 "request_id" => request_id);
-            fallback_page(status)
+            fallback_page(status).into()
         }
     };
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
         .body(html)
 }
 
-/// A page that needs nothing but this function.
+/// The 500 page: it needs nothing that might itself be failing.
+pub fn server_error_page() -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(fallback_page(StatusCode::INTERNAL_SERVER_ERROR))
+}
+
 fn fallback_page(status: StatusCode) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
     format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{reason}</title>\
-         <h1>{reason}</h1><p><a href=\"/\">Lectern home</a></p></html>"
+         <h1>{reason}</h1><p>Something went wrong on our side. Please try again in a moment.</p>\
+         <p><a href=\"/\">Lectern home</a></p></html>"
     )
 }

@@ -14,6 +14,9 @@ use figment::Figment;
 use lectern::config::{Environment, Settings, DEFAULT_TOML};
 use lectern::startup::Application;
 use lectern::telemetry;
+use lectern_actors::content::demo::demo_files;
+use lectern_actors::content::import::{import_bundle, parse_files};
+use lectern_actors::content::markdown::MarkdownOptions;
 use lectern_actors::store::embedded::EmbeddedPostgres;
 use lectern_actors::store::{self, quote_ident, DbConfig, DbPool};
 use tempfile::TempDir;
@@ -21,6 +24,8 @@ use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 
 const TEMPLATE: &str = "lectern_test_template";
+/// The migrated template with the demo content imported.
+const DEMO_TEMPLATE: &str = "lectern_test_demo_template";
 
 /// The PostgreSQL server this test run uses.
 struct TestServer {
@@ -31,6 +36,7 @@ struct TestServer {
 
 static SERVER: OnceLock<TestServer> = OnceLock::new();
 static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
+static DEMO_TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
 
 fn server() -> &'static TestServer {
     SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
@@ -88,37 +94,71 @@ async fn admin_client() -> tokio_postgres::Client {
     client
 }
 
-/// A fresh database, cloned from the migrated template; its connection settings.
-pub async fn fresh_database() -> DbConfig {
+async fn ensure_template() {
     TEMPLATE_READY
         .get_or_init(|| async {
-            let client = admin_client().await;
-            let template = quote_ident(TEMPLATE);
-            for statement in [
-                format!("DROP DATABASE IF EXISTS {template} WITH (FORCE)"),
-                format!("CREATE DATABASE {template}"),
-            ] {
-                client
-                    .batch_execute(&statement)
-                    .await
-                    .expect("cannot create the template database");
-            }
+            recreate(TEMPLATE, None).await;
             let pool = store::connect_pool(config_for(TEMPLATE), 1).expect("pool");
             store::migrate(&pool).await.expect("the migrations apply");
             pool.close();
         })
         .await;
+}
+
+async fn recreate(name: &str, template: Option<&str>) {
+    let client = admin_client().await;
+    let name = quote_ident(name);
+    let create = match template {
+        Some(template) => format!(
+            "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
+            quote_ident(template)
+        ),
+        None => format!("CREATE DATABASE {name}"),
+    };
+    for statement in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), create] {
+        client
+            .batch_execute(&statement)
+            .await
+            .expect("cannot create a template database");
+    }
+}
+
+async fn clone_of(template: &str) -> DbConfig {
     let name = format!("lectern_test_{}", uuid::Uuid::new_v4().simple());
     admin_client()
         .await
         .batch_execute(&format!(
             "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY",
             quote_ident(&name),
-            quote_ident(TEMPLATE)
+            quote_ident(template)
         ))
         .await
         .expect("cannot clone the template database");
     config_for(&name)
+}
+
+/// A fresh database, migrated, with no content; its connection settings.
+pub async fn fresh_database() -> DbConfig {
+    ensure_template().await;
+    clone_of(TEMPLATE).await
+}
+
+/// A fresh database with the demo content.
+pub async fn demo_database() -> DbConfig {
+    ensure_template().await;
+    DEMO_TEMPLATE_READY
+        .get_or_init(|| async {
+            recreate(DEMO_TEMPLATE, Some(TEMPLATE)).await;
+            let pool = store::connect_pool(config_for(DEMO_TEMPLATE), 1).expect("pool");
+            let bundle =
+                parse_files(&demo_files(), MarkdownOptions::default()).expect("the demo content is valid");
+            import_bundle(&pool, &bundle)
+                .await
+                .expect("the demo content imports");
+            pool.close();
+        })
+        .await;
+    clone_of(DEMO_TEMPLATE).await
 }
 
 /// Runs `sql` on the server's maintenance database (for what cannot be
@@ -199,6 +239,7 @@ pub fn test_settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
 /// A running Lectern with its own database.
 pub struct TestApp {
     pub address: String,
+    pub database: DbConfig,
     pub client: reqwest::Client,
     pub pool: DbPool,
     pub log_file: PathBuf,
@@ -212,13 +253,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(fresh_database().await, overrides).await
+}
+
+/// Lectern on a database with the demo content.
+pub async fn spawn_demo_app() -> TestApp {
+    spawn_app_on(demo_database().await, &[]).await
+}
+
+/// Lectern on the given database (two apps on one database are two nodes).
+pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let settings = test_settings(data_dir.path(), overrides);
     let log_file = settings.log_file();
     let telemetry = telemetry::init(&settings).expect("log file");
-    let database = fresh_database().await;
     let pool = store::connect_pool(database.clone(), 2).expect("pool");
-    let app = Application::build(settings, database, telemetry.log.clone())
+    let app = Application::build(settings, database.clone(), telemetry.log.clone())
         .await
         .expect("Lectern starts");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -226,6 +276,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     actix_rt::spawn(app.run_until_stopped());
     TestApp {
         address,
+        database,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -4,11 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod content;
 mod embedded;
 mod events;
 mod helpers;
 mod middleware;
 mod ops;
+mod page_cache;
+mod pages;
+mod snapshots;
 mod static_files;
 mod store;
 mod supervision;

@@ -784,8 +784,9 @@ async fn upsert_episode(
     let upserted = txn
         .query_opt(
             "INSERT INTO episodes (slug, number, title, summary, body_source, body_html, teaser_html, \
-                duration_secs, video_url, poster_url, access, status, published_at, series_id, series_position) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                duration_secs, video_url, poster_url, access, status, published_at, series_id, series_position, \
+                updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($13, now())) \
              ON CONFLICT (slug) DO UPDATE SET number = EXCLUDED.number, title = EXCLUDED.title, \
                summary = EXCLUDED.summary, body_source = EXCLUDED.body_source, body_html = EXCLUDED.body_html, \
                teaser_html = EXCLUDED.teaser_html, duration_secs = EXCLUDED.duration_secs, \
@@ -859,8 +860,8 @@ async fn upsert_article(
     let status = c.status();
     let upserted = txn
         .query_opt(
-            "INSERT INTO articles (slug, title, summary, body_source, body_html, status, published_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO articles (slug, title, summary, body_source, body_html, status, published_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($7, now())) \
              ON CONFLICT (slug) DO UPDATE SET title = EXCLUDED.title, summary = EXCLUDED.summary, \
                body_source = EXCLUDED.body_source, body_html = EXCLUDED.body_html, status = EXCLUDED.status, \
                published_at = EXCLUDED.published_at, updated_at = now() \

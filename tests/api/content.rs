@@ -1,0 +1,154 @@
+//! Content import through `lectern content import DIR`: idempotent, all or
+//! nothing, with errors that name the file and line; and the demo content
+//! that an empty development database gets.
+
+use std::path::Path;
+
+use crate::helpers::{conninfo, fresh_database, lectern_command, spawn_app_with};
+
+const SERIES: &str =
+    "+++\ntitle = \"Tiny series\"\nsummary = \"Two episodes.\"\nposition = 1\n+++\nA series for the tests.\n";
+
+fn episode(number: u32, position: u32, title: &str) -> String {
+    format!(
+        "+++\ntitle = \"{title}\"\nsummary = \"About {title}.\"\nnumber = {number}\nseries = \"tiny\"\nposition = {position}\n\
+         duration = \"10:00\"\nvideo = \"https://v.example/{number}.mp4\"\naccess = \"free\"\n\
+         published_at = \"2026-01-0{number}T09:00:00Z\"\ntags = [\"testing\"]\n+++\n## {title}\n\nNotes.\n"
+    )
+}
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+async fn count(database: &tokio_postgres::Config, table: &str) -> i64 {
+    let (client, connection) = database.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn import(database: &tokio_postgres::Config, folder: &Path) -> std::process::Output {
+    let work = tempfile::tempdir().unwrap();
+    lectern_command(work.path())
+        .env("DATABASE_URL", conninfo(database))
+        .arg("content")
+        .arg("import")
+        .arg(folder)
+        .output()
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn importing_twice_writes_once() {
+    let database = fresh_database().await;
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "series/tiny.md", SERIES);
+    write(
+        folder.path(),
+        "episodes/first-steps.md",
+        &episode(1, 1, "First steps"),
+    );
+    write(
+        folder.path(),
+        "episodes/second-steps.md",
+        &episode(2, 2, "Second steps"),
+    );
+
+    let first = import(&database, folder.path());
+    let second = import(&database, folder.path());
+
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.starts_with("Read 1 series, 2 episodes, 0 articles; 3 changed"),
+        "{first}"
+    );
+    let second = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.starts_with("Read 1 series, 2 episodes, 0 articles; 0 changed"),
+        "{second}"
+    );
+    assert_eq!(count(&database, "episodes").await, 2);
+    assert_eq!(count(&database, "tags").await, 1);
+}
+
+#[actix_rt::test]
+async fn one_bad_file_stops_the_import_and_says_where() {
+    let database = fresh_database().await;
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "series/tiny.md", SERIES);
+    write(
+        folder.path(),
+        "episodes/first-steps.md",
+        &episode(1, 1, "First steps"),
+    );
+    write(
+        folder.path(),
+        "episodes/broken.md",
+        &episode(2, 2, "Broken").replace("access = \"free\"", "access = \"sometimes\""),
+    );
+
+    let output = import(&database, folder.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 file(s) cannot be imported; nothing was written"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("episodes/broken.md:9: unknown variant `sometimes`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&database, "episodes").await,
+        0,
+        "the good file was not written either"
+    );
+    assert_eq!(count(&database, "series").await, 0);
+}
+
+#[actix_rt::test]
+async fn a_number_taken_by_another_episode_is_a_clear_conflict() {
+    let database = fresh_database().await;
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "series/tiny.md", SERIES);
+    write(
+        folder.path(),
+        "episodes/first-steps.md",
+        &episode(1, 1, "First steps"),
+    );
+    assert!(import(&database, folder.path()).status.success());
+
+    let later = tempfile::tempdir().unwrap();
+    write(later.path(), "episodes/usurper.md", &episode(1, 2, "Usurper"));
+    let output = import(&database, later.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("episode number 1 would be used by more than one episode: first-steps, usurper; nothing was written"),
+        "{stderr}"
+    );
+    assert_eq!(count(&database, "episodes").await, 1);
+}
+
+#[actix_rt::test]
+async fn an_empty_development_database_gets_the_demo_content() {
+    let app = spawn_app_with(&[("content.demo_when_empty", "true")]).await;
+
+    let episodes = app.get("/episodes").await.text().await.unwrap();
+
+    assert!(episodes.contains("/episodes/ownership-and-borrowing") || episodes.contains("/episodes?page=2"));
+    assert!(count(&app.database, "episodes").await >= 30);
+}

@@ -1,0 +1,212 @@
+//! The page cache as visitors meet it: misses then hits, every encoding,
+//! 304s, one render for a crowd of concurrent misses, every node dropping
+//! its copies within a second of a change, and cached pages served while
+//! the database is down.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{demo_database, on_server, spawn_app_on, spawn_demo_app, TestApp};
+
+fn renders(report: &serde_json::Value) -> u64 {
+    report["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "renderer")
+        .unwrap()["handled"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn readyz(app: &TestApp) -> serde_json::Value {
+    app.get("/readyz").await.json().await.unwrap()
+}
+
+#[actix_rt::test]
+async fn the_first_visit_renders_and_the_next_ones_come_from_memory() {
+    let app = spawn_demo_app().await;
+
+    let first = app.get("/episodes/ownership-and-borrowing").await;
+    let second = app.get("/episodes/ownership-and-borrowing").await;
+    let with_tracking_query = app.get("/episodes/ownership-and-borrowing?utm_source=feed").await;
+
+    assert_eq!(first.headers()["x-cache"], "miss");
+    assert_eq!(second.headers()["x-cache"], "hit");
+    assert_eq!(
+        with_tracking_query.headers()["x-cache"],
+        "hit",
+        "unknown parameters share the entry"
+    );
+    assert_eq!(second.headers()["cache-control"], "public, no-cache");
+    assert_eq!(second.headers()["vary"], "Accept-Encoding");
+    assert_eq!(first.text().await.unwrap(), second.text().await.unwrap());
+}
+
+#[actix_rt::test]
+async fn each_encoding_is_served_precompressed_with_its_own_etag() {
+    let app = spawn_demo_app().await;
+    let fetch = |encoding: &'static str| {
+        app.client
+            .get(app.url("/articles/why-we-built-lectern-in-rust"))
+            .header("Accept-Encoding", encoding)
+            .send()
+    };
+    let plain = fetch("identity").await.unwrap();
+    let plain_etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    let plain = plain.text().await.unwrap();
+
+    let gzip = fetch("gzip, deflate").await.unwrap();
+    assert_eq!(gzip.headers()["content-encoding"], "gzip");
+    let gzip_etag = gzip.headers()["etag"].to_str().unwrap().to_owned();
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gzip.bytes().await.unwrap()[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+
+    let brotli = fetch("gzip, deflate, br").await.unwrap();
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    let mut unbrotlied = Vec::new();
+    brotli::BrotliDecompress(&mut &brotli.bytes().await.unwrap()[..], &mut unbrotlied).unwrap();
+
+    assert_eq!(unzipped, plain);
+    assert_eq!(String::from_utf8(unbrotlied).unwrap(), plain);
+    assert_ne!(plain_etag, gzip_etag, "a strong ETag names one representation");
+
+    let revalidated = app
+        .client
+        .get(app.url("/articles/why-we-built-lectern-in-rust"))
+        .header("Accept-Encoding", "gzip")
+        .header("If-None-Match", gzip_etag.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+    assert!(revalidated.bytes().await.unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn a_crowd_arriving_at_a_cold_page_causes_one_render() {
+    let app = spawn_demo_app().await;
+    let before = renders(&readyz(&app).await);
+    // Hold the episodes table, so that every request arrives while the
+    // first one is still waiting for its data.
+    let mut client = app.pool.get().await.unwrap();
+    let lock = client.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE episodes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let crowd: Vec<_> = (0..25)
+        .map(|_| app.client.get(app.url("/episodes/traits-and-generics")).send())
+        .collect();
+    let crowd = futures_util::future::join_all(crowd);
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        lock.rollback().await.unwrap();
+    };
+    let (responses, ()) = tokio::join!(crowd, release);
+
+    for response in responses {
+        let response = response.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-cache"], "miss");
+    }
+    assert_eq!(
+        renders(&readyz(&app).await) - before,
+        1,
+        "one render for 25 concurrent misses"
+    );
+}
+
+async fn wait_for(app: &TestApp, path: &str, text: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let body = app.get(path).await.text().await.unwrap();
+        if body.contains(text) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{text:?} never appeared on {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_change_reaches_every_node_within_a_second() {
+    let database = demo_database().await;
+    let first = spawn_app_on(database.clone(), &[]).await;
+    let second = spawn_app_on(database, &[]).await;
+    for node in [&first, &second] {
+        node.get("/episodes/traits-and-generics").await;
+        node.get("/series/rust-from-scratch").await;
+        assert_eq!(
+            node.get("/episodes/traits-and-generics").await.headers()["x-cache"],
+            "hit"
+        );
+    }
+
+    // The operator renames the episode in the content folder and imports it.
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir(folder.path().join("episodes")).unwrap();
+    let source = include_str!("../../actors/demo/episodes/traits-and-generics.md").replacen(
+        "title = \"",
+        "title = \"Renamed: ",
+        1,
+    );
+    std::fs::write(folder.path().join("episodes/traits-and-generics.md"), source).unwrap();
+    let report = lectern_actors::content::import::import_dir(
+        &first.pool,
+        folder.path(),
+        lectern_actors::content::markdown::MarkdownOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.changed, ["episodes/traits-and-generics"]);
+
+    for node in [&first, &second] {
+        let took = wait_for(node, "/episodes/traits-and-generics", "Renamed: ").await;
+        assert!(took < Duration::from_secs(1), "stale for {took:?}");
+        wait_for(node, "/series/rust-from-scratch", "Renamed: ").await;
+    }
+}
+
+#[actix_rt::test]
+async fn while_the_database_is_down_cached_pages_are_served_and_misses_get_503() {
+    let app = spawn_demo_app().await;
+    app.get("/episodes/ownership-and-borrowing").await;
+    let database = app.database.get_dbname().unwrap().to_owned();
+    on_server(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false")).await;
+    on_server(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    ))
+    .await;
+
+    let cached = app.get("/episodes/ownership-and-borrowing").await;
+    let missed = app.get("/episodes/lifetimes-demystified").await;
+
+    assert_eq!(cached.status(), StatusCode::OK);
+    assert_eq!(cached.headers()["x-cache"], "hit");
+    assert_eq!(missed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(missed.headers()["retry-after"], "5");
+    assert!(missed.text().await.unwrap().contains("briefly unavailable"));
+
+    // The database comes back; so does every page, by itself.
+    on_server(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true")).await;
+    let started = Instant::now();
+    loop {
+        let response = app.get("/episodes/lifetimes-demystified").await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "service did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,38 @@
+//! Snapshots of whole pages rendered from the demo content: a change to a
+//! template or to the content's HTML shows up here for review.
+
+use crate::helpers::{spawn_demo_app, TestApp};
+
+/// The page with the stylesheet's content version blanked, so that a CSS
+/// edit does not change every snapshot.
+async fn snapshot_of(app: &TestApp, path: &str) -> String {
+    let body = app.get(path).await.text().await.unwrap();
+    let marker = "lectern.css?v=";
+    match body.find(marker) {
+        Some(start) => {
+            let version_start = start + marker.len();
+            let version_end = body[version_start..]
+                .find('"')
+                .map_or(body.len(), |i| version_start + i);
+            format!("{}VERSION{}", &body[..version_start], &body[version_end..])
+        }
+        None => body,
+    }
+}
+
+#[actix_rt::test]
+async fn pages_from_the_demo_content() {
+    let app = spawn_demo_app().await;
+    insta::assert_snapshot!("home", snapshot_of(&app, "/").await);
+    insta::assert_snapshot!(
+        "free_episode",
+        snapshot_of(&app, "/episodes/installing-rust-and-cargo").await
+    );
+    insta::assert_snapshot!(
+        "premium_episode",
+        snapshot_of(&app, "/episodes/application-state-and-configuration").await
+    );
+    insta::assert_snapshot!("series", snapshot_of(&app, "/series/async-rust").await);
+    insta::assert_snapshot!("search", snapshot_of(&app, "/search?q=borrow+checker").await);
+    insta::assert_snapshot!("not_found", snapshot_of(&app, "/episodes/no-such-episode").await);
+}
