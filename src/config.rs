@@ -83,6 +83,7 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     pub workers: usize,
     pub max_body_bytes: usize,
+    pub keep_alive_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
 }

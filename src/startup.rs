@@ -163,6 +163,7 @@ fn http_server(
     let max_body = settings.server.max_body_bytes;
     let workers = threads_or_cores(settings.server.workers);
     let shutdown_timeout = settings.server.shutdown_timeout_secs;
+    let keep_alive = std::time::Duration::from_secs(settings.server.keep_alive_secs);
     let state = web::Data::new(AppState {
         settings: Arc::new(settings),
         pool,
@@ -182,6 +183,8 @@ fn http_server(
             .configure(http::routes)
     })
     .workers(workers)
+    .keep_alive(keep_alive)
+    .max_connections(50_000)
     .shutdown_timeout(shutdown_timeout)
     // Lectern handles signals itself (see `serve`), so that shutdown is ordered.
     .disable_signals()

@@ -113,9 +113,11 @@ fn gzip(body: &[u8]) -> Bytes {
 
 fn brotli(body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(body.len() / 3);
+    // Quality 5 is brotli's usual on-the-fly setting: near gzip's speed,
+    // clearly smaller output. (Quality 9 took 10 ms for a 27 KB page.)
     let params = brotli::enc::BrotliEncoderParams {
-        quality: 9,
-        lgwin: 20,
+        quality: 5,
+        lgwin: 22,
         ..Default::default()
     };
     let mut input = body;

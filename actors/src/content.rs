@@ -241,27 +241,35 @@ pub async fn get_home(pool: &Pool) -> Result<Home, StoreError> {
     let client = pool.get().await?;
     let episodes = client
         .query(
-            &format!(
+            &client
+                .prepare_cached(&format!(
                 "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
                  WHERE {} ORDER BY e.published_at DESC, e.number DESC LIMIT 6",
                 visible!("e")
-            ),
+            ))
+                .await?,
             &[],
         )
         .await?;
     let articles = client
         .query(
-            &format!(
-                "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
+            &client
+                .prepare_cached(&format!(
+                    "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
                  ORDER BY a.published_at DESC LIMIT 4",
-                visible!("a")
-            ),
+                    visible!("a")
+                ))
+                .await?,
             &[],
         )
         .await?;
     let series = client
         .query(
-            &format!("{SERIES_SUMMARY_SQL} GROUP BY s.id ORDER BY s.position, s.title"),
+            &client
+                .prepare_cached(&format!(
+                    "{SERIES_SUMMARY_SQL} GROUP BY s.id ORDER BY s.position, s.title"
+                ))
+                .await?,
             &[],
         )
         .await?;
@@ -281,7 +289,12 @@ pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Page<Episode
     let client = pool.get().await?;
     let total: i64 = client
         .query_one(
-            &format!("SELECT count(*) FROM episodes e WHERE {}", visible!("e")),
+            &client
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM episodes e WHERE {}",
+                    visible!("e")
+                ))
+                .await?,
             &[],
         )
         .await?
@@ -291,11 +304,13 @@ pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Page<Episode
     };
     let rows = client
         .query(
-            &format!(
+            &client
+                .prepare_cached(&format!(
                 "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
                  WHERE {} ORDER BY e.published_at DESC, e.number DESC LIMIT $1 OFFSET $2",
                 visible!("e")
-            ),
+            ))
+                .await?,
             &[&PAGE_SIZE, &offset],
         )
         .await?;
@@ -316,8 +331,7 @@ fn page_offset(page: i64, total: i64) -> Option<i64> {
 pub async fn get_episode_by_slug(pool: &Pool, slug: &str) -> Result<Option<Episode>, StoreError> {
     let client = pool.get().await?;
     let row = client
-        .query_opt(
-            &format!(
+        .query_opt(&client.prepare_cached(&format!(
                 "SELECT {EPISODE_SUMMARY_COLUMNS}, e.body_html, e.teaser_html, e.video_url, e.series_position, \
                         prev.slug, prev.title, next.slug, next.title, e.updated_at \
                  FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
@@ -330,7 +344,7 @@ pub async fn get_episode_by_slug(pool: &Pool, slug: &str) -> Result<Option<Episo
                  WHERE e.slug = $1 AND {e}",
                 p = visible!("p"),
                 e = visible!("e")
-            ),
+            )).await?,
             &[&slug],
         )
         .await?;
@@ -361,7 +375,11 @@ pub async fn list_series(pool: &Pool) -> Result<Vec<SeriesSummary>, StoreError> 
     let client = pool.get().await?;
     let rows = client
         .query(
-            &format!("{SERIES_SUMMARY_SQL} GROUP BY s.id ORDER BY s.position, s.title"),
+            &client
+                .prepare_cached(&format!(
+                    "{SERIES_SUMMARY_SQL} GROUP BY s.id ORDER BY s.position, s.title"
+                ))
+                .await?,
             &[],
         )
         .await?;
@@ -376,7 +394,9 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
-            &format!("{SERIES_SUMMARY_SQL} WHERE s.slug = $1 GROUP BY s.id"),
+            &client
+                .prepare_cached(&format!("{SERIES_SUMMARY_SQL} WHERE s.slug = $1 GROUP BY s.id"))
+                .await?,
             &[&slug],
         )
         .await?
@@ -388,16 +408,23 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
         return Ok(None);
     }
     let body: String = client
-        .query_one("SELECT body_html FROM series WHERE slug = $1", &[&slug])
+        .query_one(
+            &client
+                .prepare_cached("SELECT body_html FROM series WHERE slug = $1")
+                .await?,
+            &[&slug],
+        )
         .await?
         .get(0);
     let episodes = client
         .query(
-            &format!(
-                "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e JOIN series s ON s.id = e.series_id \
+            &client
+                .prepare_cached(&format!(
+                    "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e JOIN series s ON s.id = e.series_id \
                  WHERE s.slug = $1 AND {} ORDER BY e.series_position",
-                visible!("e")
-            ),
+                    visible!("e")
+                ))
+                .await?,
             &[&slug],
         )
         .await?;
@@ -413,7 +440,12 @@ pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Page<Article
     let client = pool.get().await?;
     let total: i64 = client
         .query_one(
-            &format!("SELECT count(*) FROM articles a WHERE {}", visible!("a")),
+            &client
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM articles a WHERE {}",
+                    visible!("a")
+                ))
+                .await?,
             &[],
         )
         .await?
@@ -423,11 +455,13 @@ pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Page<Article
     };
     let rows = client
         .query(
-            &format!(
-                "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
+            &client
+                .prepare_cached(&format!(
+                    "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
                  ORDER BY a.published_at DESC LIMIT $1 OFFSET $2",
-                visible!("a")
-            ),
+                    visible!("a")
+                ))
+                .await?,
             &[&PAGE_SIZE, &offset],
         )
         .await?;
@@ -442,11 +476,13 @@ pub async fn get_article_by_slug(pool: &Pool, slug: &str) -> Result<Option<Artic
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            &format!(
-                "SELECT {ARTICLE_SUMMARY_COLUMNS}, a.body_html, a.updated_at FROM articles a \
+            &client
+                .prepare_cached(&format!(
+                    "SELECT {ARTICLE_SUMMARY_COLUMNS}, a.body_html, a.updated_at FROM articles a \
                  WHERE a.slug = $1 AND {}",
-                visible!("a")
-            ),
+                    visible!("a")
+                ))
+                .await?,
             &[&slug],
         )
         .await?;
@@ -462,25 +498,29 @@ pub async fn list_tagged(pool: &Pool, tag: &str) -> Result<Option<Tagged>, Store
     let client = pool.get().await?;
     let episodes = client
         .query(
-            &format!(
+            &client
+                .prepare_cached(&format!(
                 "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
                  WHERE {} AND EXISTS (SELECT 1 FROM episode_tags et JOIN tags t ON t.id = et.tag_id \
                                       WHERE et.episode_id = e.id AND t.slug = $1) \
                  ORDER BY e.published_at DESC",
                 visible!("e")
-            ),
+            ))
+                .await?,
             &[&tag],
         )
         .await?;
     let articles = client
         .query(
-            &format!(
-                "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a \
+            &client
+                .prepare_cached(&format!(
+                    "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a \
                  WHERE {} AND EXISTS (SELECT 1 FROM article_tags at JOIN tags t ON t.id = at.tag_id \
                                       WHERE at.article_id = a.id AND t.slug = $1) \
                  ORDER BY a.published_at DESC",
-                visible!("a")
-            ),
+                    visible!("a")
+                ))
+                .await?,
             &[&tag],
         )
         .await?;
@@ -519,8 +559,9 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
     let client = pool.get().await?;
     let rows = client
         .query(
-            &format!(
-                "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
+            &client
+                .prepare_cached(&format!(
+                    "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
                  SELECT kind, slug, title, snippet FROM ( \
                    SELECT 'episode' AS kind, e.slug, e.title, \
                           ts_headline('english', e.summary || ' ' || e.body_source, q.query, $2) AS snippet, \
@@ -532,9 +573,10 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
                           ts_rank(a.search, q.query), a.published_at \
                    FROM articles a, q WHERE {} AND a.search @@ q.query \
                  ) hits ORDER BY rank DESC, published_at DESC LIMIT 30",
-                visible!("e"),
-                visible!("a")
-            ),
+                    visible!("e"),
+                    visible!("a")
+                ))
+                .await?,
             &[&query, &options],
         )
         .await?;
@@ -579,8 +621,9 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
     let client = pool.get().await?;
     let rows = client
         .query(
-            &format!(
-                "SELECT * FROM ( \
+            &client
+                .prepare_cached(&format!(
+                    "SELECT * FROM ( \
                    SELECT 'episode' AS kind, e.slug, e.title, e.summary, \
                           CASE WHEN e.access = 'premium' THEN e.teaser_html ELSE e.body_html END, \
                           e.published_at, e.updated_at FROM episodes e WHERE {} \
@@ -588,9 +631,10 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
                    SELECT 'article', a.slug, a.title, a.summary, a.body_html, a.published_at, a.updated_at \
                    FROM articles a WHERE {} \
                  ) entries ORDER BY published_at DESC LIMIT $1",
-                visible!("e"),
-                visible!("a")
-            ),
+                    visible!("e"),
+                    visible!("a")
+                ))
+                .await?,
             &[&limit],
         )
         .await?;
@@ -619,8 +663,7 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
 pub async fn list_sitemap_entries(pool: &Pool) -> Result<Vec<SitemapEntry>, StoreError> {
     let client = pool.get().await?;
     let rows = client
-        .query(
-            &format!(
+        .query(&client.prepare_cached(&format!(
                 "SELECT '/episodes/' || e.slug, e.updated_at FROM episodes e WHERE {e} \
                  UNION ALL SELECT '/articles/' || a.slug, a.updated_at FROM articles a WHERE {a} \
                  UNION ALL SELECT '/series/' || s.slug, max(e.updated_at) FROM series s \
@@ -633,7 +676,7 @@ pub async fn list_sitemap_entries(pool: &Pool) -> Result<Vec<SitemapEntry>, Stor
                  ORDER BY 1",
                 e = visible!("e"),
                 a = visible!("a")
-            ),
+            )).await?,
             &[],
         )
         .await?;

@@ -54,6 +54,7 @@ struct Readiness {
     reason: Option<String>,
     checks: Checks,
     actors: Vec<lectern_actors::supervision::ActorReport>,
+    cache: lectern_actors::cache::CacheStats,
 }
 
 #[derive(Serialize)]
@@ -105,6 +106,7 @@ async fn readyz(state: web::Data<AppState>) -> impl Responder {
             actors: actors_check,
         },
         actors,
+        cache: state.actors.pages.stats(),
     };
     let mut response = if body.reason.is_none() {
         HttpResponse::Ok()

@@ -58,10 +58,11 @@ async fn the_embedded_database_lives_and_dies_with_lectern() {
     let mut first = LecternProcess::start(Arc::clone(&data_dir), None);
     assert_eq!(ready(&first).await["status"], "ready");
     assert!(root.join("postgres/PG_VERSION").is_file());
-    assert_eq!(
-        postgres_processes_for(&root).len(),
-        1,
-        "one postmaster, named by its data dir"
+    // A backend that has just forked still shows the postmaster's command
+    // line for a moment, so count "some", not "one".
+    assert!(
+        !postgres_processes_for(&root).is_empty(),
+        "PostgreSQL runs on that data dir"
     );
 
     first.signal(Signal::SIGINT);

@@ -42,7 +42,20 @@ async fn the_first_visit_renders_and_the_next_ones_come_from_memory() {
     );
     assert_eq!(second.headers()["cache-control"], "public, no-cache");
     assert_eq!(second.headers()["vary"], "Accept-Encoding");
-    assert_eq!(first.text().await.unwrap(), second.text().await.unwrap());
+    let body = first.text().await.unwrap();
+    assert_eq!(body, second.text().await.unwrap());
+    let cache = &readyz(&app).await["cache"];
+    assert_eq!(
+        (cache["hits"].as_u64(), cache["misses"].as_u64()),
+        (Some(2), Some(1)),
+        "{cache}"
+    );
+    assert_eq!(cache["entries"], 1);
+    let bytes = cache["bytes"].as_u64().unwrap();
+    assert!(
+        bytes > body.len() as u64 + 1000,
+        "every encoding is counted: {cache}"
+    );
 }
 
 #[actix_rt::test]

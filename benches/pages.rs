@@ -1,0 +1,132 @@
+//! What a page costs Lectern, piece by piece: a cache hit, a miss (the
+//! database query, the template render, the compression for the cache), and
+//! Markdown compilation at import. The first row is a reference in the same
+//! run, copying the page's body, so that figures can be read as ratios on
+//! any machine. The miss path reads a real PostgreSQL: a private one is
+//! started from the system's binaries, with the demo content.
+//!
+//! Run: `cargo bench --bench pages`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lectern_actors::cache::{CachedPage, PageKey, PageTable, ViewerClass};
+use lectern_actors::content::demo::demo_files;
+use lectern_actors::content::import::{import_bundle, parse_files};
+use lectern_actors::content::markdown::{compile_markdown, MarkdownOptions};
+use lectern_actors::content::{self};
+use lectern_actors::render::compile_templates;
+use lectern_actors::store::{self, embedded::EmbeddedPostgres};
+use serde_json::json;
+
+const EPISODE: &str = "ownership-and-borrowing";
+
+/// The episode page's data, shaped as the page handler shapes it.
+fn page_data(episode: &content::Episode) -> serde_json::Value {
+    json!({
+        "site": { "name": "Lectern", "public_url": "https://lectern.example" },
+        "page": { "title": episode.summary.title, "description": episode.summary.summary,
+                  "path": format!("/episodes/{}", episode.summary.slug), "og_type": "video.episode",
+                  "og_image": episode.summary.poster_url },
+        "viewer": { "class": "anonymous", "subscriber": false },
+        "episode": episode,
+        "can_watch": true,
+    })
+}
+
+/// About 20 KB of real show notes: the demo episodes' Markdown, joined.
+fn large_episode_markdown() -> String {
+    let mut source = String::new();
+    for file in demo_files()
+        .iter()
+        .filter(|f| f.path.starts_with("demo/episodes"))
+    {
+        let body = file.text.splitn(3, "+++").nth(2).unwrap_or_default();
+        source.push_str(body);
+        if source.len() >= 20_000 {
+            break;
+        }
+    }
+    source
+}
+
+fn pages(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::path::PathBuf::from(format!("/tmp/lectern-bench-{}", std::process::id()));
+    let mut server =
+        EmbeddedPostgres::start(&dir.join("data"), &dir.join("postgres.log")).expect("PostgreSQL starts");
+    let pool = runtime.block_on(async {
+        store::ensure_database(&server.config("postgres"), "bench")
+            .await
+            .expect("database");
+        let pool = store::connect_pool(server.config("bench"), 2).expect("pool");
+        store::migrate(&pool).await.expect("migrations");
+        let bundle = parse_files(&demo_files(), MarkdownOptions::default()).expect("demo content");
+        import_bundle(&pool, &bundle).await.expect("import");
+        pool
+    });
+    let templates = compile_templates().expect("templates");
+    let episode = runtime
+        .block_on(content::get_episode_by_slug(&pool, EPISODE))
+        .expect("query")
+        .expect("the episode exists");
+    let data = page_data(&episode);
+    let html = templates.render("pages/episode", &data).expect("render");
+    let page = Arc::new(CachedPage::build(200, "text/html", html.clone(), Vec::new()));
+    let table = PageTable::new(64 * 1024 * 1024);
+    let key = PageKey {
+        path: format!("/episodes/{EPISODE}"),
+        viewer: ViewerClass::Anonymous,
+    };
+    runtime.block_on(async {
+        let _ = table
+            .get_or_render(&key, async { Ok::<_, ()>(Arc::clone(&page)) })
+            .await;
+    });
+    let markdown = large_episode_markdown();
+
+    let mut group = c.benchmark_group("pages");
+    group.bench_function(
+        format!("reference: copy the {} KB page", html.len() / 1024),
+        |b| b.iter(|| black_box(html.as_bytes().to_vec())),
+    );
+    group.bench_function("hit: look up the cached entry", |b| {
+        b.iter(|| table.get(black_box(&key)))
+    });
+    group.bench_function("miss: query the episode", |b| {
+        b.iter(|| runtime.block_on(content::get_episode_by_slug(&pool, black_box(EPISODE))))
+    });
+    group.bench_function("miss: render the episode page", |b| {
+        b.iter(|| templates.render("pages/episode", black_box(&data)))
+    });
+    group.bench_function("miss: compress for the cache (gzip and brotli)", |b| {
+        b.iter(|| CachedPage::build(200, "text/html", black_box(html.clone()), Vec::new()))
+    });
+    group.bench_function("miss: query, render, compress", |b| {
+        b.iter(|| {
+            let episode = runtime
+                .block_on(content::get_episode_by_slug(&pool, EPISODE))
+                .expect("query")
+                .expect("episode");
+            let html = templates
+                .render("pages/episode", &page_data(&episode))
+                .expect("render");
+            CachedPage::build(200, "text/html", html, Vec::new())
+        })
+    });
+    group.bench_function(
+        format!("import: compile {} KB of Markdown", markdown.len() / 1024),
+        |b| b.iter(|| compile_markdown(black_box(&markdown), MarkdownOptions::default())),
+    );
+    group.finish();
+    pool.close();
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, pages);
+criterion_main!(benches);
