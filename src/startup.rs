@@ -2,7 +2,6 @@
 //! migrations, the actors, the HTTP server, signals, and the order in which
 //! all of it shuts down.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,13 +91,7 @@ impl Application {
             log.clone(),
         )?);
 
-        let address = settings.server.bind;
-        let listener = TcpListener::bind(address).map_err(|source| StartupError::Bind { address, source })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?;
-
-        let server = http_server(settings, pool, Arc::clone(&actors), log.clone(), listener)?;
+        let (server, address) = http_server(settings, pool, Arc::clone(&actors), log.clone())?;
         actors.record(Event::new(
             "server.started",
             None,
@@ -152,13 +145,15 @@ fn threads_or_cores(configured: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Binds and configures the HTTP server; its address has the real port
+/// when port 0 was asked for.
 fn http_server(
     settings: Settings,
     pool: DbPool,
     actors: Arc<RootSupervisor>,
     log: Logger,
-    listener: TcpListener,
-) -> Result<actix_web::dev::Server, StartupError> {
+) -> Result<(actix_web::dev::Server, std::net::SocketAddr), StartupError> {
+    let address = settings.server.bind;
     let request_context = RequestContext::new(&settings, log.clone());
     let max_body = settings.server.max_body_bytes;
     let workers = threads_or_cores(settings.server.workers);
@@ -185,13 +180,19 @@ fn http_server(
     .workers(workers)
     .keep_alive(keep_alive)
     .max_connections(50_000)
+    // A crowd connecting at once must not overflow the accept queue (std's
+    // own listeners use 128); the kernel caps this at net.core.somaxconn.
+    .backlog(4096)
     .shutdown_timeout(shutdown_timeout)
     // Lectern handles signals itself (see `serve`), so that shutdown is ordered.
     .disable_signals()
-    .listen(listener)
-    .map_err(StartupError::Server)?
-    .run();
-    Ok(server)
+    .bind(address)
+    .map_err(|source| StartupError::Bind { address, source })?;
+    let bound = *server.addrs().first().ok_or_else(|| StartupError::Bind {
+        address,
+        source: std::io::Error::other("no address was bound"),
+    })?;
+    Ok((server.run(), bound))
 }
 
 /// The database to use: the configured one, or a private embedded server.
@@ -238,7 +239,7 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
     if let Err(e) = &served {
         error!(log, "Lectern stopped with an error"; "error" => %e);
     }
-    if let Some(server) = embedded.as_mut() {
+    if let Some(server) = embedded.as_mut().filter(|server| server.is_owned()) {
         server.stop();
         info!(log, "embedded PostgreSQL stopped");
     }

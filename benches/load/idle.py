@@ -13,10 +13,15 @@ request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 def round_trip(sockets):
     """Sends the request on every socket and waits for every answer."""
     selector = selectors.DefaultSelector()
+    failed = 0
     for s in sockets:
-        s.sendall(request)
+        try:
+            s.sendall(request)
+        except OSError:
+            failed += 1
+            continue
         selector.register(s, selectors.EVENT_READ)
-    pending, failed, deadline = len(sockets), 0, time.time() + 60
+    pending, deadline = len(selector.get_map()), time.time() + 60
     while pending and time.time() < deadline:
         for key, _ in selector.select(timeout=1):
             try:

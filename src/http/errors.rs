@@ -83,11 +83,16 @@ pub fn server_error_page() -> HttpResponse {
         .body(fallback_page(StatusCode::INTERNAL_SERVER_ERROR))
 }
 
+/// A page built without templates, for when rendering is what failed.
 fn fallback_page(status: StatusCode) -> String {
     let reason = status.canonical_reason().unwrap_or("Error");
+    let stylesheet = lectern_actors::assets::asset_url("css/lectern.css");
     format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{reason}</title>\
-         <h1>{reason}</h1><p>Something went wrong on our side. Please try again in a moment.</p>\
-         <p><a href=\"/\">Lectern home</a></p></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{reason} · Lectern</title><link rel=\"stylesheet\" href=\"{stylesheet}\"></head>\
+         <body><main id=\"main\" class=\"page\"><section class=\"notice\"><h1>{reason}</h1>\
+         <p>Something went wrong on our side. Please try again in a moment.</p>\
+         <p><a href=\"/\">Go to the home page</a></p></section></main></body></html>"
     )
 }

@@ -134,6 +134,16 @@ impl EmbeddedPostgres {
             fs::create_dir_all(&socket_dir).map_err(io_error(&socket_dir))?;
             chown_to(&socket_dir, &user)?;
         }
+        // Another Lectern (`serve`, while this is `content import`, say)
+        // already runs this data directory's server: use it, never stop it.
+        if let Some(pid) = running_server(&data_dir) {
+            return Ok(EmbeddedPostgres {
+                data_dir,
+                socket_dir,
+                pid,
+                exited: None,
+            });
+        }
         clear_stale_lock_files(&data_dir, &socket_dir);
 
         if let Some(parent) = log_file.parent() {
@@ -231,8 +241,15 @@ impl EmbeddedPostgres {
         self.pid.as_raw().unsigned_abs()
     }
 
+    /// Whether this process started the server (and so stops it), rather
+    /// than attaching to one another Lectern runs.
+    pub fn is_owned(&self) -> bool {
+        self.exited.is_some()
+    }
+
     /// Fast shutdown (clients disconnected, no recovery on next start), then
-    /// immediate shutdown if that takes too long.
+    /// immediate shutdown if that takes too long. A server this process only
+    /// attached to is left running.
     pub fn stop(&mut self) {
         let Some(exited) = self.exited.take() else {
             return;
@@ -382,10 +399,19 @@ fn socket_dir_for(data_dir: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("lectern-pg-{}", &hex::encode(digest)[..12]))
 }
 
+/// The PID of a live, ready server of this data directory, if one runs.
+fn running_server(data_dir: &Path) -> Option<Pid> {
+    let pid_file = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let mut lines = pid_file.lines();
+    let pid = lines.next()?.trim().parse::<i32>().ok()?;
+    let ready = lines.nth(6).is_some_and(|l| l.trim() == "ready");
+    (ready && is_our_postgres(pid, data_dir)).then(|| Pid::from_raw(pid))
+}
+
 /// A server that was killed leaves `postmaster.pid` (and the socket's lock
 /// file) behind. PostgreSQL ignores them when their PID is dead, but refuses
-/// to start when the PID now belongs to another process; an orphaned server
-/// of this data directory is asked to stop.
+/// to start when the PID now belongs to another process; so when no server
+/// of this data directory runs, they go.
 fn clear_stale_lock_files(data_dir: &Path, socket_dir: &Path) {
     let pid_file = data_dir.join("postmaster.pid");
     let socket_lock = socket_dir.join(format!(".s.PGSQL.{PORT}.lock"));
@@ -396,15 +422,10 @@ fn clear_stale_lock_files(data_dir: &Path, socket_dir: &Path) {
         return;
     };
     if is_our_postgres(pid, data_dir) {
-        let pid = Pid::from_raw(pid);
-        let _ = kill(pid, Signal::SIGINT);
+        // Starting up or shutting down: let it finish rather than race it.
         let deadline = Instant::now() + STOP_TIMEOUT;
-        while kill(pid, None).is_ok() && Instant::now() < deadline {
+        while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(50));
-        }
-        if kill(pid, None).is_ok() {
-            let _ = kill(pid, Signal::SIGKILL);
-            thread::sleep(Duration::from_millis(200));
         }
     }
     let _ = fs::remove_file(pid_file);
