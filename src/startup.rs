@@ -22,7 +22,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::Settings;
 use crate::http::middleware::{around_request, RequestContext};
 use crate::http::{self, AppState};
-use crate::telemetry::{self, LogReopener};
+use crate::telemetry::{self, AccessLog, LogReopener};
 
 /// The name of the database Lectern creates in its embedded server.
 const EMBEDDED_DATABASE: &str = "lectern";
@@ -65,6 +65,7 @@ impl Application {
         settings: Settings,
         database: DbConfig,
         log: Logger,
+        access: AccessLog,
     ) -> Result<Application, StartupError> {
         let pool = store::connect_pool(database.clone(), settings.database.pool_size)?;
         let report = store::migrate(&pool).await?;
@@ -91,7 +92,7 @@ impl Application {
             log.clone(),
         )?);
 
-        let (server, address) = http_server(settings, pool, Arc::clone(&actors), log.clone())?;
+        let (server, address) = http_server(settings, pool, Arc::clone(&actors), log.clone(), access)?;
         actors.record(Event::new(
             "server.started",
             None,
@@ -152,9 +153,10 @@ fn http_server(
     pool: DbPool,
     actors: Arc<RootSupervisor>,
     log: Logger,
+    access: AccessLog,
 ) -> Result<(actix_web::dev::Server, std::net::SocketAddr), StartupError> {
     let address = settings.server.bind;
-    let request_context = RequestContext::new(&settings, log.clone());
+    let request_context = RequestContext::new(&settings, access);
     let max_body = settings.server.max_body_bytes;
     let workers = threads_or_cores(settings.server.workers);
     let shutdown_timeout = settings.server.shutdown_timeout_secs;
@@ -229,7 +231,7 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
 
     let served = actix_rt::System::new().block_on(async {
         ensure_embedded_database(&embedded).await?;
-        let app = Application::build(settings, database, log.clone()).await?;
+        let app = Application::build(settings, database, log.clone(), telemetry.access_log()).await?;
         // Tests and scripts read this line to learn the port.
         println!("Lectern listening on http://{}", app.address());
         info!(log, "listening"; "address" => %app.address());

@@ -6,14 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::Settings;
+use crate::telemetry::{AccessLine, AccessLog};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse};
-use slog::{info, Logger};
-
-use crate::config::Settings;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -24,7 +23,7 @@ pub struct RequestId(pub String);
 
 /// What the middleware needs, built once at start.
 pub struct RequestContext {
-    log: Logger,
+    access: AccessLog,
     security_headers: Vec<(HeaderName, HeaderValue)>,
     max_body_bytes: usize,
     id_prefix: String,
@@ -36,7 +35,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: 
      base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 impl RequestContext {
-    pub fn new(settings: &Settings, log: Logger) -> Arc<RequestContext> {
+    pub fn new(settings: &Settings, access: AccessLog) -> Arc<RequestContext> {
         let mut security_headers = vec![
             (
                 HeaderName::from_static("content-security-policy"),
@@ -68,7 +67,7 @@ impl RequestContext {
         // A random prefix per process keeps ids unique across restarts and nodes.
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         Arc::new(RequestContext {
-            log,
+            access,
             security_headers,
             max_body_bytes: settings.server.max_body_bytes,
             id_prefix,
@@ -133,10 +132,16 @@ pub async fn around_request(
     let response = match next.call(req).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(error) => {
-            info!(ctx.log, "request";
-                "request_id" => request_id, "method" => method.as_str(), "path" => path,
-                "status" => error.as_response_error().status_code().as_u16(),
-                "bytes" => 0, "latency_us" => elapsed_us(started), "cache" => "-", "user_id" => "-");
+            ctx.access.record(&AccessLine {
+                request_id: &request_id,
+                method: method.as_str(),
+                path: &path,
+                status: error.as_response_error().status_code().as_u16(),
+                bytes: 0,
+                latency_us: elapsed_us(started),
+                cache: "-",
+                user_id: "-",
+            });
             return Err(error);
         }
     };
@@ -172,16 +177,16 @@ fn finish(
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };
-    info!(ctx.log, "request";
-        "request_id" => request_id,
-        "method" => method.as_str(),
-        "path" => path,
-        "status" => response.status().as_u16(),
-        "bytes" => bytes,
-        "latency_us" => elapsed_us(started),
-        "cache" => cache,
-        "user_id" => "-",
-    );
+    ctx.access.record(&AccessLine {
+        request_id: &request_id,
+        method: method.as_str(),
+        path: &path,
+        status: response.status().as_u16(),
+        bytes,
+        latency_us: elapsed_us(started),
+        cache: &cache,
+        user_id: "-",
+    });
     response
 }
 

@@ -268,9 +268,14 @@ pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> Tes
     let log_file = settings.log_file();
     let telemetry = telemetry::init(&settings).expect("log file");
     let pool = store::connect_pool(database.clone(), 2).expect("pool");
-    let app = Application::build(settings, database.clone(), telemetry.log.clone())
-        .await
-        .expect("Lectern starts");
+    let app = Application::build(
+        settings,
+        database.clone(),
+        telemetry.log.clone(),
+        telemetry.access_log(),
+    )
+    .await
+    .expect("Lectern starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stopper = app.stopper();
     actix_rt::spawn(app.run_until_stopped());
