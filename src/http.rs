@@ -34,8 +34,10 @@ pub fn get_or_head() -> Route {
 
 /// Every route, area by area; unknown paths get the 404 page.
 pub fn routes(cfg: &mut ServiceConfig) {
-    ops::routes(cfg);
+    // The router tries routes in order: the pages, which most requests
+    // want, come first.
     pages::routes(cfg);
+    ops::routes(cfg);
     assets::routes(cfg);
     cfg.default_service(web::to(errors::not_found));
 }

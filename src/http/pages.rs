@@ -119,37 +119,46 @@ async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<Cach
         .map_err(Failure::Render)
 }
 
-/// Serves `key` from the cache, or loads, renders and caches it.
-async fn serve_page<F>(req: &HttpRequest, state: &AppState, key: String, load: F) -> HttpResponse
+/// Serves `key` from the cache, or loads, renders and caches it. `load`
+/// makes the data's future only on a miss: a hit builds nothing (a handler's
+/// future is moved several times per request, so its size is paid on hits).
+async fn serve_page<F, Fut>(req: &HttpRequest, state: &AppState, key: String, load: F) -> HttpResponse
 where
-    F: Future<Output = Result<Option<View>, StoreError>>,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Option<View>, StoreError>>,
 {
-    let loaded = async {
-        match load.await {
-            Ok(Some(view)) => Ok(view),
-            Ok(None) => Err(Failure::NotFound),
-            Err(e) => Err(Failure::Database(e)),
-        }
-    };
-    let outcome = if state.settings.cache.enabled {
-        let key = PageKey {
-            path: key,
-            viewer: ViewerClass::Anonymous,
+    if !state.settings.cache.enabled {
+        let page = async {
+            match Box::pin(load()).await {
+                Ok(Some(view)) => render(state, view, false).await,
+                Ok(None) => Err(Failure::NotFound),
+                Err(e) => Err(Failure::Database(e)),
+            }
         };
-        let render = async { render(state, loaded.await?, true).await };
-        state
-            .actors
-            .pages
-            .get_or_render(&key, render)
-            .await
-            .map(|(page, lookup)| (page, lookup.as_str()))
-    } else {
-        async { render(state, loaded.await?, false).await }
-            .await
-            .map(|page| (page, "bypass"))
+        return match Box::pin(page).await {
+            Ok(page) => send(req, &page, "bypass"),
+            Err(failure) => fail(req, state, failure).await,
+        };
+    }
+    let key = PageKey {
+        path: key,
+        viewer: ViewerClass::Anonymous,
     };
-    match outcome {
-        Ok((page, verdict)) => send(req, &page, verdict),
+    if let Some(page) = state.actors.pages.get(&key) {
+        return send(req, &page, "hit");
+    }
+    let miss = async {
+        let render = async {
+            match load().await {
+                Ok(Some(view)) => render(state, view, true).await,
+                Ok(None) => Err(Failure::NotFound),
+                Err(e) => Err(Failure::Database(e)),
+            }
+        };
+        state.actors.pages.get_or_render(&key, render).await
+    };
+    match Box::pin(miss).await {
+        Ok((page, lookup)) => send(req, &page, lookup.as_str()),
         Err(failure) => fail(req, state, failure).await,
     }
 }
@@ -310,7 +319,7 @@ fn pagination<T: Serialize>(listing: Page<T>) -> Value {
 }
 
 async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    serve_page(&req, &state, "/".into(), async {
+    serve_page(&req, &state, "/".into(), || async {
         let home = content::get_home(&state.pool).await?;
         Ok(Some(View {
             template: "pages/home",
@@ -332,7 +341,7 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         return super::errors::not_found_page(&req, &state).await;
     };
     let key = listing_key("/episodes", page);
-    serve_page(&req, &state, key.clone(), async {
+    serve_page(&req, &state, key.clone(), || async {
         let Some(listing) = content::list_episodes(&state.pool, page).await? else {
             return Ok(None);
         };
@@ -358,7 +367,7 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
         return super::errors::not_found_page(&req, &state).await;
     }
     let path = format!("/episodes/{slug}");
-    serve_page(&req, &state, path.clone(), async {
+    serve_page(&req, &state, path.clone(), || async {
         let Some(episode) = content::get_episode_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
@@ -385,7 +394,7 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
 }
 
 async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    serve_page(&req, &state, "/series".into(), async {
+    serve_page(&req, &state, "/series".into(), || async {
         let series = content::list_series(&state.pool).await?;
         Ok(Some(View {
             template: "pages/series_index",
@@ -404,7 +413,7 @@ async fn series(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<St
         return super::errors::not_found_page(&req, &state).await;
     }
     let path = format!("/series/{slug}");
-    serve_page(&req, &state, path.clone(), async {
+    serve_page(&req, &state, path.clone(), || async {
         let Some(series) = content::get_series_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
@@ -426,7 +435,7 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         return super::errors::not_found_page(&req, &state).await;
     };
     let key = listing_key("/articles", page);
-    serve_page(&req, &state, key.clone(), async {
+    serve_page(&req, &state, key.clone(), || async {
         let Some(listing) = content::list_articles(&state.pool, page).await? else {
             return Ok(None);
         };
@@ -452,7 +461,7 @@ async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
         return super::errors::not_found_page(&req, &state).await;
     }
     let path = format!("/articles/{slug}");
-    serve_page(&req, &state, path.clone(), async {
+    serve_page(&req, &state, path.clone(), || async {
         let Some(article) = content::get_article_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
@@ -475,7 +484,7 @@ async fn tag(req: HttpRequest, state: web::Data<AppState>, tag: web::Path<String
         return super::errors::not_found_page(&req, &state).await;
     }
     let path = format!("/tags/{tag}");
-    serve_page(&req, &state, path.clone(), async {
+    serve_page(&req, &state, path.clone(), || async {
         let Some(tagged) = content::list_tagged(&state.pool, &tag).await? else {
             return Ok(None);
         };
@@ -519,7 +528,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn feed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    serve_page(&req, &state, "/feed.xml".into(), async {
+    serve_page(&req, &state, "/feed.xml".into(), || async {
         let entries = content::list_feed_entries(&state.pool, 20).await?;
         let updated = entries
             .iter()
@@ -541,7 +550,7 @@ async fn feed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn sitemap(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    serve_page(&req, &state, "/sitemap.xml".into(), async {
+    serve_page(&req, &state, "/sitemap.xml".into(), || async {
         let entries = content::list_sitemap_entries(&state.pool).await?;
         Ok(Some(View {
             template: "xml/sitemap",
