@@ -286,39 +286,36 @@ pub async fn get_home(pool: &Pool) -> Result<Home, StoreError> {
 
 /// One page of published episodes, newest first; `None` past the last page.
 pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Page<EpisodeSummary>>, StoreError> {
+    let count = format!("SELECT count(*) FROM episodes e WHERE {}", visible!("e"));
+    let rows = format!(
+        "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
+         WHERE {} ORDER BY e.published_at DESC, e.number DESC LIMIT $1 OFFSET $2",
+        visible!("e")
+    );
+    list_page(pool, page, &count, &rows, episode_summary).await
+}
+
+/// One page of a listing: `count` counts every item, `rows` takes
+/// `LIMIT $1 OFFSET $2`; `None` past the last page.
+async fn list_page<T>(
+    pool: &Pool,
+    page: i64,
+    count: &str,
+    rows: &str,
+    item: fn(&Row) -> T,
+) -> Result<Option<Page<T>>, StoreError> {
     let client = pool.get().await?;
     let total: i64 = client
-        .query_one(
-            &client
-                .prepare_cached(&format!(
-                    "SELECT count(*) FROM episodes e WHERE {}",
-                    visible!("e")
-                ))
-                .await?,
-            &[],
-        )
+        .query_one(&client.prepare_cached(count).await?, &[])
         .await?
         .get(0);
     let Some(offset) = page_offset(page, total) else {
         return Ok(None);
     };
     let rows = client
-        .query(
-            &client
-                .prepare_cached(&format!(
-                "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
-                 WHERE {} ORDER BY e.published_at DESC, e.number DESC LIMIT $1 OFFSET $2",
-                visible!("e")
-            ))
-                .await?,
-            &[&PAGE_SIZE, &offset],
-        )
+        .query(&client.prepare_cached(rows).await?, &[&PAGE_SIZE, &offset])
         .await?;
-    Ok(Some(Page::new(
-        rows.iter().map(episode_summary).collect(),
-        page,
-        total,
-    )))
+    Ok(Some(Page::new(rows.iter().map(item).collect(), page, total)))
 }
 
 /// The offset of `page` (from 1), or `None` when no such page exists; an
@@ -437,39 +434,13 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
 
 /// One page of published articles, newest first; `None` past the last page.
 pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Page<ArticleSummary>>, StoreError> {
-    let client = pool.get().await?;
-    let total: i64 = client
-        .query_one(
-            &client
-                .prepare_cached(&format!(
-                    "SELECT count(*) FROM articles a WHERE {}",
-                    visible!("a")
-                ))
-                .await?,
-            &[],
-        )
-        .await?
-        .get(0);
-    let Some(offset) = page_offset(page, total) else {
-        return Ok(None);
-    };
-    let rows = client
-        .query(
-            &client
-                .prepare_cached(&format!(
-                    "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
-                 ORDER BY a.published_at DESC LIMIT $1 OFFSET $2",
-                    visible!("a")
-                ))
-                .await?,
-            &[&PAGE_SIZE, &offset],
-        )
-        .await?;
-    Ok(Some(Page::new(
-        rows.iter().map(article_summary).collect(),
-        page,
-        total,
-    )))
+    let count = format!("SELECT count(*) FROM articles a WHERE {}", visible!("a"));
+    let rows = format!(
+        "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
+         ORDER BY a.published_at DESC LIMIT $1 OFFSET $2",
+        visible!("a")
+    );
+    list_page(pool, page, &count, &rows, article_summary).await
 }
 
 pub async fn get_article_by_slug(pool: &Pool, slug: &str) -> Result<Option<Article>, StoreError> {

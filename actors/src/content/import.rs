@@ -748,6 +748,36 @@ async fn tag_ids(txn: &Transaction<'_>, tags: &[String]) -> Result<Vec<i64>, Imp
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Which link table holds an item's tags.
+#[derive(Clone, Copy)]
+enum Tagging {
+    Episode,
+    Article,
+}
+
+/// Makes `tags` the item's tags, creating tags that do not exist yet.
+async fn replace_tags(
+    txn: &Transaction<'_>,
+    kind: Tagging,
+    id: i64,
+    tags: &[String],
+) -> Result<(), ImportError> {
+    let (delete, insert) = match kind {
+        Tagging::Episode => (
+            "DELETE FROM episode_tags WHERE episode_id = $1",
+            "INSERT INTO episode_tags (episode_id, tag_id) SELECT $1, unnest($2::int8[])",
+        ),
+        Tagging::Article => (
+            "DELETE FROM article_tags WHERE article_id = $1",
+            "INSERT INTO article_tags (article_id, tag_id) SELECT $1, unnest($2::int8[])",
+        ),
+    };
+    let ids = tag_ids(txn, tags).await?;
+    txn.execute(delete, &[&id]).await?;
+    txn.execute(insert, &[&id, &ids]).await?;
+    Ok(())
+}
+
 async fn upsert_episode(
     txn: &Transaction<'_>,
     doc: &EpisodeDoc,
@@ -818,14 +848,7 @@ async fn upsert_episode(
     let old_tags: Vec<String> = before.as_ref().map(|r| r.get(1)).unwrap_or_default();
     let tags_changed = old_tags != c.tags;
     if tags_changed {
-        let ids = tag_ids(txn, &c.tags).await?;
-        txn.execute("DELETE FROM episode_tags WHERE episode_id = $1", &[&episode_id])
-            .await?;
-        txn.execute(
-            "INSERT INTO episode_tags (episode_id, tag_id) SELECT $1, unnest($2::int8[])",
-            &[&episode_id, &ids],
-        )
-        .await?;
+        replace_tags(txn, Tagging::Episode, episode_id, &c.tags).await?;
     }
     if upserted.is_some() || tags_changed {
         report.changed.push(format!("episodes/{}", c.slug));
@@ -882,14 +905,7 @@ async fn upsert_article(
     };
     let tags_changed = old_tags != c.tags;
     if tags_changed {
-        let ids = tag_ids(txn, &c.tags).await?;
-        txn.execute("DELETE FROM article_tags WHERE article_id = $1", &[&article_id])
-            .await?;
-        txn.execute(
-            "INSERT INTO article_tags (article_id, tag_id) SELECT $1, unnest($2::int8[])",
-            &[&article_id, &ids],
-        )
-        .await?;
+        replace_tags(txn, Tagging::Article, article_id, &c.tags).await?;
     }
     if upserted.is_some() || tags_changed {
         report.changed.push(format!("articles/{}", c.slug));
