@@ -125,6 +125,7 @@ pub struct SupervisorSettings {
 pub struct CacheSettings {
     pub enabled: bool,
     pub capacity_mb: u64,
+    pub schedule_check_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -405,6 +406,9 @@ impl Settings {
                 "server.public_url",
                 "must be an http:// or https:// URL without a trailing slash",
             );
+        }
+        if self.cache.schedule_check_secs == 0 {
+            return fail("cache.schedule_check_secs", "must be at least 1");
         }
         if self.cache.capacity_mb == 0 || self.cache.capacity_mb > 65_536 {
             return fail("cache.capacity_mb", "must be between 1 and 65536");

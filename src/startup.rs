@@ -85,6 +85,7 @@ impl Application {
                     within: Duration::from_secs(settings.supervisor.within_secs),
                 },
                 render_threads: threads_or_cores(settings.renderer.threads),
+                schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
             },
             pool.clone(),
             database,

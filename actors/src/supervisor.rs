@@ -23,6 +23,8 @@ pub struct SupervisorConfig {
     pub policy: RestartPolicy,
     /// Renderer threads; one per core is right for CPU-bound rendering.
     pub render_threads: usize,
+    /// How often PageCache looks for scheduled content that came due.
+    pub schedule_check: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,9 +75,11 @@ impl RootSupervisor {
         let page_cache_arbiter = Arbiter::new();
         let cache_table = Arc::clone(&pages);
         let cache_log = log.clone();
+        let schedule_check = config.schedule_check;
         let page_cache = tree.supervise("page_cache", page_cache_arbiter.handle(), move |stats| {
             PageCache::new(
                 Arc::clone(&cache_table),
+                schedule_check,
                 database.clone(),
                 pool.clone(),
                 stats,

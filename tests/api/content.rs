@@ -152,3 +152,52 @@ async fn an_empty_development_database_gets_the_demo_content() {
     assert!(episodes.contains("/episodes/ownership-and-borrowing") || episodes.contains("/episodes?page=2"));
     assert!(count(&app.database, "episodes").await >= 30);
 }
+
+#[actix_rt::test]
+async fn content_scheduled_for_later_appears_when_its_time_comes() {
+    let app = spawn_app_with(&[("cache.schedule_check_secs", "1")]).await;
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "series/tiny.md", SERIES);
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let soon = soon
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    write(
+        folder.path(),
+        "episodes/coming-soon.md",
+        &episode(1, 1, "Coming soon").replace("2026-01-01T09:00:00Z", &soon),
+    );
+    lectern_actors::content::import::import_dir(
+        &app.pool,
+        folder.path(),
+        lectern_actors::content::markdown::MarkdownOptions::default(),
+    )
+    .await
+    .unwrap();
+
+    let before = app.get("/episodes").await.text().await.unwrap();
+    assert!(
+        !before.contains("Coming soon"),
+        "not yet: and now the listing is cached"
+    );
+
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if app
+            .get("/episodes")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("Coming soon")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the scheduled episode never appeared"
+        );
+    }
+    assert_eq!(app.get("/episodes/coming-soon").await.status(), 200);
+}

@@ -18,11 +18,11 @@ use crate::store::DbConfig;
 use crate::supervision::{guard, ActorStats, Crashed, SupervisedActor};
 
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
-/// How often to look for content whose publish time has come.
-const SCHEDULE_CHECK_EVERY: Duration = Duration::from_secs(15);
 
 pub struct PageCache {
     table: Arc<PageTable>,
+    /// How often to look for content whose publish time has come.
+    schedule_check: Duration,
     database: DbConfig,
     pool: Pool,
     stats: Arc<ActorStats>,
@@ -32,6 +32,7 @@ pub struct PageCache {
 impl PageCache {
     pub fn new(
         table: Arc<PageTable>,
+        schedule_check: Duration,
         database: DbConfig,
         pool: Pool,
         stats: Arc<ActorStats>,
@@ -39,6 +40,7 @@ impl PageCache {
     ) -> Self {
         PageCache {
             table,
+            schedule_check,
             database,
             pool,
             stats,
@@ -61,7 +63,7 @@ impl Actor for PageCache {
         let pool = self.pool.clone();
         let address = ctx.address();
         let stats = Arc::clone(&self.stats);
-        ctx.spawn(watch_schedule(pool, address, stats).into_actor(self));
+        ctx.spawn(watch_schedule(pool, address, stats, self.schedule_check).into_actor(self));
     }
 }
 
@@ -144,8 +146,8 @@ async fn listen(database: DbConfig, cache: Addr<PageCache>, stats: Arc<ActorStat
 
 /// Content published for a later time appears when its time comes: pages
 /// rendered before then do not show it, so they are dropped.
-async fn watch_schedule(pool: Pool, cache: Addr<PageCache>, stats: Arc<ActorStats>) {
-    let mut ticks = tokio::time::interval(SCHEDULE_CHECK_EVERY);
+async fn watch_schedule(pool: Pool, cache: Addr<PageCache>, stats: Arc<ActorStats>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     let mut last_check = time::OffsetDateTime::now_utc();
     loop {
