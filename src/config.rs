@@ -385,8 +385,8 @@ impl Settings {
                 message: message.into(),
             })
         };
-        if self.database.pool_size == 0 {
-            return fail("database.pool_size", "must be at least 1");
+        if self.database.pool_size > 1000 {
+            return fail("database.pool_size", "must be at most 1000");
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
@@ -630,13 +630,13 @@ mod tests {
     fn checks_beyond_types_name_the_key() {
         Jail::expect_with(|jail| {
             jail.clear_env();
-            jail.set_env("LECTERN__DATABASE__POOL_SIZE", "0");
+            jail.set_env("LECTERN__SUPERVISOR__MAX_RESTARTS", "0");
             let error = load(jail).expect_err("refused");
-            assert_eq!(error.key, "database.pool_size");
+            assert_eq!(error.key, "supervisor.max_restarts");
             assert_eq!(error.origin, "the environment");
             assert_eq!(error.message, "must be at least 1");
 
-            jail.set_env("LECTERN__DATABASE__POOL_SIZE", "2");
+            jail.set_env("LECTERN__SUPERVISOR__MAX_RESTARTS", "5");
             jail.set_env("LECTERN__PRICING__COUNTRY_HEADER", "CF IPCountry");
             let error = load(jail).expect_err("refused");
             assert_eq!(error.key, "pricing.country_header");

@@ -67,7 +67,11 @@ impl Application {
         log: Logger,
         access: AccessLog,
     ) -> Result<Application, StartupError> {
-        let pool = store::connect_pool(database.clone(), settings.database.pool_size)?;
+        let pool_size = match settings.database.pool_size {
+            0 => 2 * threads_or_cores(0),
+            size => size,
+        };
+        let pool = store::connect_pool(database.clone(), pool_size)?;
         let report = store::migrate(&pool).await?;
         for migration in &report.applied {
             info!(log, "migration applied"; "migration" => migration);
@@ -140,6 +144,8 @@ impl Application {
     }
 }
 
+/// `configured`, or when it is 0 the number of CPU cores this process may
+/// run on (a `taskset` or systemd CPUAffinity counts).
 fn threads_or_cores(configured: usize) -> usize {
     if configured > 0 {
         return configured;

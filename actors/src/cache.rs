@@ -52,6 +52,7 @@ pub struct CachedPage {
     pub gzip: Bytes,
     pub brotli: Bytes,
     /// A hash of the identity body; each encoding's ETag derives from it.
+    /// Empty for a page that is not cached.
     pub etag: String,
     /// What the page shows, e.g. `episode:ownership`, `series:async-rust`.
     pub topics: Box<[String]>,
@@ -73,16 +74,16 @@ impl CachedPage {
         }
     }
 
-    /// A page that is served once and never cached: no compression.
+    /// A page that is served once and never cached: no compression, and no
+    /// ETag (nothing would be kept to compare it with).
     pub fn uncompressed(status: u16, content_type: &'static str, body: String) -> CachedPage {
-        let identity = Bytes::from(body);
         CachedPage {
             status,
             content_type,
             gzip: Bytes::new(),
             brotli: Bytes::new(),
-            etag: content_hash(&identity),
-            identity,
+            etag: String::new(),
+            identity: Bytes::from(body),
             topics: Box::new([]),
         }
     }

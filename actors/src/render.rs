@@ -103,6 +103,29 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// The page, then its layout around it. Rendering the layout with only
+    /// what it needs matters: handlebars copies the whole context into every
+    /// partial it expands, and a page's context holds its full HTML.
+    fn render_with_layout(
+        &self,
+        template: &str,
+        layout: Option<&str>,
+        mut data: serde_json::Value,
+    ) -> Result<String, RenderError> {
+        let body = self.render(template, &data)?;
+        let Some(layout) = layout else {
+            return Ok(body);
+        };
+        let mut frame = serde_json::Map::new();
+        for key in ["site", "page", "viewer"] {
+            frame.insert(key.to_owned(), data[key].take());
+        }
+        frame.insert("body".to_owned(), serde_json::Value::String(body));
+        self.render(layout, &serde_json::Value::Object(frame))
+    }
+}
+
 impl Actor for Renderer {
     type Context = SyncContext<Self>;
 }
@@ -119,6 +142,9 @@ impl SupervisedActor for Renderer {
 #[rtype(result = "Result<Arc<CachedPage>, RenderError>")]
 pub struct RenderPage {
     pub template: &'static str,
+    /// The layout that wraps the page (it gets `site`, `page`, `viewer` and
+    /// the rendered `body`); `None` for documents that stand alone (XML).
+    pub layout: Option<&'static str>,
     pub data: serde_json::Value,
     pub status: u16,
     pub content_type: &'static str,
@@ -133,7 +159,7 @@ impl Handler<RenderPage> for Renderer {
 
     fn handle(&mut self, msg: RenderPage, ctx: &mut SyncContext<Self>) -> Self::Result {
         guard(self, ctx, "RenderPage", |act, _| {
-            let body = act.render(msg.template, &msg.data)?;
+            let body = act.render_with_layout(msg.template, msg.layout, msg.data)?;
             Ok(Arc::new(if msg.compress {
                 CachedPage::build(msg.status, msg.content_type, body, msg.topics)
             } else {

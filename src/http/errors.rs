@@ -52,6 +52,7 @@ pub async fn render_error_page(
         .renderer
         .send(RenderPage {
             template,
+            layout: Some("layouts/base"),
             data: layout_data(state, meta, data),
             status: status.as_u16(),
             content_type: "text/html; charset=utf-8",

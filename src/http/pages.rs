@@ -104,6 +104,7 @@ pub fn layout_data(state: &AppState, meta: Meta, mut data: Map<String, Value>) -
 async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<CachedPage>, Failure> {
     let message = RenderPage {
         template: view.template,
+        layout: (view.content_type == HTML).then_some("layouts/base"),
         content_type: view.content_type,
         status: 200,
         topics: view.topics.clone(),
@@ -250,35 +251,41 @@ fn send(req: &HttpRequest, page: &CachedPage, verdict: &'static str) -> HttpResp
         Encoding::Gzip => (&page.gzip, "-gz", Some("gzip")),
         Encoding::Identity => (&page.identity, "", None),
     };
-    let etag = format!("\"{}{suffix}\"", page.etag);
-    let not_modified = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',').any(|t| {
-                let t = t.trim().trim_start_matches("W/");
-                t == "*"
-                    || t.strip_prefix('"')
-                        .is_some_and(|t| t.starts_with(page.etag.as_str()))
-            })
-        });
-    let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK);
-    let mut response = if not_modified && status == StatusCode::OK {
+    let has_etag = !page.etag.is_empty();
+    let not_modified = has_etag
+        && page.status == 200
+        && req
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|tags| {
+                tags.split(',').any(|t| {
+                    let t = t.trim().trim_start_matches("W/");
+                    t == "*"
+                        || t.strip_prefix('"')
+                            .is_some_and(|t| t.starts_with(page.etag.as_str()))
+                })
+            });
+    let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
-        HttpResponse::build(status)
+        HttpResponse::build(StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK))
     };
+    if has_etag {
+        response.insert_header((header::ETAG, format!("\"{}{suffix}\"", page.etag)));
+    }
     response
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::VARY, "Accept-Encoding"))
-        .insert_header((header::CACHE_CONTROL, "public, no-cache"))
-        .insert_header((X_CACHE, verdict));
-    if not_modified && status == StatusCode::OK {
+        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, no-cache"),
+        ))
+        .insert_header((X_CACHE, HeaderValue::from_static(verdict)));
+    if not_modified {
         return response.finish();
     }
     if let Some(coding) = content_encoding {
-        response.insert_header((header::CONTENT_ENCODING, coding));
+        response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static(coding)));
     }
     response.content_type(page.content_type).body(body.clone())
 }
