@@ -149,6 +149,17 @@ pub enum Kind {
     Article,
 }
 
+impl Kind {
+    /// The `kind` column of the queries that unite episodes and articles.
+    fn from_column(kind: &str) -> Kind {
+        if kind == "episode" {
+            Kind::Episode
+        } else {
+            Kind::Article
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SearchHit {
     pub kind: Kind,
@@ -553,18 +564,11 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
         .await?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let kind: &str = row.get(0);
-            SearchHit {
-                kind: if kind == "episode" {
-                    Kind::Episode
-                } else {
-                    Kind::Article
-                },
-                slug: row.get(1),
-                title: row.get(2),
-                snippet_html: mark_snippet(row.get(3)),
-            }
+        .map(|row| SearchHit {
+            kind: Kind::from_column(row.get(0)),
+            slug: row.get(1),
+            title: row.get(2),
+            snippet_html: mark_snippet(row.get(3)),
         })
         .collect())
 }
@@ -611,21 +615,14 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
         .await?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let kind: &str = row.get(0);
-            FeedEntry {
-                kind: if kind == "episode" {
-                    Kind::Episode
-                } else {
-                    Kind::Article
-                },
-                slug: row.get(1),
-                title: row.get(2),
-                summary: row.get(3),
-                content_html: row.get(4),
-                published_at: row.get(5),
-                updated_at: row.get(6),
-            }
+        .map(|row| FeedEntry {
+            kind: Kind::from_column(row.get(0)),
+            slug: row.get(1),
+            title: row.get(2),
+            summary: row.get(3),
+            content_html: row.get(4),
+            published_at: row.get(5),
+            updated_at: row.get(6),
         })
         .collect())
 }
