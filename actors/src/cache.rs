@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use quick_cache::sync::{Cache, GuardResult};
+use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, Weighter};
 use serde::Serialize;
 use tokio_postgres::Transaction;
@@ -278,15 +278,6 @@ impl PageTable {
             evictions: self.evictions.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
         }
-    }
-
-    /// Whether a waiter for `key` would wait (a render is in flight). For tests.
-    pub fn is_rendering(&self, key: &PageKey) -> bool {
-        matches!(
-            self.table
-                .get_value_or_guard(key, Some(std::time::Duration::ZERO)),
-            GuardResult::Timeout
-        )
     }
 }
 

@@ -79,10 +79,6 @@ pub struct ActorReport {
 }
 
 impl ActorStats {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
     }
