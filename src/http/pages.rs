@@ -130,7 +130,7 @@ where
 {
     if !state.settings.cache.enabled {
         let page = async {
-            match Box::pin(load()).await {
+            match load().await {
                 Ok(Some(view)) => render(state, view, false).await,
                 Ok(None) => Err(Failure::NotFound),
                 Err(e) => Err(Failure::Database(e)),
