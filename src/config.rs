@@ -64,6 +64,7 @@ pub struct Settings {
     pub supervisor: SupervisorSettings,
     pub cache: CacheSettings,
     pub content: ContentSettings,
+    pub accounts: AccountsSettings,
     pub renderer: RendererSettings,
     pub stripe: StripeSettings,
     pub pricing: PricingSettings,
@@ -86,6 +87,8 @@ pub struct ServerSettings {
     pub keep_alive_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
+    /// Header the trusted proxy puts the client's address in; empty: the peer address.
+    pub client_ip_header: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -138,6 +141,24 @@ pub struct ContentSettings {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct AccountsSettings {
+    pub secure_cookies: bool,
+    pub session_days: u32,
+    pub min_password_chars: usize,
+    pub max_password_chars: usize,
+    pub rate_limit: RateLimitSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub window_secs: u32,
+    pub per_ip: u32,
+    pub per_email: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RendererSettings {
     pub threads: usize,
 }
@@ -168,6 +189,11 @@ pub enum MailBackend {
 pub struct MailSettings {
     pub backend: MailBackend,
     pub from: String,
+    pub max_per_second: u32,
+    pub concurrency: usize,
+    pub poll_secs: u64,
+    pub max_attempts: u32,
+    pub retry_base_secs: u64,
     pub ses: SesSettings,
 }
 
@@ -433,6 +459,43 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return fail("pricing.country_header", "must be an HTTP header name");
+        }
+        let header = &self.server.client_ip_header;
+        if !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return fail("server.client_ip_header", "must be empty or an HTTP header name");
+        }
+        let accounts = &self.accounts;
+        if accounts.session_days == 0 || accounts.session_days > 3650 {
+            return fail("accounts.session_days", "must be between 1 and 3650");
+        }
+        if accounts.min_password_chars < 8 {
+            return fail("accounts.min_password_chars", "must be at least 8");
+        }
+        if accounts.max_password_chars < accounts.min_password_chars || accounts.max_password_chars > 1024 {
+            return fail(
+                "accounts.max_password_chars",
+                "must be at least accounts.min_password_chars and at most 1024",
+            );
+        }
+        for (key, value) in [
+            ("accounts.rate_limit.window_secs", accounts.rate_limit.window_secs),
+            ("accounts.rate_limit.per_ip", accounts.rate_limit.per_ip),
+            ("accounts.rate_limit.per_email", accounts.rate_limit.per_email),
+            ("mail.max_per_second", self.mail.max_per_second),
+            ("mail.max_attempts", self.mail.max_attempts),
+        ] {
+            if value == 0 {
+                return fail(key, "must be at least 1");
+            }
+        }
+        if self.mail.concurrency == 0 || self.mail.concurrency > 64 {
+            return fail("mail.concurrency", "must be between 1 and 64");
+        }
+        if self.mail.poll_secs == 0 || self.mail.poll_secs > 3600 {
+            return fail("mail.poll_secs", "must be between 1 and 3600");
+        }
+        if self.mail.retry_base_secs == 0 || self.mail.retry_base_secs > 3600 {
+            return fail("mail.retry_base_secs", "must be between 1 and 3600");
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod cache;
 pub mod content;
 pub mod events;
+pub mod mail;
 pub mod render;
 pub mod store;
 pub mod supervision;

@@ -1,0 +1,68 @@
+//! The mail context: the transactional outbox (an email is a row written in
+//! the same transaction as the change that causes it), the templates, the
+//! suppression list, and the Mailer actor that drains the outbox.
+
+pub mod address;
+
+pub use address::{AddressError, EmailAddress};
+
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+
+/// PostgreSQL channel that wakes every node's Mailer; NOTIFY inside the
+/// enqueueing transaction is delivered only if it commits.
+pub const NOTIFY_CHANNEL: &str = "lectern_mail";
+
+/// The messages Lectern sends; each is a folder under `templates/email/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    ConfirmEmail,
+    MagicLink,
+    PasswordReset,
+    EmailChanged,
+    Welcome,
+}
+
+impl Message {
+    pub fn name(self) -> &'static str {
+        match self {
+            Message::ConfirmEmail => "confirm_email",
+            Message::MagicLink => "magic_link",
+            Message::PasswordReset => "password_reset",
+            Message::EmailChanged => "email_changed",
+            Message::Welcome => "welcome",
+        }
+    }
+}
+
+/// One email to send: the message, its recipient, and the values its
+/// templates use.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: EmailAddress,
+    pub message: Message,
+    pub data: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+}
+
+/// Puts `email` in the outbox as part of `transaction`: it is sent if and
+/// only if the transaction commits, and the Mailers hear of it on commit.
+pub async fn enqueue(transaction: &Transaction<'_>, email: Email) -> Result<i64, MailError> {
+    let insert = transaction
+        .prepare_cached(
+            "INSERT INTO email_outbox (message, recipient, data) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .await?;
+    let row = transaction
+        .query_one(&insert, &[&email.message.name(), &email.to.as_str(), &email.data])
+        .await?;
+    transaction
+        .batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+        .await?;
+    Ok(row.get(0))
+}
