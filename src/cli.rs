@@ -1,10 +1,12 @@
-//! The command line: `lectern [serve]`, `lectern migrate`, `lectern config show`.
+//! The command line: `lectern [serve]`, `migrate`, `config show`, `content
+//! import`, `seed --demo`, `user create-admin`.
 //! Exit status: 0 done, 1 failed while running, 2 bad usage or configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lectern_actors::mail::EmailAddress;
 
 use crate::config::Settings;
 use crate::startup;
@@ -41,6 +43,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ContentAction,
     },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Load sample data into the database.
     Seed {
         /// The demo content written for Lectern: series, episodes, articles.
@@ -58,6 +65,21 @@ pub enum ContentAction {
         /// The folder to import.
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Make EMAIL an administrator (creating the account if needed) and
+    /// print a one-time login link, valid for 24 hours.
+    CreateAdmin {
+        /// The administrator's email address.
+        #[arg(value_parser = parse_email)]
+        email: EmailAddress,
+    },
+}
+
+fn parse_email(raw: &str) -> Result<EmailAddress, String> {
+    EmailAddress::parse(raw).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +103,9 @@ pub fn run() -> ExitCode {
         Command::Content {
             action: ContentAction::Import { dir },
         } => startup::import_content(settings, dir).map(Some),
+        Command::User {
+            action: UserAction::CreateAdmin { email },
+        } => startup::create_admin(settings, email).map(Some),
         Command::Seed { demo: _ } => startup::seed_demo(settings).map(Some),
         Command::Config {
             action: ConfigAction::Show,

@@ -1,11 +1,13 @@
 //! HTTP: the shared state, the middleware every request passes through, and
 //! one module of routes per area.
 
+pub mod accounts;
 pub mod assets;
 pub mod errors;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     // The router tries routes in order: the pages, which most requests
     // want, come first.
     pages::routes(cfg);
+    accounts::routes(cfg);
     ops::routes(cfg);
     assets::routes(cfg);
     cfg.default_service(web::to(errors::not_found));

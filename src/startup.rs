@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
+use lectern_actors::accounts::{self, AccountsError};
 use lectern_actors::cache::PageTable;
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportError, ImportReport};
 use lectern_actors::content::{self};
 use lectern_actors::events::Event;
+use lectern_actors::mail::EmailAddress;
 use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
 use lectern_actors::supervision::RestartPolicy;
@@ -23,6 +25,9 @@ use crate::config::Settings;
 use crate::http::middleware::{around_request, RequestContext};
 use crate::http::{self, AppState};
 use crate::telemetry::{self, AccessLog, LogReopener};
+
+/// The administrator a new development database gets with its demo content.
+const DEMO_ADMIN: &str = "admin@lectern.localhost";
 
 /// The name of the database Lectern creates in its embedded server.
 const EMBEDDED_DATABASE: &str = "lectern";
@@ -48,6 +53,8 @@ pub enum StartupError {
     Escalated(String),
     #[error("{0}")]
     Import(#[from] ImportError),
+    #[error("accounts: {0}")]
+    Accounts(#[from] AccountsError),
 }
 
 /// Lectern's HTTP server and actors, bound and ready to run.
@@ -79,6 +86,11 @@ impl Application {
         if settings.content.demo_when_empty && !content::has_content(&pool).await? {
             let report = import_demo(&pool, &settings).await?;
             info!(log, "the database had no content: demo content imported"; "items" => report.changed.len());
+            let admin = EmailAddress::parse(DEMO_ADMIN)
+                .map_err(|_| AccountsError::StoredAddress(DEMO_ADMIN.into()))?;
+            let link = accounts::create_admin(&pool, &admin, &settings.server.public_url).await?;
+            info!(log, "demo administrator: log in once with this link (valid for 24 hours)";
+                "email" => DEMO_ADMIN, "link" => link);
         }
         let pages = PageTable::new(settings.cache.capacity_mb * 1024 * 1024);
 
@@ -144,6 +156,15 @@ impl Application {
     }
 }
 
+/// A form that cannot be read gets a plain answer that says why.
+fn form_error(error: actix_web::error::UrlencodedError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::ResponseError;
+    let response = actix_web::HttpResponse::build(error.status_code())
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("The form could not be read: {error}.\n"));
+    actix_web::error::InternalError::from_response(error, response).into()
+}
+
 /// `configured`, or when it is 0 the number of CPU cores this process may
 /// run on (a `taskset` or systemd CPUAffinity counts).
 fn threads_or_cores(configured: usize) -> usize {
@@ -179,7 +200,11 @@ fn http_server(
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::FormConfig::default().limit(max_body))
+            .app_data(
+                web::FormConfig::default()
+                    .limit(max_body)
+                    .error_handler(form_error),
+            )
             .app_data(web::JsonConfig::default().limit(max_body))
             .wrap(from_fn(move |req, next| {
                 around_request(Arc::clone(&request_context), req, next)
@@ -326,6 +351,17 @@ pub fn seed_demo(settings: Settings) -> Result<String, StartupError> {
     with_database(settings, |pool, settings| async move {
         store::migrate(&pool).await?;
         Ok(import_demo(&pool, &settings).await?.to_string())
+    })
+}
+
+/// `lectern user create-admin EMAIL`: an administrator and a one-time login link.
+pub fn create_admin(settings: Settings, email: EmailAddress) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        let link = accounts::create_admin(&pool, &email, &settings.server.public_url).await?;
+        Ok(format!(
+            "{email} is an administrator. Log in once with this link (valid for 24 hours):\n{link}"
+        ))
     })
 }
 

@@ -1,6 +1,7 @@
 //! Lectern's core: the store, the contexts and the supervised actors. This
 //! crate knows nothing of HTTP; the web layer in `src/` calls into it.
 
+pub mod accounts;
 pub mod assets;
 pub mod cache;
 pub mod content;

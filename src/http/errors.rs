@@ -22,7 +22,7 @@ pub async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 
 pub async fn not_found_page(req: &HttpRequest, state: &AppState) -> HttpResponse {
     let data = json!({ "path": req.path() });
-    render_error_page(
+    render_private_page(
         req,
         state,
         StatusCode::NOT_FOUND,
@@ -33,8 +33,9 @@ pub async fn not_found_page(req: &HttpRequest, state: &AppState) -> HttpResponse
     .await
 }
 
-/// Renders an error page with `status` and `title`; `data` is the template's own data.
-pub async fn render_error_page(
+/// Renders a page that is never cached (an error, a form, an account page)
+/// with `status` and `title`; `data` is the template's own data.
+pub async fn render_private_page(
     req: &HttpRequest,
     state: &AppState,
     status: StatusCode,

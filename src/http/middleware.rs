@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::session::UserId;
 use crate::config::Settings;
 use crate::telemetry::{AccessLine, AccessLog};
 use actix_web::body::{BoxBody, MessageBody};
@@ -173,6 +174,11 @@ fn finish(
             "-".to_owned()
         }
     };
+    let user_id = response
+        .request()
+        .extensions()
+        .get::<UserId>()
+        .map_or_else(|| "-".to_owned(), |id| id.0.to_string());
     let bytes = match response.response().body().size() {
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
@@ -185,7 +191,7 @@ fn finish(
         bytes,
         latency_us: elapsed_us(started),
         cache: &cache,
-        user_id: "-",
+        user_id: &user_id,
     });
     response
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use slog::{error, warn};
 use std::sync::Arc;
 
-use super::errors::{render_error_page, RETRY_AFTER_SECS};
+use super::errors::{render_private_page, RETRY_AFTER_SECS};
 use super::middleware::X_CACHE;
 use super::{get_or_head, AppState};
 
@@ -98,6 +98,8 @@ pub fn layout_data(state: &AppState, meta: Meta, mut data: Map<String, Value>) -
         "viewer".into(),
         json!({ "class": "anonymous", "subscriber": false }),
     );
+    // Personal pages name their user; cached pages never do (`/me` fills it in).
+    data.entry("user").or_insert(Value::Null);
     Value::Object(data)
 }
 
@@ -184,7 +186,7 @@ async fn fail(req: &HttpRequest, state: &AppState, failure: Failure) -> HttpResp
         Failure::NotFound => super::errors::not_found_page(req, state).await,
         Failure::Database(e) => {
             warn!(state.log, "page unavailable: database error"; "path" => req.path(), "error" => %e);
-            let mut response = render_error_page(
+            let mut response = render_private_page(
                 req,
                 state,
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -434,3 +434,52 @@ pub fn postgres_processes_for(data_dir: &Path) -> Vec<u32> {
         })
         .collect()
 }
+
+/// An email in the outbox: its message, recipient and template data.
+#[derive(Debug, Clone)]
+pub struct OutboxEmail {
+    pub message: String,
+    pub recipient: String,
+    pub data: serde_json::Value,
+}
+
+impl OutboxEmail {
+    /// The link the email carries, as a path on the site.
+    pub fn link_path(&self) -> String {
+        let link = self.data["link"].as_str().expect("the email has a link");
+        let start = link.find("://").map(|i| i + 3).unwrap_or(0);
+        let path_start = link[start..].find('/').map(|i| start + i).unwrap_or(link.len());
+        link[path_start..].to_owned()
+    }
+}
+
+impl TestApp {
+    /// Every email in the outbox, oldest first.
+    pub async fn outbox(&self) -> Vec<OutboxEmail> {
+        let client = self.pool.get().await.unwrap();
+        client
+            .query(
+                "SELECT message, recipient, data FROM email_outbox ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| OutboxEmail {
+                message: row.get(0),
+                recipient: row.get(1),
+                data: row.get(2),
+            })
+            .collect()
+    }
+
+    /// The newest email to `recipient`.
+    pub async fn last_email_to(&self, recipient: &str) -> OutboxEmail {
+        self.outbox()
+            .await
+            .into_iter()
+            .rev()
+            .find(|e| e.recipient == recipient)
+            .unwrap_or_else(|| panic!("no email to {recipient} in the outbox"))
+    }
+}

@@ -3,6 +3,7 @@
 // A failed unwrap is a failed test: the production-code lint does not apply.
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod cli;
 mod content;
 mod embedded;
@@ -17,3 +18,4 @@ mod static_files;
 mod store;
 mod supervision;
 mod telemetry;
+mod visitor;

@@ -3,21 +3,20 @@
 
 use crate::helpers::{spawn_demo_app, TestApp};
 
-/// The page with the stylesheet's content version blanked, so that a CSS
-/// edit does not change every snapshot.
+/// The page with the static files' content versions blanked, so that a CSS
+/// or script edit does not change every snapshot.
 async fn snapshot_of(app: &TestApp, path: &str) -> String {
-    let body = app.get(path).await.text().await.unwrap();
-    let marker = "lectern.css?v=";
-    match body.find(marker) {
-        Some(start) => {
+    let mut body = app.get(path).await.text().await.unwrap();
+    for marker in ["lectern.css?v=", "me.js?v="] {
+        if let Some(start) = body.find(marker) {
             let version_start = start + marker.len();
             let version_end = body[version_start..]
                 .find('"')
                 .map_or(body.len(), |i| version_start + i);
-            format!("{}VERSION{}", &body[..version_start], &body[version_end..])
+            body = format!("{}VERSION{}", &body[..version_start], &body[version_end..]);
         }
-        None => body,
     }
+    body
 }
 
 #[actix_rt::test]

@@ -1,0 +1,642 @@
+//! Accounts: sign-up, confirmation, logins by password and by emailed link,
+//! resets, the account page, sessions, CSRF, rate limits and `/me`.
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use crate::visitor::Visitor;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn sign_up(visitor: &mut Visitor<'_>, email: &str, name: &str) -> crate::visitor::Page {
+    visitor
+        .submit(
+            "/signup",
+            "/signup",
+            &[("name", name), ("email", email), ("password", PASSWORD)],
+        )
+        .await
+}
+
+/// Signs up and confirms through the emailed link; the visitor ends logged in.
+async fn confirmed_member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) {
+    let page = sign_up(visitor, email, "Ada").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let link = app.last_email_to(email).await.link_path();
+    let confirmed = visitor.submit(&link, &link, &[]).await;
+    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
+}
+
+#[actix_rt::test]
+async fn a_new_member_signs_up_confirms_and_sees_the_account() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+
+    let page = sign_up(&mut visitor, "  Ada@Example.ORG ", "Ada").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Check your email"));
+    assert!(!visitor.is_logged_in(), "signing up alone does not log in");
+
+    let email = app.last_email_to("ada@example.org").await;
+    assert_eq!(email.message, "confirm_email");
+    assert_eq!(email.data["change"], false);
+    let link = email.link_path();
+    assert!(link.starts_with("/confirm/"));
+
+    // The landing page uses nothing: a mail scanner may open it first.
+    for _ in 0..2 {
+        let landing = visitor.get(&link).await;
+        assert_eq!(landing.status, 200);
+        assert!(landing.body.contains("Confirm my address"));
+    }
+    let confirmed = visitor.submit(&link, &link, &[]).await;
+    assert_eq!(confirmed.status, 303);
+    assert_eq!(confirmed.location(), Some("/account?notice=confirmed"));
+    assert!(visitor.is_logged_in());
+    let cookie = confirmed.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+
+    let account = visitor.get("/account?notice=confirmed").await;
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("ada@example.org"));
+    assert!(account.body.contains("Your email address is confirmed"));
+    assert_eq!(app.last_email_to("ada@example.org").await.message, "welcome");
+
+    let me = visitor.me().await;
+    assert_eq!(me["name"], "Ada");
+    assert_eq!(me["role"], "member");
+    assert_eq!(me["subscriber"], false);
+
+    // The link worked once.
+    let again = visitor.post_with_token(&link, &[]).await;
+    assert_eq!(again.status, 410);
+    assert!(again.body.contains("already been used"));
+}
+
+#[actix_rt::test]
+async fn signing_up_with_a_registered_address_tells_nothing_and_creates_nothing() {
+    let app = spawn_app().await;
+    let mut first = Visitor::new(&app);
+    let created = sign_up(&mut first, "ada@example.org", "Ada").await;
+    let mut second = Visitor::new(&app);
+    let again = sign_up(&mut second, "ADA@example.org", "Mallory").await;
+    assert_eq!(again.status, created.status);
+    let strip = |body: &str| {
+        body.replace(&first.cookies["lectern_csrf"], "")
+            .replace(&second.cookies["lectern_csrf"], "")
+    };
+    assert_eq!(
+        strip(&again.body),
+        strip(&created.body),
+        "the same page either way"
+    );
+
+    let client = app.pool.get().await.unwrap();
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1);
+    // The owner hears of it, with a way in.
+    let email = app.last_email_to("ada@example.org").await;
+    assert_eq!(email.message, "magic_link");
+    assert_eq!(email.data["signup_attempt"], true);
+}
+
+#[actix_rt::test]
+async fn logging_in_and_out_with_a_password() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+
+    let logout_form = visitor.get("/logout").await;
+    let token = logout_form.csrf_token();
+    let out = visitor.post("/logout", &[("csrf_token", &token)]).await;
+    assert_eq!(out.status, 303);
+    assert!(!visitor.is_logged_in());
+    assert!(visitor.me().await.is_null());
+    assert_eq!(
+        visitor.get("/account").await.location(),
+        Some("/login?next=/account")
+    );
+
+    let wrong = visitor
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "ada@example.org"), ("password", "not the password")],
+        )
+        .await;
+    let unknown = visitor
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "bob@example.org"), ("password", "not the password")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    assert!(wrong
+        .body
+        .contains("that email address and password do not match"));
+    assert!(unknown
+        .body
+        .contains("that email address and password do not match"));
+
+    let login = visitor
+        .submit(
+            "/login?next=/episodes",
+            "/login",
+            &[
+                ("email", "Ada@Example.org"),
+                ("password", PASSWORD),
+                ("next", "/episodes"),
+            ],
+        )
+        .await;
+    assert_eq!(login.status, 303);
+    assert_eq!(login.location(), Some("/episodes"));
+    assert_eq!(visitor.me().await["email"], "ada@example.org");
+
+    // Elsewhere than this site is never a destination.
+    visitor.cookies.remove("lectern_session");
+    let offsite = visitor
+        .submit(
+            "/login",
+            "/login",
+            &[
+                ("email", "ada@example.org"),
+                ("password", PASSWORD),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(offsite.location(), Some("/account"));
+}
+
+#[actix_rt::test]
+async fn an_unconfirmed_account_gets_a_new_link_instead_of_a_session() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    sign_up(&mut visitor, "ada@example.org", "").await;
+    let before = app.outbox().await.len();
+    let login = visitor
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "ada@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(login.status, 403);
+    assert!(login.body.contains("not confirmed yet"));
+    assert!(!visitor.is_logged_in());
+    assert_eq!(app.outbox().await.len(), before + 1);
+    assert_eq!(
+        app.last_email_to("ada@example.org").await.message,
+        "confirm_email"
+    );
+}
+
+#[actix_rt::test]
+async fn a_login_link_survives_a_scanner_and_works_once() {
+    let app = spawn_app().await;
+    let mut member = Visitor::new(&app);
+    confirmed_member(&app, &mut member, "ada@example.org").await;
+
+    let mut visitor = Visitor::new(&app);
+    let sent = visitor
+        .submit("/login/magic", "/login/magic", &[("email", "ada@example.org")])
+        .await;
+    assert_eq!(sent.status, 200);
+    assert!(sent.body.contains("a login link is on its way"));
+    let email = app.last_email_to("ada@example.org").await;
+    assert_eq!(email.message, "magic_link");
+    assert_eq!(email.data["signup_attempt"], false);
+    let link = email.link_path();
+
+    let mut scanner = Visitor::new(&app);
+    assert_eq!(scanner.get(&link).await.status, 200);
+    assert!(!scanner.is_logged_in());
+
+    let used = visitor.submit(&link, &link, &[]).await;
+    assert_eq!(used.status, 303);
+    assert_eq!(visitor.me().await["email"], "ada@example.org");
+    let replay = visitor.post_with_token(&link, &[]).await;
+    assert_eq!(replay.status, 410);
+
+    // An address without an account gets the same answer, and no email.
+    let before = app.outbox().await.len();
+    let nobody = Visitor::new(&app)
+        .submit("/login/magic", "/login/magic", &[("email", "nobody@example.org")])
+        .await;
+    assert_eq!(nobody.status, 200);
+    assert!(nobody.body.contains("a login link is on its way"));
+    assert_eq!(app.outbox().await.len(), before);
+}
+
+#[actix_rt::test]
+async fn expired_and_made_up_links_are_refused_clearly() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    sign_up(&mut visitor, "ada@example.org", "").await;
+    let link = app.last_email_to("ada@example.org").await.link_path();
+    let client = app.pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE user_tokens SET expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let expired = visitor.get(&link).await;
+    assert_eq!(expired.status, 410);
+    assert!(expired.body.contains("this link has expired"));
+
+    for path in [
+        "/confirm/not-a-token",
+        "/login/magic/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &format!("/reset/{}", "x".repeat(500)),
+    ] {
+        let page = visitor.get(path).await;
+        assert_eq!(page.status, 410, "{path}");
+        assert!(page.body.contains("this link is not valid"), "{path}");
+    }
+    // A confirmation link is not a reset link.
+    let reset_with_confirm = visitor.get(&link.replace("/confirm/", "/reset/")).await;
+    assert_eq!(reset_with_confirm.status, 410);
+}
+
+#[actix_rt::test]
+async fn a_password_reset_logs_out_everyone_else() {
+    let app = spawn_app().await;
+    let mut laptop = Visitor::new(&app);
+    confirmed_member(&app, &mut laptop, "ada@example.org").await;
+
+    let mut phone = Visitor::new(&app);
+    let sent = phone
+        .submit("/reset", "/reset", &[("email", "ada@example.org")])
+        .await;
+    assert!(sent
+        .body
+        .contains("a link to choose a new password is on its way"));
+    let email = app.last_email_to("ada@example.org").await;
+    assert_eq!(email.message, "password_reset");
+    assert_eq!(email.data["minutes"], 60);
+    let link = email.link_path();
+
+    let short = phone.submit(&link, &link, &[("password", "short")]).await;
+    assert_eq!(short.status, 422);
+    assert!(short.body.contains("use at least 10 characters"));
+
+    let reset = phone
+        .submit(&link, &link, &[("password", "a brand new passphrase")])
+        .await;
+    assert_eq!(reset.status, 303);
+    assert_eq!(reset.location(), Some("/account?notice=password_reset"));
+    assert!(phone.me().await.is_object());
+    assert!(laptop.me().await.is_null(), "the other session has ended");
+
+    let old = Visitor::new(&app)
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "ada@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(old.status, 401);
+    let new = Visitor::new(&app)
+        .submit(
+            "/login",
+            "/login",
+            &[
+                ("email", "ada@example.org"),
+                ("password", "a brand new passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(new.status, 303);
+    let replay = phone
+        .post_with_token(&link, &[("password", "yet another passphrase")])
+        .await;
+    assert_eq!(replay.status, 410);
+}
+
+#[actix_rt::test]
+async fn changing_the_password_ends_other_sessions_but_this_one() {
+    let app = spawn_app().await;
+    let mut laptop = Visitor::new(&app);
+    confirmed_member(&app, &mut laptop, "ada@example.org").await;
+    let mut phone = Visitor::new(&app);
+    phone
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "ada@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert!(phone.me().await.is_object());
+
+    let wrong = laptop
+        .submit(
+            "/account",
+            "/account/password",
+            &[
+                ("current_password", "not it at all"),
+                ("new_password", "another good passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 422);
+    assert!(wrong.body.contains("your current password is not right"));
+
+    let changed = laptop
+        .submit(
+            "/account",
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "another good passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.location(), Some("/account?notice=password_changed"));
+    assert!(laptop.me().await.is_object());
+    assert!(phone.me().await.is_null());
+}
+
+#[actix_rt::test]
+async fn changing_the_address_takes_a_confirmation_and_tells_the_old_one() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let asked = visitor
+        .submit(
+            "/account",
+            "/account/email",
+            &[
+                ("new_email", "ada@lovelace.example"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(asked.location(), Some("/account?notice=email_change_sent"));
+    assert_eq!(
+        visitor.me().await["email"],
+        "ada@example.org",
+        "not changed until confirmed"
+    );
+
+    let email = app.last_email_to("ada@lovelace.example").await;
+    assert_eq!(email.message, "confirm_email");
+    assert_eq!(email.data["change"], true);
+    let link = email.link_path();
+    let confirmed = visitor.submit(&link, &link, &[]).await;
+    assert_eq!(confirmed.location(), Some("/account?notice=email_changed"));
+    assert_eq!(visitor.me().await["email"], "ada@lovelace.example");
+    let notice = app.last_email_to("ada@example.org").await;
+    assert_eq!(notice.message, "email_changed");
+    assert_eq!(notice.data["new_email"], "ada@lovelace.example");
+}
+
+#[actix_rt::test]
+async fn deleting_the_account_removes_it_and_logs_out() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let unconfirmed = visitor
+        .submit(
+            "/account",
+            "/account/delete",
+            &[
+                ("confirm_email", "someone@example.org"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422);
+    let deleted = visitor
+        .submit(
+            "/account",
+            "/account/delete",
+            &[
+                ("confirm_email", "ada@example.org"),
+                ("current_password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(deleted.status, 200);
+    assert!(deleted.body.contains("Your account is deleted"));
+    assert!(!visitor.is_logged_in());
+    let client = app.pool.get().await.unwrap();
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM users WHERE email = 'ada@example.org'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let login = Visitor::new(&app)
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "ada@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(login.status, 401);
+}
+
+#[actix_rt::test]
+async fn forms_without_the_token_or_from_elsewhere_change_nothing() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    // No token at all.
+    let bare = visitor
+        .post("/signup", &[("email", "ada@example.org"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(bare.status, 403);
+    assert!(bare.body.contains("Nothing was changed"));
+    // The right token, sent from another site.
+    let form = visitor.get("/signup").await;
+    let token = form.csrf_token();
+    let forged = app
+        .client
+        .post(app.url("/signup"))
+        .header(
+            "cookie",
+            format!("lectern_csrf={}", visitor.cookies["lectern_csrf"]),
+        )
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("email", "ada@example.org"),
+            ("password", PASSWORD),
+            ("csrf_token", &token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    assert!(app.outbox().await.is_empty());
+
+    // A logged-in form needs the session's token, not the visitor cookie's.
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let stale = visitor
+        .post(
+            "/account/delete",
+            &[
+                ("confirm_email", "ada@example.org"),
+                ("current_password", PASSWORD),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, 403);
+    assert!(visitor.me().await.is_object());
+}
+
+#[actix_rt::test]
+async fn cached_pages_carry_no_token_and_no_name() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let home = visitor.get("/").await;
+    assert!(home.headers.get("x-cache").is_some());
+    assert!(!home.body.contains("csrf_token"));
+    assert!(!home.body.contains("Ada"));
+    let me = visitor.get("/me").await;
+    assert_eq!(me.headers.get("cache-control").unwrap(), "private, no-store");
+}
+
+#[actix_rt::test]
+async fn bad_input_gets_a_clear_answer() {
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    let invalid = visitor
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("email", "ada at example.org"),
+                ("password", "short"),
+                ("name", "Ada\nBcc: x"),
+            ],
+        )
+        .await;
+    assert_eq!(invalid.status, 422);
+    assert!(invalid.body.contains("does not look like an email address"));
+    assert!(invalid.body.contains("use at least 10 characters"));
+    assert!(invalid.body.contains("on one line"));
+    let long = "p".repeat(129);
+    let too_long = visitor
+        .submit(
+            "/signup",
+            "/signup",
+            &[("email", "ada@example.org"), ("password", &long)],
+        )
+        .await;
+    assert!(too_long.body.contains("use at most 128 characters"));
+
+    let not_a_form = app
+        .client
+        .post(app.url("/login"))
+        .header("content-type", "application/json")
+        .body("{\"email\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_a_form.status().as_u16(), 415);
+    assert!(not_a_form
+        .text()
+        .await
+        .unwrap()
+        .contains("The form could not be read"));
+
+    let huge = app
+        .client
+        .post(app.url("/signup"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("email={}", "a".repeat(2 * 1024 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+    assert!(app.outbox().await.is_empty());
+}
+
+#[actix_rt::test]
+async fn too_many_attempts_get_429_whether_or_not_the_address_exists() {
+    let app = spawn_app_with(&[("accounts.rate_limit.per_email", "2")]).await;
+    for email in ["ada@example.org", "nobody@example.org"] {
+        let mut visitor = Visitor::new(&app);
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let page = visitor
+                .submit(
+                    "/login",
+                    "/login",
+                    &[("email", email), ("password", "wrong password")],
+                )
+                .await;
+            statuses.push(page.status);
+            if page.status == 429 {
+                let retry: u32 = page.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=900).contains(&retry), "{retry}");
+                assert!(page.body.contains("Too many attempts"));
+            }
+        }
+        assert_eq!(statuses, [401, 401, 429], "{email}");
+    }
+    // Per client address too.
+    let app = spawn_app_with(&[("accounts.rate_limit.per_ip", "2")]).await;
+    let mut visitor = Visitor::new(&app);
+    let mut last = 0;
+    for n in 0..3 {
+        let email = format!("person{n}@example.org");
+        last = visitor
+            .submit("/reset", "/reset", &[("email", &email)])
+            .await
+            .status;
+    }
+    assert_eq!(last, 429);
+}
+
+#[actix_rt::test]
+async fn create_admin_prints_a_one_time_link_that_logs_in_as_admin() {
+    use crate::helpers::{conninfo, fresh_database, lectern_command, spawn_app_on};
+
+    let database = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = lectern_command(dir.path())
+        .env("DATABASE_URL", conninfo(&database))
+        .args(["user", "create-admin", " Grace@Example.org "])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("grace@example.org is an administrator"),
+        "{stdout}"
+    );
+    let link = stdout
+        .lines()
+        .find(|l| l.contains("/login/magic/"))
+        .expect("the output has the link");
+    let path = &link[link.find("/login/magic/").unwrap()..];
+
+    let app = spawn_app_on(database, &[]).await;
+    let mut visitor = Visitor::new(&app);
+    assert_eq!(visitor.submit(path, path, &[]).await.status, 303);
+    assert_eq!(visitor.me().await["role"], "admin");
+    assert_eq!(visitor.post_with_token(path, &[]).await.status, 410);
+
+    let bad = lectern_command(dir.path())
+        .args(["user", "create-admin", "not an address"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not look like an email address"));
+}
