@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod browser;
 mod cli;
 mod content;
 mod embedded;

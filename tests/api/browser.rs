@@ -1,0 +1,241 @@
+//! End to end in headless Chromium over WebDriver: a new member signs up,
+//! confirms, logs out, logs in with a password and with an emailed link,
+//! resets the password and deletes the account. Links come from the outbox.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, TestApp};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// chromedriver on a free loopback port, stopped on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+async fn browser() -> (Client, ChromeDriver) {
+    let missing = "headless Chromium is needed: run `tests/run` (as root it installs Debian's \
+                   chromium and chromium-driver) or `apt-get install chromium chromium-driver`";
+    let driver = find_program("chromedriver").unwrap_or_else(|| panic!("chromedriver not found; {missing}"));
+    let chromium = find_program("chromium").unwrap_or_else(|| panic!("chromium not found; {missing}"));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().unwrap();
+    let driver = ChromeDriver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _profile: profile,
+    };
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1200,900",
+                format!("--user-data-dir={}", driver._profile.path().display()),
+            ]
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connected = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities.as_object().unwrap().clone())
+            .connect(&driver.url)
+            .await;
+        match connected {
+            Ok(client) => return (client, driver),
+            Err(e) if Instant::now() > deadline => panic!("cannot start headless Chromium: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Fills the fields of the form whose action is `action`, then presses its button.
+async fn fill_and_submit(browser: &Client, action: &str, fields: &[(&str, &str)]) {
+    let form = format!("form[action='{action}']");
+    browser
+        .wait_for_find(Locator::Css(&form))
+        .await
+        .unwrap_or_else(|e| panic!("no form for {action}: {e}"));
+    for (name, value) in fields {
+        let input = browser
+            .find(Locator::Css(&format!("{form} input[name='{name}']")))
+            .await
+            .unwrap_or_else(|e| panic!("no field {name} in the form for {action}: {e}"));
+        input.send_keys(value).await.unwrap();
+    }
+    browser
+        .find(Locator::Css(&format!("{form} button[type='submit']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits for a page whose first heading is `heading`.
+async fn wait_for_heading(browser: &Client, heading: &str) {
+    let xpath = format!("//h1[normalize-space()='{heading}']");
+    let found = tokio::time::timeout(
+        Duration::from_secs(10),
+        browser.wait_for_find(Locator::XPath(&xpath)),
+    )
+    .await;
+    if !matches!(found, Ok(Ok(_))) {
+        let source = browser.source().await.unwrap_or_default();
+        panic!("expected a page titled {heading:?}, got:\n{source}");
+    }
+}
+
+/// The newest emailed link to `email`, on the test server.
+async fn emailed_link(app: &TestApp, email: &str, message: &str) -> String {
+    let sent = app.last_email_to(email).await;
+    assert_eq!(sent.message, message);
+    app.url(&sent.link_path())
+}
+
+#[actix_rt::test]
+async fn a_member_signs_up_confirms_logs_in_three_ways_and_leaves() {
+    let app = spawn_app().await;
+    let (browser, _driver) = browser().await;
+    let email = "ada@example.org";
+
+    // Sign up, and confirm from the email.
+    browser.goto(&app.url("/")).await.unwrap();
+    browser
+        .find(Locator::LinkText("Sign up"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill_and_submit(
+        &browser,
+        "/signup",
+        &[("name", "Ada"), ("email", email), ("password", PASSWORD)],
+    )
+    .await;
+    wait_for_heading(&browser, "Check your email").await;
+    let link = emailed_link(&app, email, "confirm_email").await;
+    browser.goto(&link).await.unwrap();
+    fill_and_submit(&browser, &link[app.address.len()..], &[]).await;
+    wait_for_heading(&browser, "Your account").await;
+    assert!(browser.source().await.unwrap().contains(email));
+
+    // A cached page learns who is here from /me.
+    browser.goto(&app.url("/episodes")).await.unwrap();
+    let account_link = browser.find(Locator::Css("[data-me='member']")).await.unwrap();
+    browser
+        .wait_for(|b| {
+            let b = b.clone();
+            async move {
+                let link = b.find(Locator::Css("[data-me='member']")).await?;
+                link.is_displayed().await
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(account_link.text().await.unwrap(), "Ada");
+
+    // Log out, then in with the password.
+    browser.goto(&app.url("/account")).await.unwrap();
+    fill_and_submit(&browser, "/logout", &[]).await;
+    browser
+        .wait_for_find(Locator::LinkText("Log in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill_and_submit(&browser, "/login", &[("email", email), ("password", PASSWORD)]).await;
+    wait_for_heading(&browser, "Your account").await;
+
+    // Log out, then in with an emailed link.
+    fill_and_submit(&browser, "/logout", &[]).await;
+    browser.goto(&app.url("/login")).await.unwrap();
+    browser
+        .find(Locator::LinkText("Email me a login link instead"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill_and_submit(&browser, "/login/magic", &[("email", email)]).await;
+    wait_for_heading(&browser, "Check your email").await;
+    let link = emailed_link(&app, email, "magic_link").await;
+    browser.goto(&link).await.unwrap();
+    let path = &link[app.address.len()..];
+    fill_and_submit(&browser, path, &[]).await;
+    wait_for_heading(&browser, "Your account").await;
+
+    // Log out, forget the password, reset it.
+    fill_and_submit(&browser, "/logout", &[]).await;
+    browser.goto(&app.url("/login")).await.unwrap();
+    browser
+        .find(Locator::LinkText("Forgot your password?"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    fill_and_submit(&browser, "/reset", &[("email", email)]).await;
+    wait_for_heading(&browser, "Check your email").await;
+    let link = emailed_link(&app, email, "password_reset").await;
+    browser.goto(&link).await.unwrap();
+    let path = &link[app.address.len()..];
+    fill_and_submit(&browser, path, &[("password", "a brand new passphrase")]).await;
+    wait_for_heading(&browser, "Your account").await;
+    assert!(browser
+        .source()
+        .await
+        .unwrap()
+        .contains("Your password is changed"));
+
+    // Delete the account.
+    fill_and_submit(
+        &browser,
+        "/account/delete",
+        &[
+            ("confirm_email", email),
+            ("current_password", "a brand new passphrase"),
+        ],
+    )
+    .await;
+    wait_for_heading(&browser, "Your account is deleted").await;
+    browser.goto(&app.url("/account")).await.unwrap();
+    wait_for_heading(&browser, "Log in").await;
+
+    browser.close().await.unwrap();
+}
