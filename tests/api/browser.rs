@@ -86,7 +86,9 @@ async fn browser() -> (Client, ChromeDriver) {
 async fn fill_and_submit(browser: &Client, action: &str, fields: &[(&str, &str)]) {
     let form = format!("form[action='{action}']");
     browser
-        .wait_for_find(Locator::Css(&form))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&form))
         .await
         .unwrap_or_else(|e| panic!("no form for {action}: {e}"));
     for (name, value) in fields {
@@ -108,12 +110,12 @@ async fn fill_and_submit(browser: &Client, action: &str, fields: &[(&str, &str)]
 /// Waits for a page whose first heading is `heading`.
 async fn wait_for_heading(browser: &Client, heading: &str) {
     let xpath = format!("//h1[normalize-space()='{heading}']");
-    let found = tokio::time::timeout(
-        Duration::from_secs(10),
-        browser.wait_for_find(Locator::XPath(&xpath)),
-    )
-    .await;
-    if !matches!(found, Ok(Ok(_))) {
+    let found = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath(&xpath))
+        .await;
+    if found.is_err() {
         let source = browser.source().await.unwrap_or_default();
         panic!("expected a page titled {heading:?}, got:\n{source}");
     }
@@ -157,23 +159,20 @@ async fn a_member_signs_up_confirms_logs_in_three_ways_and_leaves() {
     // A cached page learns who is here from /me.
     browser.goto(&app.url("/episodes")).await.unwrap();
     let account_link = browser.find(Locator::Css("[data-me='member']")).await.unwrap();
-    browser
-        .wait_for(|b| {
-            let b = b.clone();
-            async move {
-                let link = b.find(Locator::Css("[data-me='member']")).await?;
-                link.is_displayed().await
-            }
-        })
-        .await
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !account_link.is_displayed().await.unwrap() {
+        assert!(Instant::now() < deadline, "the Account link never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(account_link.text().await.unwrap(), "Ada");
 
     // Log out, then in with the password.
     browser.goto(&app.url("/account")).await.unwrap();
     fill_and_submit(&browser, "/logout", &[]).await;
     browser
-        .wait_for_find(Locator::LinkText("Log in"))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText("Log in"))
         .await
         .unwrap()
         .click()
