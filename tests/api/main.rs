@@ -17,3 +17,4 @@ mod static_files;
 mod store;
 mod supervision;
 mod telemetry;
+mod webhooks_ses;

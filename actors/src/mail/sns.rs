@@ -200,9 +200,11 @@ pub enum Rejection {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for SNS: {0}")]
+pub struct HttpClientError(#[from] reqwest::Error);
+
+#[derive(Debug, thiserror::Error)]
 pub enum SnsError {
-    #[error("malformed SNS message: {0}")]
-    Malformed(#[from] Malformed),
     #[error("refused SNS message: {0}")]
     Rejected(#[from] Rejection),
     /// SNS or the network failed us; SNS retries later.
@@ -262,7 +264,7 @@ enum UrlUse {
 }
 
 impl SnsReceiver {
-    pub fn new(config: SnsConfig) -> Result<SnsReceiver, reqwest::Error> {
+    pub fn new(config: SnsConfig) -> Result<SnsReceiver, HttpClientError> {
         let http = reqwest::Client::builder()
             // A redirect could lead off SNS's hosts.
             .redirect(reqwest::redirect::Policy::none())
@@ -275,9 +277,8 @@ impl SnsReceiver {
         })
     }
 
-    /// Parses, verifies and acts on one posted body.
-    pub async fn receive(&self, pool: &Pool, body: &[u8]) -> Result<Receipt, SnsError> {
-        let message = SnsMessage::parse(body)?;
+    /// Verifies one parsed message and acts on it.
+    pub async fn receive(&self, pool: &Pool, message: SnsMessage) -> Result<Receipt, SnsError> {
         self.verify(&message).await?;
         let action = match &message.kind {
             MessageKind::Notification => apply_ses_notification(pool, &message.message).await?,
@@ -297,7 +298,7 @@ impl SnsReceiver {
 
     /// Topic, age, certificate URL, then signature: the cheap checks come
     /// first, and nothing is fetched for a message from a foreign topic.
-    pub async fn verify(&self, message: &SnsMessage) -> Result<(), SnsError> {
+    async fn verify(&self, message: &SnsMessage) -> Result<(), SnsError> {
         if self.config.topic_arns.is_empty() {
             return Err(Rejection::NoTopicAllowed.into());
         }
