@@ -459,3 +459,14 @@ async fn when_the_database_is_down_sns_is_asked_to_retry() {
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(response.text().await.unwrap(), "unavailable, try again later\n");
 }
+
+#[actix_rt::test]
+async fn a_body_over_the_server_limit_gets_413() {
+    let sns = FakeSns::start().await;
+    let app = spawn_trusting(&sns, &[TOPIC]).await;
+
+    let response = post(&app, &"x".repeat(2 * 1024 * 1024)).await;
+
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(sns.requests().is_empty());
+}

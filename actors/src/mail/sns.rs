@@ -32,8 +32,9 @@ use super::{EmailAddress, MailError};
 
 /// Signing certificates kept in memory, by URL (SNS rotates them rarely).
 const CERTIFICATE_CACHE: usize = 16;
-/// A signing certificate is about 2 KB; anything much larger is not one.
-const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
+/// A signing certificate is about 2 KB and a confirmation's answer less;
+/// anything much larger is neither.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the SNS checks need to know (`[mail.sns]` in the configuration).
@@ -328,7 +329,7 @@ impl SnsReceiver {
     /// Visits the `SubscribeURL`, which is how SNS wants a subscription confirmed.
     async fn confirm_subscription(&self, subscribe_url: &str) -> Result<(), SnsError> {
         let url = self.allowed_url(subscribe_url, UrlUse::SubscribeUrl)?;
-        self.fetch(url, MAX_CERTIFICATE_BYTES)
+        self.fetch(url)
             .await
             .map_err(|e| SnsError::Unavailable(format!("cannot confirm the subscription: {e}")))?;
         Ok(())
@@ -339,7 +340,7 @@ impl SnsReceiver {
             return Ok(key);
         }
         let pem = self
-            .fetch(url.clone(), MAX_CERTIFICATE_BYTES)
+            .fetch(url.clone())
             .await
             .map_err(|e| SnsError::Unavailable(format!("cannot fetch the signing certificate: {e}")))?;
         let key = Arc::new(public_key_of(&pem).map_err(Rejection::BadCertificate)?);
@@ -347,8 +348,8 @@ impl SnsReceiver {
         Ok(key)
     }
 
-    /// GETs `url`; its body, at most `limit` bytes.
-    async fn fetch(&self, url: Url, limit: usize) -> Result<Vec<u8>, String> {
+    /// GETs `url`; its body, at most `MAX_RESPONSE_BYTES`.
+    async fn fetch(&self, url: Url) -> Result<Vec<u8>, String> {
         let shown = url.to_string();
         let mut response = self
             .http
@@ -366,8 +367,8 @@ impl SnsReceiver {
             .map_err(|e| format!("{shown}: {}", with_causes(&e)))?
         {
             body.extend_from_slice(&chunk);
-            if body.len() > limit {
-                return Err(format!("{shown} sent more than {limit} bytes"));
+            if body.len() > MAX_RESPONSE_BYTES {
+                return Err(format!("{shown} sent more than {MAX_RESPONSE_BYTES} bytes"));
             }
         }
         Ok(body)
