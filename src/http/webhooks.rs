@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use lectern_actors::mail::sns::{Action, Receipt, Rejection, SnsError, SnsMessage};
+use lectern_actors::mail::sns::{Action, Rejection, SnsError, SnsMessage};
 use slog::{error, info, warn, Logger};
 
 use super::errors::RETRY_AFTER_SECS;
@@ -34,9 +34,9 @@ async fn ses(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> 
         "type" => message.kind.name(),
         "topic" => message.topic_arn.clone(),
     ));
-    match state.sns.receive(&state.pool, message).await {
-        Ok(receipt) => {
-            log_receipt(&log, &receipt);
+    match state.sns.receive(&state.pool, &message).await {
+        Ok(action) => {
+            log_action(&log, &action);
             plain(StatusCode::OK, "ok\n")
         }
         Err(SnsError::Rejected(rejection)) => {
@@ -62,8 +62,8 @@ async fn ses(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> 
     }
 }
 
-fn log_receipt(log: &Logger, receipt: &Receipt) {
-    match &receipt.action {
+fn log_action(log: &Logger, action: &Action) {
+    match action {
         Action::Suppressed {
             reason,
             addresses,

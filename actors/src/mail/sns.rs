@@ -217,7 +217,7 @@ pub enum SnsError {
     Mail(#[from] MailError),
 }
 
-/// What a verified message led to.
+/// What a verified message led to, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Addresses put on (or kept on) the suppression list, and the ones in
@@ -231,15 +231,6 @@ pub enum Action {
     Ignored(String),
     SubscriptionConfirmed,
     Unsubscribed,
-}
-
-/// A verified message and what was done with it, for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    pub message_id: String,
-    pub kind: &'static str,
-    pub topic_arn: String,
-    pub action: Action,
 }
 
 /// Checks SNS messages and acts on them; holds the HTTP client and the
@@ -279,21 +270,15 @@ impl SnsReceiver {
     }
 
     /// Verifies one parsed message and acts on it.
-    pub async fn receive(&self, pool: &Pool, message: SnsMessage) -> Result<Receipt, SnsError> {
-        self.verify(&message).await?;
-        let action = match &message.kind {
+    pub async fn receive(&self, pool: &Pool, message: &SnsMessage) -> Result<Action, SnsError> {
+        self.verify(message).await?;
+        Ok(match &message.kind {
             MessageKind::Notification => apply_ses_notification(pool, &message.message).await?,
             MessageKind::SubscriptionConfirmation { subscribe_url, .. } => {
                 self.confirm_subscription(subscribe_url).await?;
                 Action::SubscriptionConfirmed
             }
             MessageKind::UnsubscribeConfirmation { .. } => Action::Unsubscribed,
-        };
-        Ok(Receipt {
-            kind: message.kind.name(),
-            message_id: message.message_id,
-            topic_arn: message.topic_arn,
-            action,
         })
     }
 

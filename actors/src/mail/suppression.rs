@@ -86,7 +86,8 @@ pub async fn find_suppression(
         return Ok(None);
     };
     let reason: &str = row.get(0);
-    // The table's CHECK constraint admits only the two reasons.
+    // The table's CHECK constraint admits only the two reasons; were it
+    // otherwise, the address would still be suppressed, as strictly as can be.
     let reason = Reason::from_column(reason).unwrap_or(Reason::Complaint);
     Ok(Some(Suppression {
         reason,
