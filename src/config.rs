@@ -195,6 +195,7 @@ pub struct MailSettings {
     pub max_attempts: u32,
     pub retry_base_secs: u64,
     pub ses: SesSettings,
+    pub sns: SnsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -202,6 +203,15 @@ pub struct MailSettings {
 pub struct SesSettings {
     pub endpoint: Option<String>,
     pub region: String,
+}
+
+/// Bounce and complaint notifications from SES, through SNS (`POST /webhooks/ses`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsSettings {
+    pub topic_arns: Vec<String>,
+    pub allowed_url_prefixes: Vec<String>,
+    pub max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -497,7 +507,37 @@ impl Settings {
         if self.mail.retry_base_secs == 0 || self.mail.retry_base_secs > 3600 {
             return fail("mail.retry_base_secs", "must be between 1 and 3600");
         }
+        let sns = &self.mail.sns;
+        if !sns.topic_arns.iter().all(|arn| is_sns_topic_arn(arn)) {
+            return fail(
+                "mail.sns.topic_arns",
+                "each must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+            );
+        }
+        if !sns
+            .allowed_url_prefixes
+            .iter()
+            .all(|prefix| is_url_prefix(prefix))
+        {
+            return fail(
+                "mail.sns.allowed_url_prefixes",
+                "each must be an http:// or https:// URL with a host, ending in a slash after the host",
+            );
+        }
+        if sns.max_age_secs < 60 || sns.max_age_secs > 86_400 {
+            return fail("mail.sns.max_age_secs", "must be between 60 and 86400");
+        }
         Ok(())
+    }
+
+    /// How SNS messages are checked.
+    pub fn sns_config(&self) -> lectern_actors::mail::sns::SnsConfig {
+        let sns = &self.mail.sns;
+        lectern_actors::mail::sns::SnsConfig {
+            topic_arns: sns.topic_arns.clone(),
+            allowed_url_prefixes: sns.allowed_url_prefixes.clone(),
+            max_age: std::time::Duration::from_secs(sns.max_age_secs),
+        }
     }
 
     /// A path from the configuration, resolved under `server.data_dir` when relative.
@@ -521,6 +561,34 @@ impl Settings {
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
+}
+
+/// `arn:PARTITION:sns:REGION:ACCOUNT:NAME`, every part present.
+fn is_sns_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && parts[3..].iter().all(|part| !part.is_empty())
+}
+
+/// `scheme://host[:port]/…/`: a prefix that ends in a slash after the host
+/// cannot be stretched onto another host (`http://127.0.0.1:80` would
+/// also match `http://127.0.0.1:8080`).
+fn is_url_prefix(prefix: &str) -> bool {
+    let Some(rest) = prefix
+        .strip_prefix("https://")
+        .or_else(|| prefix.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    !host.is_empty()
+        && !host.contains('@')
+        && rest.len() > host.len()
+        && prefix.ends_with('/')
+        && !prefix.contains(char::is_whitespace)
 }
 
 fn origin_of(metadata: &Metadata) -> String {
@@ -703,6 +771,51 @@ mod tests {
             jail.set_env("LECTERN__PRICING__COUNTRY_HEADER", "CF IPCountry");
             let error = load(jail).expect_err("refused");
             assert_eq!(error.key, "pricing.country_header");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sns_keys_are_checked_and_named() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_dir("config")?;
+            jail.create_file(
+                "config/local.toml",
+                "[mail.sns]\ntopic_arns = [\"arn:aws:sns:eu-west-1:123456789012:ses-feedback\"]\n\
+                 allowed_url_prefixes = [\"http://127.0.0.1:9000/sns/\"]",
+            )?;
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            let sns = settings.sns_config();
+            assert_eq!(
+                sns.topic_arns,
+                ["arn:aws:sns:eu-west-1:123456789012:ses-feedback"]
+            );
+            assert_eq!(sns.max_age.as_secs(), 3600, "default kept");
+
+            for (key, value) in [
+                ("LECTERN__MAIL__SNS__TOPIC_ARNS", "[\"arn:aws:s3:::bucket\"]"),
+                (
+                    "LECTERN__MAIL__SNS__ALLOWED_URL_PREFIXES",
+                    "[\"http://127.0.0.1:9000\"]",
+                ),
+                (
+                    "LECTERN__MAIL__SNS__ALLOWED_URL_PREFIXES",
+                    "[\"http://user@evil.example/\"]",
+                ),
+                ("LECTERN__MAIL__SNS__MAX_AGE_SECS", "5"),
+            ] {
+                jail.set_env(key, value);
+                let error = load(jail).expect_err(value);
+                assert_eq!(
+                    error.key,
+                    key.trim_start_matches("LECTERN__")
+                        .replace("__", ".")
+                        .to_lowercase()
+                );
+                assert!(error.message.contains("must be"), "{}", error.message);
+                jail.clear_env();
+            }
             Ok(())
         });
     }

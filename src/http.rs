@@ -8,12 +8,14 @@ pub mod middleware;
 pub mod ops;
 pub mod pages;
 pub mod session;
+pub mod webhooks;
 
 use std::sync::Arc;
 
 use actix_web::guard;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::Route;
+use lectern_actors::mail::sns::SnsReceiver;
 use lectern_actors::store::DbPool;
 use lectern_actors::supervisor::RootSupervisor;
 use slog::Logger;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub pool: DbPool,
     pub actors: Arc<RootSupervisor>,
+    /// Checks and applies SES bounce and complaint notifications.
+    pub sns: SnsReceiver,
     pub log: Logger,
 }
 
@@ -41,6 +45,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     pages::routes(cfg);
     accounts::routes(cfg);
     ops::routes(cfg);
+    webhooks::routes(cfg);
     assets::routes(cfg);
     cfg.default_service(web::to(errors::not_found));
 }

@@ -12,6 +12,7 @@ use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportError, ImportReport};
 use lectern_actors::content::{self};
 use lectern_actors::events::Event;
+use lectern_actors::mail::sns::{HttpClientError, SnsReceiver};
 use lectern_actors::mail::EmailAddress;
 use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
@@ -55,6 +56,8 @@ pub enum StartupError {
     Import(#[from] ImportError),
     #[error("accounts: {0}")]
     Accounts(#[from] AccountsError),
+    #[error("{0}")]
+    Sns(#[from] HttpClientError),
 }
 
 /// Lectern's HTTP server and actors, bound and ready to run.
@@ -189,10 +192,12 @@ fn http_server(
     let workers = threads_or_cores(settings.server.workers);
     let shutdown_timeout = settings.server.shutdown_timeout_secs;
     let keep_alive = std::time::Duration::from_secs(settings.server.keep_alive_secs);
+    let sns = SnsReceiver::new(settings.sns_config())?;
     let state = web::Data::new(AppState {
         settings: Arc::new(settings),
         pool,
         actors,
+        sns,
         log,
     });
     let server = HttpServer::new(move || {

@@ -3,6 +3,8 @@
 //! suppression list, and the Mailer actor that drains the outbox.
 
 pub mod address;
+pub mod sns;
+pub mod suppression;
 
 pub use address::{AddressError, EmailAddress};
 

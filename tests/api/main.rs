@@ -20,3 +20,4 @@ mod store;
 mod supervision;
 mod telemetry;
 mod visitor;
+mod webhooks_ses;
