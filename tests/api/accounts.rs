@@ -63,6 +63,17 @@ async fn a_new_member_signs_up_confirms_and_sees_the_account() {
     assert!(account.body.contains("Your email address is confirmed"));
     assert_eq!(app.last_email_to("ada@example.org").await.message, "welcome");
 
+    // The access log names the user.
+    let request_id = account.headers["x-request-id"].to_str().unwrap().to_owned();
+    let lines = app.log_lines_for(&request_id).await;
+    let client = app.pool.get().await.unwrap();
+    let id: i64 = client
+        .query_one("SELECT id FROM users WHERE email = 'ada@example.org'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(lines[0]["user_id"], id.to_string());
+
     let me = visitor.me().await;
     assert_eq!(me["name"], "Ada");
     assert_eq!(me["role"], "member");
@@ -103,6 +114,29 @@ async fn signing_up_with_a_registered_address_tells_nothing_and_creates_nothing(
     let email = app.last_email_to("ada@example.org").await;
     assert_eq!(email.message, "magic_link");
     assert_eq!(email.data["signup_attempt"], true);
+}
+
+#[actix_rt::test]
+async fn simultaneous_sign_ups_for_one_address_make_one_account() {
+    let app = spawn_app().await;
+    let mut visitors: Vec<Visitor> = (0..6).map(|_| Visitor::new(&app)).collect();
+    let pages = futures_util::future::join_all(
+        visitors
+            .iter_mut()
+            .map(|visitor| sign_up(visitor, "ada@example.org", "Ada")),
+    )
+    .await;
+    assert!(pages.iter().all(|page| page.status == 200));
+    let client = app.pool.get().await.unwrap();
+    let users: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 1);
+    let messages: Vec<String> = app.outbox().await.into_iter().map(|e| e.message).collect();
+    assert_eq!(messages.iter().filter(|m| *m == "confirm_email").count(), 1);
+    assert_eq!(messages.iter().filter(|m| *m == "magic_link").count(), 5);
 }
 
 #[actix_rt::test]
