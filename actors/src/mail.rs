@@ -3,6 +3,7 @@
 //! suppression list, and the Mailer actor that drains the outbox.
 
 pub mod address;
+pub mod templates;
 
 pub use address::{AddressError, EmailAddress};
 
