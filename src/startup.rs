@@ -11,6 +11,7 @@ use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportError, ImportReport};
 use lectern_actors::content::{self};
 use lectern_actors::events::Event;
+use lectern_actors::mail::{BackendConfig, MailerConfig};
 use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
 use lectern_actors::supervision::RestartPolicy;
@@ -19,7 +20,7 @@ use serde_json::json;
 use slog::{error, info, Logger};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::Settings;
+use crate::config::{MailBackend, Settings};
 use crate::http::middleware::{around_request, RequestContext};
 use crate::http::{self, AppState};
 use crate::telemetry::{self, AccessLog, LogReopener};
@@ -90,6 +91,7 @@ impl Application {
                 },
                 render_threads: threads_or_cores(settings.renderer.threads),
                 schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
+                mail: mailer_config(&settings),
             },
             pool.clone(),
             database,
@@ -141,6 +143,30 @@ impl Application {
         self.actors.shutdown().await;
         info!(self.log, "stopped");
         outcome
+    }
+}
+
+/// The Mailer's part of the configuration.
+fn mailer_config(settings: &Settings) -> MailerConfig {
+    let mail = &settings.mail;
+    MailerConfig {
+        backend: match mail.backend {
+            MailBackend::Ses => BackendConfig::Ses {
+                endpoint: mail.ses.endpoint.clone(),
+                region: mail.ses.region.clone(),
+            },
+            MailBackend::File => BackendConfig::File {
+                dir: settings.data_path("mail".as_ref()),
+            },
+        },
+        from: mail.from.clone(),
+        site_name: "Lectern".to_owned(),
+        site_url: settings.server.public_url.clone(),
+        max_per_second: mail.max_per_second,
+        concurrency: mail.concurrency,
+        poll: Duration::from_secs(mail.poll_secs),
+        max_attempts: mail.max_attempts,
+        retry_base: Duration::from_secs(mail.retry_base_secs),
     }
 }
 
