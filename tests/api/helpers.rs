@@ -3,6 +3,8 @@
 //! database migrated once, a fresh database cloned from it for every test,
 //! and `spawn_app()`, which runs Lectern on port 0 against that database.
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -355,8 +357,18 @@ pub fn lectern_command(data_dir: &Path) -> Command {
 impl LecternProcess {
     /// Starts `lectern serve` and waits for the line that gives its address.
     pub fn start(data_dir: Arc<TempDir>, database: Option<&DbConfig>) -> LecternProcess {
+        LecternProcess::start_with_env(data_dir, database, &[])
+    }
+
+    /// `start` with more environment variables (`LECTERN__…` settings).
+    pub fn start_with_env(
+        data_dir: Arc<TempDir>,
+        database: Option<&DbConfig>,
+        env: &[(&str, &str)],
+    ) -> LecternProcess {
         use std::io::{BufRead, BufReader};
         let mut command = lectern_command(data_dir.path());
+        command.envs(env.iter().copied());
         if let Some(database) = database {
             command.env("DATABASE_URL", conninfo(database));
         }

@@ -61,7 +61,8 @@ pub async fn claim_due_email(
 }
 
 /// Writes the outcome of the claimed email `id`, with `attempts` sends
-/// tried so far.
+/// tried so far. Times are the clock's, not `now()`: the transaction began
+/// at the claim, before the rate limit's wait and the send.
 pub async fn record_outcome(
     transaction: &Transaction<'_>,
     id: i64,
@@ -73,7 +74,7 @@ pub async fn record_outcome(
             let sent = transaction
                 .prepare_cached(
                     "UPDATE email_outbox SET status = 'sent', attempts = $2, provider_id = $3, \
-                     sent_at = now(), last_error = NULL WHERE id = $1",
+                     sent_at = clock_timestamp(), last_error = NULL WHERE id = $1",
                 )
                 .await?;
             transaction.execute(&sent, &[&id, &attempts, provider_id]).await?;
@@ -82,7 +83,7 @@ pub async fn record_outcome(
             let retry = transaction
                 .prepare_cached(
                     "UPDATE email_outbox SET attempts = $2, last_error = $3, \
-                     due_at = now() + make_interval(secs => $4) WHERE id = $1",
+                     due_at = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
                 )
                 .await?;
             transaction
