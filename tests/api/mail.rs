@@ -602,49 +602,66 @@ async fn sends_are_spread_to_keep_under_max_per_second() {
     assert!(sent_at[5] - sent_at[0] >= 2.0, "{sent_at:?}");
 }
 
-/// A TCP server that reads requests and never answers; says when the
+/// An SES stand-in that reads requests and answers each after `answer`'s
+/// delay with a MessageId, or never when `answer` is `None`; says when the
 /// first request has arrived whole.
-async fn silent_server() -> (String, tokio::sync::oneshot::Receiver<String>) {
+async fn slow_server(answer: Option<Duration>) -> (String, tokio::sync::oneshot::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let (arrived, first_request) = tokio::sync::oneshot::channel();
+    let arrived = Arc::new(std::sync::Mutex::new(Some(arrived)));
     actix_rt::spawn(async move {
-        let mut arrived = Some(arrived);
-        let mut held = Vec::new();
         while let Ok((mut socket, _)) = listener.accept().await {
-            if let Some(request) = read_request(&mut socket).await {
-                if let Some(arrived) = arrived.take() {
-                    let _ = arrived.send(String::from_utf8_lossy(&request).into_owned());
+            let arrived = Arc::clone(&arrived);
+            actix_rt::spawn(async move {
+                while let Some(request) = read_request(&mut socket).await {
+                    if let Some(arrived) = arrived.lock().unwrap().take() {
+                        let _ = arrived.send(String::from_utf8_lossy(&request).into_owned());
+                    }
+                    let Some(delay) = answer else {
+                        // Hold the connection open, unanswered.
+                        std::future::pending::<()>().await;
+                        return;
+                    };
+                    tokio::time::sleep(delay).await;
+                    let body = r#"{"MessageId":"slow-1"}"#;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
                 }
-            }
-            held.push(socket);
+            });
         }
     });
     (endpoint, first_request)
 }
 
+/// `lectern serve` on `database`, sending through SES at `endpoint`.
+fn start_lectern(database: &lectern_actors::store::DbConfig, endpoint: &str) -> LecternProcess {
+    use_test_credentials();
+    LecternProcess::start_with_env(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Some(database),
+        &[
+            ("LECTERN__MAIL__BACKEND", "ses"),
+            ("LECTERN__MAIL__SES__ENDPOINT", endpoint),
+            ("LECTERN__MAIL__FROM", "Lectern <hello@lectern.test>"),
+            ("LECTERN__MAIL__POLL_SECS", "1"),
+        ],
+    )
+}
+
 #[actix_rt::test]
 async fn an_email_cut_short_by_a_crash_is_sent_once_after_a_restart() {
-    use_test_credentials();
     let moto = moto().await;
-    let (silent, first_request) = silent_server().await;
+    let (silent, first_request) = slow_server(None).await;
     let database = fresh_database().await;
     let pool = lectern_actors::store::connect_pool(database.clone(), 2).unwrap();
-    let start = |endpoint: &str| {
-        let data_dir = Arc::new(tempfile::tempdir().unwrap());
-        LecternProcess::start_with_env(
-            data_dir,
-            Some(&database),
-            &[
-                ("LECTERN__MAIL__BACKEND", "ses"),
-                ("LECTERN__MAIL__SES__ENDPOINT", endpoint),
-                ("LECTERN__MAIL__FROM", "Lectern <hello@lectern.test>"),
-                ("LECTERN__MAIL__POLL_SECS", "1"),
-            ],
-        )
-    };
 
-    let mut first = start(&silent);
+    let mut first = start_lectern(&database, &silent);
     let (message, data) = every_message().remove(2);
     let id = enqueue_committed(
         &pool,
@@ -668,7 +685,7 @@ async fn an_email_cut_short_by_a_crash_is_sent_once_after_a_restart() {
     assert_eq!((row.status.as_str(), row.attempts), ("pending", 0), "{row:?}");
     assert!(moto.emails().await.is_empty());
 
-    let _second = start(&moto.endpoint);
+    let _second = start_lectern(&database, &moto.endpoint);
     let row = wait_until_settled(&pool, id, Duration::from_secs(20)).await;
     assert_eq!(row.status, "sent", "{row:?}");
     // Time for a second send, were there one.
@@ -706,4 +723,42 @@ fn every_message_renders_as_its_snapshot() {
             )
         );
     }
+}
+
+#[actix_rt::test]
+async fn sigterm_lets_the_send_in_flight_finish() {
+    let (slow, first_request) = slow_server(Some(Duration::from_millis(1500))).await;
+    let database = fresh_database().await;
+    let pool = lectern_actors::store::connect_pool(database.clone(), 2).unwrap();
+    let mut lectern = start_lectern(&database, &slow);
+    let (message, data) = every_message().remove(3);
+    let id = enqueue_committed(
+        &pool,
+        Email {
+            to: address("ada@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), first_request)
+        .await
+        .expect("the Mailer sent the email to SES")
+        .unwrap();
+
+    lectern.signal(nix::sys::signal::Signal::SIGTERM);
+
+    // Waiting without blocking this thread, which runs the stand-in's answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = lectern.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "lectern did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let row = outbox_row(&pool, id).await;
+    assert_eq!(row.status, "sent", "{row:?}");
+    assert_eq!(row.provider_id.as_deref(), Some("slow-1"));
 }
