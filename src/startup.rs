@@ -122,6 +122,11 @@ impl Application {
         self.address.port()
     }
 
+    /// The supervision tree (tests stop its actors when they end).
+    pub fn actors(&self) -> Arc<RootSupervisor> {
+        Arc::clone(&self.actors)
+    }
+
     /// Stops the server gracefully, as SIGTERM does (`graceful = false` drops
     /// requests in flight, as a second signal or Ctrl-C does).
     pub fn stopper(&self) -> actix_web::dev::ServerHandle {

@@ -171,6 +171,12 @@ impl RootSupervisor {
             Ok(Err(e)) => warn!(self.log, "event log unreachable at shutdown"; "error" => %e),
             Err(_) => warn!(self.log, "event log flush timed out at shutdown"),
         }
+        self.stop_arbiters();
+    }
+
+    /// Stops the actors' arbiters now, waiting for nothing. Their threads
+    /// keep running until told to, even when everything else is gone.
+    pub fn stop_arbiters(&self) {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -21,6 +21,7 @@ use lectern_actors::content::import::{import_bundle, parse_files};
 use lectern_actors::content::markdown::MarkdownOptions;
 use lectern_actors::store::embedded::EmbeddedPostgres;
 use lectern_actors::store::{self, quote_ident, DbConfig, DbPool};
+use lectern_actors::supervisor::RootSupervisor;
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -246,6 +247,7 @@ pub struct TestApp {
     pub pool: DbPool,
     pub log_file: PathBuf,
     pub stopper: actix_web::dev::ServerHandle,
+    actors: Arc<RootSupervisor>,
     _telemetry: telemetry::Telemetry,
     _data_dir: TempDir,
 }
@@ -280,6 +282,7 @@ pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> Tes
     .expect("Lectern starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stopper = app.stopper();
+    let actors = app.actors();
     actix_rt::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -291,8 +294,17 @@ pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> Tes
         pool,
         log_file,
         stopper,
+        actors,
         _telemetry: telemetry,
         _data_dir: data_dir,
+    }
+}
+
+/// A test's actors stop with the test: their arbiter threads would
+/// otherwise outlive it and hold its database connections.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.actors.stop_arbiters();
     }
 }
 
