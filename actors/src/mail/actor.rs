@@ -316,7 +316,9 @@ impl Actor for Mailer {
 impl Supervised for Mailer {
     fn restarting(&mut self, _: &mut Context<Self>) {
         // The workers died with the actor; their transactions rolled back.
+        // Dropping the waiters tells a shutdown that nothing is in flight.
         self.in_flight = 0;
+        self.finished.clear();
         self.stats.record_restart("stopped");
     }
 }
