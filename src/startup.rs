@@ -14,6 +14,7 @@ use lectern_actors::content::{self};
 use lectern_actors::events::Event;
 use lectern_actors::mail::sns::{HttpClientError, SnsReceiver};
 use lectern_actors::mail::EmailAddress;
+use lectern_actors::mail::{BackendConfig, MailerConfig};
 use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
 use lectern_actors::supervision::RestartPolicy;
@@ -22,7 +23,7 @@ use serde_json::json;
 use slog::{error, info, Logger};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::Settings;
+use crate::config::{MailBackend, Settings};
 use crate::http::middleware::{around_request, RequestContext};
 use crate::http::{self, AppState};
 use crate::telemetry::{self, AccessLog, LogReopener};
@@ -105,6 +106,7 @@ impl Application {
                 },
                 render_threads: threads_or_cores(settings.renderer.threads),
                 schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
+                mail: mailer_config(&settings),
             },
             pool.clone(),
             database,
@@ -133,6 +135,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// The supervision tree (tests stop its actors when they end).
+    pub fn actors(&self) -> Arc<RootSupervisor> {
+        Arc::clone(&self.actors)
     }
 
     /// Stops the server gracefully, as SIGTERM does (`graceful = false` drops
@@ -166,6 +173,30 @@ fn form_error(error: actix_web::error::UrlencodedError, _: &actix_web::HttpReque
         .content_type("text/plain; charset=utf-8")
         .body(format!("The form could not be read: {error}.\n"));
     actix_web::error::InternalError::from_response(error, response).into()
+}
+
+/// The Mailer's part of the configuration.
+fn mailer_config(settings: &Settings) -> MailerConfig {
+    let mail = &settings.mail;
+    MailerConfig {
+        backend: match mail.backend {
+            MailBackend::Ses => BackendConfig::Ses {
+                endpoint: mail.ses.endpoint.clone(),
+                region: mail.ses.region.clone(),
+            },
+            MailBackend::File => BackendConfig::File {
+                dir: settings.data_path("mail".as_ref()),
+            },
+        },
+        from: mail.from.clone(),
+        site_name: "Lectern".to_owned(),
+        site_url: settings.server.public_url.clone(),
+        max_per_second: mail.max_per_second,
+        concurrency: mail.concurrency,
+        poll: Duration::from_secs(mail.poll_secs),
+        max_attempts: mail.max_attempts,
+        retry_base: Duration::from_secs(mail.retry_base_secs),
+    }
 }
 
 /// `configured`, or when it is 0 the number of CPU cores this process may

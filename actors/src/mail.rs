@@ -2,11 +2,18 @@
 //! the same transaction as the change that causes it), the templates, the
 //! suppression list, and the Mailer actor that drains the outbox.
 
+pub mod actor;
 pub mod address;
+pub mod backend;
+pub mod messages;
+pub mod outbox;
 pub mod sns;
 pub mod suppression;
+pub mod templates;
 
+pub use actor::{Deliverer, Mailer, MailerConfig};
 pub use address::{AddressError, EmailAddress};
+pub use backend::BackendConfig;
 
 use deadpool_postgres::Transaction;
 use serde_json::Value;

@@ -10,13 +10,19 @@ use slog::{warn, Logger};
 
 use crate::cache::{PageCache, PageTable};
 use crate::events::{Event, EventLog, Flush, Record};
+use crate::mail::messages::FinishSends;
+use crate::mail::templates::{MailTemplates, TemplateError};
+use crate::mail::{Deliverer, Mailer, MailerConfig};
 use crate::render::{compile_templates, RenderError, Renderer};
-use crate::store::DbConfig;
+use crate::store::{self, DbConfig, StoreError};
 use crate::supervision::{ActorReport, Child, RestartPolicy, Tree};
 
 /// How often the watchdog looks for actors that died outside a guarded handler.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the Mailer's sends in flight; one cut short
+/// is sent again later (at least once).
+const FINISH_SENDS_AT_SHUTDOWN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -25,12 +31,17 @@ pub struct SupervisorConfig {
     pub render_threads: usize,
     /// How often PageCache looks for scheduled content that came due.
     pub schedule_check: Duration,
+    pub mail: MailerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("the templates do not compile: {0}")]
     Templates(#[from] RenderError),
+    #[error("the email templates do not compile: {0}")]
+    MailTemplates(#[from] TemplateError),
+    #[error("the Mailer's connection pool: {0}")]
+    MailPool(#[from] StoreError),
 }
 
 /// The running actors. Handlers reach them through these children, whose
@@ -40,6 +51,7 @@ pub struct RootSupervisor {
     pub event_log: Arc<Child<EventLog>>,
     pub renderer: Arc<Child<Renderer>>,
     pub page_cache: Arc<Child<PageCache>>,
+    pub mailer: Arc<Child<Mailer>>,
     /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
     pub pages: Arc<PageTable>,
     arbiters: Vec<Arbiter>,
@@ -76,14 +88,40 @@ impl RootSupervisor {
         let cache_table = Arc::clone(&pages);
         let cache_log = log.clone();
         let schedule_check = config.schedule_check;
+        let cache_database = database.clone();
         let page_cache = tree.supervise("page_cache", page_cache_arbiter.handle(), move |stats| {
             PageCache::new(
                 Arc::clone(&cache_table),
                 schedule_check,
-                database.clone(),
+                cache_database.clone(),
                 pool.clone(),
                 stats,
                 cache_log.clone(),
+            )
+        });
+
+        // 4. The Mailer, with its own pool (one connection per worker, and
+        //    one spare) so that sends never starve the HTTP handlers.
+        let mail = &config.mail;
+        let templates = MailTemplates::compile(&mail.site_name, &mail.site_url)?;
+        let mail_pool = store::connect_pool(database.clone(), mail.concurrency + 1)?;
+        let deliverer = Arc::new(Deliverer::new(
+            mail,
+            templates,
+            mail_pool,
+            Arc::clone(&event_log),
+            log.clone(),
+        ));
+        let mailer_arbiter = Arbiter::new();
+        let mailer_config = mail.clone();
+        let mailer_log = log.clone();
+        let mailer = tree.supervise("mailer", mailer_arbiter.handle(), move |stats| {
+            Mailer::new(
+                Arc::clone(&deliverer),
+                &mailer_config,
+                database.clone(),
+                stats,
+                mailer_log.clone(),
             )
         });
 
@@ -93,8 +131,9 @@ impl RootSupervisor {
             event_log,
             renderer,
             page_cache,
+            mailer,
             pages,
-            arbiters: vec![event_log_arbiter, page_cache_arbiter],
+            arbiters: vec![event_log_arbiter, page_cache_arbiter, mailer_arbiter],
             log,
         })
     }
@@ -114,14 +153,30 @@ impl RootSupervisor {
         self.tree.escalated().await
     }
 
-    /// Writes what the EventLog holds, then stops the actors' arbiters.
+    /// Lets the Mailer finish the sends in flight (claiming no more), writes
+    /// what the EventLog holds, then stops the actors' arbiters.
     pub async fn shutdown(&self) {
+        match tokio::time::timeout(FINISH_SENDS_AT_SHUTDOWN, self.mailer.send(FinishSends)).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(self.log, "mailer crashed at shutdown"; "error" => %e),
+            Ok(Err(e)) => warn!(self.log, "mailer unreachable at shutdown"; "error" => %e),
+            Err(_) => warn!(
+                self.log,
+                "mailer sends still in flight at shutdown; they will be sent again"
+            ),
+        }
         match tokio::time::timeout(FLUSH_AT_SHUTDOWN, self.event_log.send(Flush)).await {
             Ok(Ok(Ok(_))) => {}
             Ok(Ok(Err(e))) => warn!(self.log, "event log flush failed at shutdown"; "error" => %e),
             Ok(Err(e)) => warn!(self.log, "event log unreachable at shutdown"; "error" => %e),
             Err(_) => warn!(self.log, "event log flush timed out at shutdown"),
         }
+        self.stop_arbiters();
+    }
+
+    /// Stops the actors' arbiters now, waiting for nothing. Their threads
+    /// keep running until told to, even when everything else is gone.
+    pub fn stop_arbiters(&self) {
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -3,6 +3,8 @@
 //! database migrated once, a fresh database cloned from it for every test,
 //! and `spawn_app()`, which runs Lectern on port 0 against that database.
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -19,6 +21,7 @@ use lectern_actors::content::import::{import_bundle, parse_files};
 use lectern_actors::content::markdown::MarkdownOptions;
 use lectern_actors::store::embedded::EmbeddedPostgres;
 use lectern_actors::store::{self, quote_ident, DbConfig, DbPool};
+use lectern_actors::supervisor::RootSupervisor;
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
@@ -244,6 +247,7 @@ pub struct TestApp {
     pub pool: DbPool,
     pub log_file: PathBuf,
     pub stopper: actix_web::dev::ServerHandle,
+    actors: Arc<RootSupervisor>,
     _telemetry: telemetry::Telemetry,
     _data_dir: TempDir,
 }
@@ -278,6 +282,7 @@ pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> Tes
     .expect("Lectern starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let stopper = app.stopper();
+    let actors = app.actors();
     actix_rt::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -289,8 +294,17 @@ pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> Tes
         pool,
         log_file,
         stopper,
+        actors,
         _telemetry: telemetry,
         _data_dir: data_dir,
+    }
+}
+
+/// A test's actors stop with the test: their arbiter threads would
+/// otherwise outlive it and hold its database connections.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.actors.stop_arbiters();
     }
 }
 
@@ -355,8 +369,18 @@ pub fn lectern_command(data_dir: &Path) -> Command {
 impl LecternProcess {
     /// Starts `lectern serve` and waits for the line that gives its address.
     pub fn start(data_dir: Arc<TempDir>, database: Option<&DbConfig>) -> LecternProcess {
+        LecternProcess::start_with_env(data_dir, database, &[])
+    }
+
+    /// `start` with more environment variables (`LECTERN__…` settings).
+    pub fn start_with_env(
+        data_dir: Arc<TempDir>,
+        database: Option<&DbConfig>,
+        env: &[(&str, &str)],
+    ) -> LecternProcess {
         use std::io::{BufRead, BufReader};
         let mut command = lectern_command(data_dir.path());
+        command.envs(env.iter().copied());
         if let Some(database) = database {
             command.env("DATABASE_URL", conninfo(database));
         }

@@ -10,6 +10,7 @@ mod content;
 mod embedded;
 mod events;
 mod helpers;
+mod mail;
 mod middleware;
 mod ops;
 mod page_cache;

@@ -1,0 +1,189 @@
+//! The outbox from the Mailer's side: claiming the next due email inside a
+//! transaction, recording what became of it, and when to try again.
+
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+
+/// Retries are never further apart than this.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+
+/// A due email, locked by the transaction that claimed it.
+#[derive(Debug, Clone)]
+pub struct ClaimedEmail {
+    pub id: i64,
+    /// The template folder; not parsed into [`super::Message`], so that a
+    /// row another version wrote is still read (and dead-lettered).
+    pub message: String,
+    pub recipient: String,
+    pub data: Value,
+    /// Sends tried before this one.
+    pub attempts: i32,
+    /// Why the recipient is on the suppression list, if it is.
+    pub suppressed: Option<String>,
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent { provider_id: String },
+    Retry { error: String, after: Duration },
+    Dead { error: String },
+}
+
+/// Locks the longest-due pending email, skipping those that other
+/// workers (of this or any node) hold. The lock lasts as long as the
+/// transaction: if the process dies, the row is pending again.
+pub async fn claim_due_email(
+    transaction: &Transaction<'_>,
+) -> Result<Option<ClaimedEmail>, tokio_postgres::Error> {
+    let claim = transaction
+        .prepare_cached(
+            "SELECT o.id, o.message, o.recipient, o.data, o.attempts, \
+                    s.reason || CASE WHEN s.detail = '' THEN '' ELSE ' (' || s.detail || ')' END \
+             FROM email_outbox o \
+             LEFT JOIN email_suppressions s ON s.email = lower(o.recipient) \
+             WHERE o.status = 'pending' AND o.due_at <= now() \
+             ORDER BY o.due_at \
+             FOR UPDATE OF o SKIP LOCKED \
+             LIMIT 1",
+        )
+        .await?;
+    Ok(transaction.query_opt(&claim, &[]).await?.map(|row| ClaimedEmail {
+        id: row.get(0),
+        message: row.get(1),
+        recipient: row.get(2),
+        data: row.get(3),
+        attempts: row.get(4),
+        suppressed: row.get(5),
+    }))
+}
+
+/// Writes the outcome of the claimed email `id`, with `attempts` sends
+/// tried so far. Times are the clock's, not `now()`: the transaction began
+/// at the claim, before the rate limit's wait and the send.
+pub async fn record_outcome(
+    transaction: &Transaction<'_>,
+    id: i64,
+    attempts: i32,
+    outcome: &Outcome,
+) -> Result<(), tokio_postgres::Error> {
+    match outcome {
+        Outcome::Sent { provider_id } => {
+            let sent = transaction
+                .prepare_cached(
+                    "UPDATE email_outbox SET status = 'sent', attempts = $2, provider_id = $3, \
+                     sent_at = clock_timestamp(), last_error = NULL WHERE id = $1",
+                )
+                .await?;
+            transaction.execute(&sent, &[&id, &attempts, provider_id]).await?;
+        }
+        Outcome::Retry { error, after } => {
+            let retry = transaction
+                .prepare_cached(
+                    "UPDATE email_outbox SET attempts = $2, last_error = $3, \
+                     due_at = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
+                )
+                .await?;
+            transaction
+                .execute(&retry, &[&id, &attempts, error, &after.as_secs_f64()])
+                .await?;
+        }
+        Outcome::Dead { error } => {
+            let dead = transaction
+                .prepare_cached(
+                    "UPDATE email_outbox SET status = 'dead', attempts = $2, last_error = $3 WHERE id = $1",
+                )
+                .await?;
+            transaction.execute(&dead, &[&id, &attempts, error]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The wait before retry number `attempts` (1 after the first failure):
+/// `base * 2^(attempts-1)`, at most an hour, times `jitter` in [0, 1]
+/// ("full jitter", so that emails that failed together do not retry together).
+pub fn retry_delay(base: Duration, attempts: u32, jitter: f64) -> Duration {
+    let exponent = attempts.saturating_sub(1).min(31);
+    let ceiling = base.saturating_mul(1 << exponent).min(MAX_RETRY_DELAY);
+    ceiling.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// A random number in [0, 1] for [`retry_delay`].
+pub fn jitter() -> f64 {
+    // Without the system's randomness, waiting the whole delay is still correct.
+    getrandom::u32().map_or(1.0, |n| f64::from(n) / f64::from(u32::MAX))
+}
+
+/// The send-rate limit every worker of a Mailer shares: a token bucket that
+/// holds one token and gains `per_second` a second, so sends are spaced
+/// evenly and no second ever holds more than `per_second` of them.
+#[derive(Debug)]
+pub struct SendRate {
+    interval: Duration,
+    next_token: Option<Instant>,
+}
+
+impl SendRate {
+    pub fn new(per_second: u32) -> SendRate {
+        SendRate {
+            // Rounded up: `per_second` intervals must span a whole second.
+            interval: Duration::from_nanos(1_000_000_000u64.div_ceil(u64::from(per_second.max(1)))),
+            next_token: None,
+        }
+    }
+
+    /// Takes the next token: the instant the caller may send at.
+    pub fn reserve(&mut self, now: Instant) -> Instant {
+        let at = self.next_token.map_or(now, |next| next.max(now));
+        self.next_token = Some(at + self.interval);
+        at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_an_hour() {
+        let base = Duration::from_secs(30);
+        assert_eq!(retry_delay(base, 1, 1.0), Duration::from_secs(30));
+        assert_eq!(retry_delay(base, 2, 1.0), Duration::from_secs(60));
+        assert_eq!(retry_delay(base, 4, 1.0), Duration::from_secs(240));
+        assert_eq!(retry_delay(base, 8, 1.0), Duration::from_secs(3600));
+        assert_eq!(retry_delay(base, 400, 1.0), Duration::from_secs(3600));
+        assert_eq!(retry_delay(base, 4, 0.5), Duration::from_secs(120));
+        assert_eq!(retry_delay(base, 4, 0.0), Duration::ZERO);
+    }
+
+    proptest! {
+        #[test]
+        fn a_retry_delay_is_within_its_ceiling(base in 1u64..3600, attempts in 1u32..100, jitter in 0.0f64..=1.0) {
+            let delay = retry_delay(Duration::from_secs(base), attempts, jitter);
+            prop_assert!(delay <= MAX_RETRY_DELAY);
+            prop_assert!(delay <= Duration::from_secs(base) * 2u32.saturating_pow(attempts - 1));
+        }
+
+        #[test]
+        fn no_second_holds_more_sends_than_the_rate(per_second in 1u32..50, gaps in proptest::collection::vec(0u64..400, 1..200)) {
+            let mut rate = SendRate::new(per_second);
+            let start = Instant::now();
+            let mut now = start;
+            let mut sends = Vec::new();
+            for gap in gaps {
+                now += Duration::from_millis(gap);
+                let at = rate.reserve(now);
+                prop_assert!(at >= now);
+                sends.push(at);
+            }
+            for (i, first) in sends.iter().enumerate() {
+                let within = sends[i..].iter().take_while(|at| **at < *first + Duration::from_secs(1)).count();
+                prop_assert!(within <= per_second as usize, "{} sends within a second", within);
+            }
+        }
+    }
+}

@@ -1,0 +1,764 @@
+//! The Mailer as a user meets it: every message arrives (through SES, here
+//! moto, or as an .eml file), only committed emails are sent, failures are
+//! retried or dead-lettered, suppressed addresses are never mailed, the
+//! send rate is kept, and an email cut short by a crash is sent once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lectern_actors::mail::templates::MailTemplates;
+use lectern_actors::mail::{enqueue, Email, EmailAddress, Message};
+use lectern_actors::store::DbPool;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::helpers::moto::{use_test_credentials, MotoServer};
+use crate::helpers::{fresh_database, spawn_app_with, LecternProcess, TestApp};
+
+const SENDER: &str = "hello@lectern.test";
+const FROM: &str = "\"Lectern <hello@lectern.test>\"";
+const PUBLIC_URL: &str = "http://127.0.0.1:4000";
+
+/// Each message with data shaped as the accounts code shapes it.
+fn every_message() -> Vec<(Message, Value)> {
+    vec![
+        (
+            Message::ConfirmEmail,
+            json!({ "name": "Ada", "link": "http://127.0.0.1:4000/confirm/t0k3n", "change": false }),
+        ),
+        (
+            Message::MagicLink,
+            json!({ "name": "", "link": "http://127.0.0.1:4000/login/m4g1c", "minutes": 15, "signup_attempt": false }),
+        ),
+        (
+            Message::PasswordReset,
+            json!({ "name": "Grace", "link": "http://127.0.0.1:4000/reset/r3s3t", "minutes": 30 }),
+        ),
+        (
+            Message::EmailChanged,
+            json!({ "name": "Ada", "old_email": "ada@old.example", "new_email": "ada@new.example" }),
+        ),
+        (Message::Welcome, json!({ "name": "Ada", "site_url": PUBLIC_URL })),
+    ]
+}
+
+fn address(raw: &str) -> EmailAddress {
+    EmailAddress::parse(raw).unwrap()
+}
+
+/// Enqueues `email` in a transaction of its own, committed.
+async fn enqueue_committed(pool: &DbPool, email: Email) -> i64 {
+    let mut client = pool.get().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    let id = enqueue(&transaction, email).await.unwrap();
+    transaction.commit().await.unwrap();
+    id
+}
+
+#[derive(Debug)]
+struct OutboxRow {
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    provider_id: Option<String>,
+}
+
+async fn outbox_row(pool: &DbPool, id: i64) -> OutboxRow {
+    let row = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT status, attempts, last_error, provider_id FROM email_outbox WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    OutboxRow {
+        status: row.get(0),
+        attempts: row.get(1),
+        last_error: row.get(2),
+        provider_id: row.get(3),
+    }
+}
+
+/// Waits up to `within` for the row to leave `pending`; the row then.
+async fn wait_until_settled(pool: &DbPool, id: i64, within: Duration) -> OutboxRow {
+    let deadline = Instant::now() + within;
+    loop {
+        let row = outbox_row(pool, id).await;
+        if row.status != "pending" || Instant::now() > deadline {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn spawn_ses_app(endpoint: &str, more: &[(&str, &str)]) -> TestApp {
+    use_test_credentials();
+    let endpoint = format!("{endpoint:?}");
+    let mut overrides = vec![
+        ("mail.backend", "\"ses\""),
+        ("mail.ses.endpoint", endpoint.as_str()),
+        ("mail.from", FROM),
+        ("mail.poll_secs", "1"),
+        ("mail.retry_base_secs", "1"),
+    ];
+    overrides.extend_from_slice(more);
+    spawn_app_with(&overrides).await
+}
+
+/// moto, with Lectern's sender verified.
+async fn moto() -> MotoServer {
+    let moto = MotoServer::start().await;
+    moto.verify_sender(SENDER).await;
+    moto
+}
+
+#[actix_rt::test]
+async fn every_message_reaches_ses_with_its_recipient_subject_and_text() {
+    let moto = moto().await;
+    let app = spawn_ses_app(&moto.endpoint, &[]).await;
+    let templates = MailTemplates::compile("Lectern", PUBLIC_URL).unwrap();
+
+    let mut expected = Vec::new();
+    for (message, data) in every_message() {
+        let to = format!("{}@reader.example", message.name());
+        let id = enqueue_committed(
+            &app.pool,
+            Email {
+                to: address(&to),
+                message,
+                data: data.clone(),
+            },
+        )
+        .await;
+        expected.push((id, to, templates.render(message.name(), &data).unwrap()));
+    }
+
+    let emails = moto
+        .wait_for_emails(expected.len(), Duration::from_secs(20))
+        .await;
+    assert_eq!(emails.len(), expected.len(), "{emails:#?}");
+    for (id, to, rendered) in expected {
+        let row = wait_until_settled(&app.pool, id, Duration::from_secs(5)).await;
+        assert_eq!(row.status, "sent", "{row:?}");
+        let sent = emails
+            .iter()
+            .find(|e| e.to == [to.clone()])
+            .unwrap_or_else(|| panic!("nothing reached {to}"));
+        assert_eq!(sent.from, "Lectern <hello@lectern.test>");
+        assert_eq!(sent.subject, rendered.subject);
+        assert_eq!(sent.body, rendered.html);
+        assert_eq!(row.provider_id.as_deref(), Some(sent.message_id.as_str()));
+        assert_eq!(row.attempts, 1);
+    }
+}
+
+/// The body of the MIME part whose `Content-Type` is `content_type`,
+/// decoded from its transfer encoding.
+fn mime_part(eml: &str, content_type: &str) -> String {
+    let start = eml
+        .find(&format!("Content-Type: {content_type}"))
+        .unwrap_or_else(|| panic!("no {content_type} part in:\n{eml}"));
+    let part = &eml[start..];
+    let (headers, rest) = part.split_once("\r\n\r\n").unwrap();
+    let body = &rest[..rest.find("\r\n--").unwrap()];
+    let encoding = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Transfer-Encoding: "))
+        .unwrap_or("7bit");
+    match encoding.trim() {
+        "base64" => {
+            use base64::Engine;
+            let compact: String = body.split_whitespace().collect();
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).unwrap()).unwrap()
+        }
+        "quoted-printable" => decode_quoted_printable(body),
+        _ => body.replace("\r\n", "\n"),
+    }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("\r\n", "\n");
+    let mut bytes = Vec::new();
+    let mut rest = joined.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'=' && tail.len() >= 2 {
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[..2]).unwrap(), 16).unwrap());
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+#[actix_rt::test]
+async fn the_file_backend_writes_an_eml_with_text_and_html() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data_dir_value = format!("{:?}", data_dir.path().display().to_string());
+    let app = spawn_app_with(&[
+        ("server.data_dir", data_dir_value.as_str()),
+        ("mail.backend", "\"file\""),
+        ("mail.from", FROM),
+    ])
+    .await;
+    let data = json!({ "name": "Grace", "link": "http://127.0.0.1:4000/reset/r3s3t", "minutes": 30 });
+    let id = enqueue_committed(
+        &app.pool,
+        Email {
+            to: address("grace@reader.example"),
+            message: Message::PasswordReset,
+            data: data.clone(),
+        },
+    )
+    .await;
+
+    let row = wait_until_settled(&app.pool, id, Duration::from_secs(10)).await;
+    assert_eq!(row.status, "sent", "{row:?}");
+    let file = data_dir.path().join("mail").join(row.provider_id.unwrap());
+    let eml = std::fs::read_to_string(&file).unwrap();
+    let rendered = MailTemplates::compile("Lectern", PUBLIC_URL)
+        .unwrap()
+        .render("password_reset", &data)
+        .unwrap();
+    assert!(
+        eml.contains("From: \"Lectern\" <hello@lectern.test>\r\n"),
+        "{eml}"
+    );
+    assert!(eml.contains("To: <grace@reader.example>\r\n"), "{eml}");
+    assert!(
+        eml.contains(&format!("Subject: {}\r\n", rendered.subject)),
+        "{eml}"
+    );
+    assert!(eml.contains("Content-Type: multipart/alternative"), "{eml}");
+    assert_eq!(mime_part(&eml, "text/plain").trim_end(), rendered.text.trim_end());
+    assert_eq!(mime_part(&eml, "text/html").trim_end(), rendered.html.trim_end());
+    // Written whole and renamed into place: no temporary file is left.
+    let names: Vec<_> = std::fs::read_dir(file.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[actix_rt::test]
+async fn an_email_whose_transaction_rolls_back_is_never_sent() {
+    let moto = moto().await;
+    let app = spawn_ses_app(&moto.endpoint, &[]).await;
+    let (message, data) = every_message().remove(0);
+
+    let mut client = app.pool.get().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    let rolled_back = enqueue(
+        &transaction,
+        Email {
+            to: address("never@reader.example"),
+            message,
+            data: data.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    transaction.rollback().await.unwrap();
+    let committed = enqueue_committed(
+        &app.pool,
+        Email {
+            to: address("later@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+
+    assert_eq!(
+        wait_until_settled(&app.pool, committed, Duration::from_secs(10))
+            .await
+            .status,
+        "sent"
+    );
+    // Time for a poll or two past the committed email.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let emails = moto.emails().await;
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_eq!(emails[0].to, ["later@reader.example"]);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM email_outbox WHERE id = $1", &[&rolled_back])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}
+
+/// Inserts an outbox row as another node (or version) would, optionally
+/// with the NOTIFY that wakes every Mailer.
+async fn insert_as_another_node(pool: &DbPool, recipient: &str, notify: bool) -> i64 {
+    let mut client = pool.get().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    let id: i64 = transaction
+        .query_one(
+            "INSERT INTO email_outbox (message, recipient, data) VALUES ('welcome', $1, $2) RETURNING id",
+            &[&recipient, &json!({ "name": "", "site_url": PUBLIC_URL })],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    if notify {
+        transaction.batch_execute("NOTIFY lectern_mail").await.unwrap();
+    }
+    transaction.commit().await.unwrap();
+    id
+}
+
+#[actix_rt::test]
+async fn a_row_written_with_notify_is_sent_without_waiting_for_the_poll() {
+    let moto = moto().await;
+    // Polling once an hour: only the notification can wake the Mailer in time.
+    let app = spawn_ses_app(&moto.endpoint, &[("mail.poll_secs", "3600")]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: i64 = app
+            .pool
+            .get()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query = 'LISTEN lectern_mail'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if listening > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Mailer never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let id = insert_as_another_node(&app.pool, "notified@reader.example", true).await;
+
+    assert_eq!(
+        wait_until_settled(&app.pool, id, Duration::from_secs(10))
+            .await
+            .status,
+        "sent"
+    );
+    assert_eq!(moto.emails().await[0].to, ["notified@reader.example"]);
+}
+
+#[actix_rt::test]
+async fn a_row_written_without_notify_is_found_by_polling() {
+    let moto = moto().await;
+    let app = spawn_ses_app(&moto.endpoint, &[]).await;
+
+    let id = insert_as_another_node(&app.pool, "polled@reader.example", false).await;
+
+    assert_eq!(
+        wait_until_settled(&app.pool, id, Duration::from_secs(10))
+            .await
+            .status,
+        "sent"
+    );
+    assert_eq!(moto.emails().await[0].to, ["polled@reader.example"]);
+}
+
+/// An SES stand-in on a loopback port that answers from a script, one
+/// answer per request (the last one repeats), and counts the requests.
+struct ScriptedSes {
+    endpoint: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl ScriptedSes {
+    async fn start(script: Vec<(u16, &'static str, &'static str)>) -> ScriptedSes {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&requests);
+        let script = Arc::new(script);
+        actix_rt::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = Arc::clone(&counter);
+                let script = Arc::clone(&script);
+                actix_rt::spawn(async move {
+                    while read_request(&mut socket).await.is_some() {
+                        let n = counter.fetch_add(1, Ordering::SeqCst);
+                        let (status, error_type, body) = script[n.min(script.len() - 1)];
+                        let response = format!(
+                            "HTTP/1.1 {status} Scripted\r\ncontent-type: application/json\r\n\
+                             x-amzn-errortype: {error_type}\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedSes { endpoint, requests }
+    }
+}
+
+/// Reads one HTTP request (headers and a `content-length` body).
+async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&request[..end]).to_lowercase();
+            let length: usize = headers
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if request.len() >= end + 4 + length {
+                return Some(request);
+            }
+        }
+        let n = socket.read(&mut buffer).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        request.extend_from_slice(&buffer[..n]);
+    }
+}
+
+#[actix_rt::test]
+async fn a_transient_failure_is_retried_then_sent() {
+    let ses = ScriptedSes::start(vec![
+        (
+            429,
+            "TooManyRequestsException",
+            r#"{"message":"Maximum sending rate exceeded."}"#,
+        ),
+        (503, "ServiceUnavailable", r#"{"message":"Service unavailable"}"#),
+        (200, "", r#"{"MessageId":"scripted-3"}"#),
+    ])
+    .await;
+    let app = spawn_ses_app(&ses.endpoint, &[]).await;
+    let (message, data) = every_message().remove(2);
+
+    let id = enqueue_committed(
+        &app.pool,
+        Email {
+            to: address("grace@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+
+    // Retries wait at most 1 s, then 2 s (retry_base_secs = 1, full jitter).
+    let row = wait_until_settled(&app.pool, id, Duration::from_secs(15)).await;
+    assert_eq!(row.status, "sent", "{row:?}");
+    assert_eq!(row.attempts, 3);
+    assert_eq!(row.provider_id.as_deref(), Some("scripted-3"));
+    assert_eq!(ses.requests.load(Ordering::SeqCst), 3);
+}
+
+#[actix_rt::test]
+async fn transient_failures_past_max_attempts_go_to_the_dead_letter() {
+    let ses = ScriptedSes::start(vec![(
+        503,
+        "ServiceUnavailable",
+        r#"{"message":"Service unavailable"}"#,
+    )])
+    .await;
+    let app = spawn_ses_app(&ses.endpoint, &[("mail.max_attempts", "2")]).await;
+    let (message, data) = every_message().remove(0);
+
+    let id = enqueue_committed(
+        &app.pool,
+        Email {
+            to: address("ada@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+
+    let row = wait_until_settled(&app.pool, id, Duration::from_secs(10)).await;
+    assert_eq!(row.status, "dead", "{row:?}");
+    assert_eq!(row.attempts, 2);
+    let error = row.last_error.unwrap();
+    assert!(error.starts_with("gave up after 2 attempts"), "{error}");
+    assert_eq!(ses.requests.load(Ordering::SeqCst), 2);
+}
+
+#[actix_rt::test]
+async fn a_permanent_error_goes_to_the_dead_letter_at_once() {
+    // moto refuses mail from a sender that was never verified, as SES does.
+    let moto = MotoServer::start().await;
+    let app = spawn_ses_app(&moto.endpoint, &[]).await;
+    let (message, data) = every_message().remove(1);
+
+    let id = enqueue_committed(
+        &app.pool,
+        Email {
+            to: address("ada@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+
+    let row = wait_until_settled(&app.pool, id, Duration::from_secs(10)).await;
+    assert_eq!(row.status, "dead", "{row:?}");
+    assert_eq!(row.attempts, 1);
+    let error = row.last_error.unwrap();
+    assert!(
+        error.contains("MessageRejected") && error.contains("not verified"),
+        "{error}"
+    );
+    assert!(moto.emails().await.is_empty());
+}
+
+#[actix_rt::test]
+async fn a_suppressed_recipient_is_dead_lettered_and_never_mailed() {
+    let moto = moto().await;
+    let app = spawn_ses_app(&moto.endpoint, &[]).await;
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO email_suppressions (email, reason, detail) VALUES ($1, 'bounce', $2)",
+            &[&"gone@reader.example", &"Permanent: General"],
+        )
+        .await
+        .unwrap();
+    let (message, data) = every_message().remove(1);
+
+    let id = enqueue_committed(
+        &app.pool,
+        Email {
+            to: address("Gone@Reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+
+    let row = wait_until_settled(&app.pool, id, Duration::from_secs(10)).await;
+    assert_eq!(row.status, "dead", "{row:?}");
+    assert_eq!(row.attempts, 0);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("suppressed: bounce (Permanent: General)")
+    );
+    assert!(moto.emails().await.is_empty());
+}
+
+#[actix_rt::test]
+async fn sends_are_spread_to_keep_under_max_per_second() {
+    let moto = moto().await;
+    let app = spawn_ses_app(&moto.endpoint, &[("mail.max_per_second", "2")]).await;
+    let (message, data) = every_message().remove(4);
+
+    let mut client = app.pool.get().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    for n in 0..6 {
+        let email = Email {
+            to: address(&format!("reader{n}@reader.example")),
+            message,
+            data: data.clone(),
+        };
+        enqueue(&transaction, email).await.unwrap();
+    }
+    transaction.commit().await.unwrap();
+
+    assert_eq!(moto.wait_for_emails(6, Duration::from_secs(20)).await.len(), 6);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sent_at: Vec<f64> = loop {
+        let sent_at: Vec<f64> = client
+            .query(
+                "SELECT extract(epoch FROM sent_at)::float8 FROM email_outbox WHERE status = 'sent' ORDER BY sent_at",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if sent_at.len() == 6 || Instant::now() > deadline {
+            break sent_at;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sent_at.len(), 6);
+    // Two a second are spaced half a second apart: never four within one second.
+    for window in sent_at.windows(4) {
+        assert!(window[3] - window[0] >= 1.0, "{sent_at:?}");
+    }
+    assert!(sent_at[5] - sent_at[0] >= 2.0, "{sent_at:?}");
+}
+
+/// An SES stand-in that reads requests and answers each after `answer`'s
+/// delay with a MessageId, or never when `answer` is `None`; says when the
+/// first request has arrived whole.
+async fn slow_server(answer: Option<Duration>) -> (String, tokio::sync::oneshot::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (arrived, first_request) = tokio::sync::oneshot::channel();
+    let arrived = Arc::new(std::sync::Mutex::new(Some(arrived)));
+    actix_rt::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let arrived = Arc::clone(&arrived);
+            actix_rt::spawn(async move {
+                while let Some(request) = read_request(&mut socket).await {
+                    if let Some(arrived) = arrived.lock().unwrap().take() {
+                        let _ = arrived.send(String::from_utf8_lossy(&request).into_owned());
+                    }
+                    let Some(delay) = answer else {
+                        // Hold the connection open, unanswered.
+                        std::future::pending::<()>().await;
+                        return;
+                    };
+                    tokio::time::sleep(delay).await;
+                    let body = r#"{"MessageId":"slow-1"}"#;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, first_request)
+}
+
+/// `lectern serve` on `database`, sending through SES at `endpoint`.
+fn start_lectern(database: &lectern_actors::store::DbConfig, endpoint: &str) -> LecternProcess {
+    use_test_credentials();
+    LecternProcess::start_with_env(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Some(database),
+        &[
+            ("LECTERN__MAIL__BACKEND", "ses"),
+            ("LECTERN__MAIL__SES__ENDPOINT", endpoint),
+            ("LECTERN__MAIL__FROM", "Lectern <hello@lectern.test>"),
+            ("LECTERN__MAIL__POLL_SECS", "1"),
+        ],
+    )
+}
+
+#[actix_rt::test]
+async fn an_email_cut_short_by_a_crash_is_sent_once_after_a_restart() {
+    let moto = moto().await;
+    let (silent, first_request) = slow_server(None).await;
+    let database = fresh_database().await;
+    let pool = lectern_actors::store::connect_pool(database.clone(), 2).unwrap();
+
+    let mut first = start_lectern(&database, &silent);
+    let (message, data) = every_message().remove(2);
+    let id = enqueue_committed(
+        &pool,
+        Email {
+            to: address("grace@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+    let request = tokio::time::timeout(Duration::from_secs(20), first_request)
+        .await
+        .expect("the Mailer sent the email to SES")
+        .unwrap();
+    assert!(request.starts_with("POST /v2/email/outbound-emails"), "{request}");
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    let status = first.child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+
+    let row = outbox_row(&pool, id).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 0), "{row:?}");
+    assert!(moto.emails().await.is_empty());
+
+    let _second = start_lectern(&database, &moto.endpoint);
+    let row = wait_until_settled(&pool, id, Duration::from_secs(20)).await;
+    assert_eq!(row.status, "sent", "{row:?}");
+    // Time for a second send, were there one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let emails = moto.emails().await;
+    assert_eq!(emails.len(), 1, "{emails:#?}");
+    assert_eq!(emails[0].to, ["grace@reader.example"]);
+    assert_eq!(row.provider_id.as_deref(), Some(emails[0].message_id.as_str()));
+}
+
+#[test]
+fn every_message_renders_as_its_snapshot() {
+    let templates = MailTemplates::compile("Lectern", "https://lectern.example").unwrap();
+    let mut cases: Vec<(String, Message, Value)> = every_message()
+        .into_iter()
+        .map(|(message, data)| (message.name().to_owned(), message, data))
+        .collect();
+    cases.push((
+        "confirm_email_change".to_owned(),
+        Message::ConfirmEmail,
+        json!({ "name": "", "link": "https://lectern.example/confirm/n3w", "change": true }),
+    ));
+    cases.push((
+        "magic_link_signup_attempt".to_owned(),
+        Message::MagicLink,
+        json!({ "name": "Ada <Lovelace>", "link": "https://lectern.example/login/s1gn", "minutes": 15, "signup_attempt": true }),
+    ));
+    for (name, message, data) in cases {
+        let email = templates.render(message.name(), &data).unwrap();
+        insta::assert_snapshot!(
+            format!("email_{name}"),
+            format!(
+                "Subject: {}\n\n--- text ---\n{}\n--- html ---\n{}",
+                email.subject, email.text, email.html
+            )
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn sigterm_lets_the_send_in_flight_finish() {
+    let (slow, first_request) = slow_server(Some(Duration::from_millis(1500))).await;
+    let database = fresh_database().await;
+    let pool = lectern_actors::store::connect_pool(database.clone(), 2).unwrap();
+    let mut lectern = start_lectern(&database, &slow);
+    let (message, data) = every_message().remove(3);
+    let id = enqueue_committed(
+        &pool,
+        Email {
+            to: address("ada@reader.example"),
+            message,
+            data,
+        },
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(20), first_request)
+        .await
+        .expect("the Mailer sent the email to SES")
+        .unwrap();
+
+    lectern.signal(nix::sys::signal::Signal::SIGTERM);
+
+    // Waiting without blocking this thread, which runs the stand-in's answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = lectern.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "lectern did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let row = outbox_row(&pool, id).await;
+    assert_eq!(row.status, "sent", "{row:?}");
+    assert_eq!(row.provider_id.as_deref(), Some("slow-1"));
+}
