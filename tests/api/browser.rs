@@ -121,6 +121,25 @@ async fn wait_for_heading(browser: &Client, heading: &str) {
     }
 }
 
+/// Logs out from the account page and waits for the home page.
+async fn log_out(browser: &Client) {
+    fill_and_submit(browser, "/logout", &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser.current_url().await.unwrap().path() != "/" {
+        assert!(
+            Instant::now() < deadline,
+            "logging out never reached the home page"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-me='anonymous']"))
+        .await
+        .unwrap();
+}
+
 /// The newest emailed link to `email`, on the test server.
 async fn emailed_link(app: &TestApp, email: &str, message: &str) -> String {
     let sent = app.last_email_to(email).await;
@@ -168,7 +187,7 @@ async fn a_member_signs_up_confirms_logs_in_three_ways_and_leaves() {
 
     // Log out, then in with the password.
     browser.goto(&app.url("/account")).await.unwrap();
-    fill_and_submit(&browser, "/logout", &[]).await;
+    log_out(&browser).await;
     browser
         .wait()
         .at_most(Duration::from_secs(10))
@@ -182,7 +201,7 @@ async fn a_member_signs_up_confirms_logs_in_three_ways_and_leaves() {
     wait_for_heading(&browser, "Your account").await;
 
     // Log out, then in with an emailed link.
-    fill_and_submit(&browser, "/logout", &[]).await;
+    log_out(&browser).await;
     browser.goto(&app.url("/login")).await.unwrap();
     browser
         .find(Locator::LinkText("Email me a login link instead"))
@@ -200,7 +219,7 @@ async fn a_member_signs_up_confirms_logs_in_three_ways_and_leaves() {
     wait_for_heading(&browser, "Your account").await;
 
     // Log out, forget the password, reset it.
-    fill_and_submit(&browser, "/logout", &[]).await;
+    log_out(&browser).await;
     browser.goto(&app.url("/login")).await.unwrap();
     browser
         .find(Locator::LinkText("Forgot your password?"))
