@@ -470,3 +470,53 @@ async fn a_body_over_the_server_limit_gets_413() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(sns.requests().is_empty());
 }
+
+#[actix_rt::test]
+async fn after_a_bounce_the_mailer_never_mails_the_address_and_says_why() {
+    let sns = FakeSns::start().await;
+    let app = spawn_trusting(&sns, &[TOPIC]).await;
+    let body = sign(notification(&sns, &bounce("Permanent", "gone@example.com")));
+    assert_eq!(post(&app, &body.to_string()).await.status(), StatusCode::OK);
+
+    // Someone signs up with the bounced address: the account is made, the
+    // confirmation goes to the dead letter instead of the mailbox.
+    let mut visitor = crate::visitor::Visitor::new(&app);
+    let page = visitor
+        .submit(
+            "/signup",
+            "/signup",
+            &[
+                ("email", "gone@example.com"),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let client = app.pool.get().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (status, error) = loop {
+        let row = client
+            .query_one(
+                "SELECT status, last_error FROM email_outbox WHERE recipient = 'gone@example.com'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let status: String = row.get(0);
+        if status != "pending" || std::time::Instant::now() > deadline {
+            break (status, row.get::<_, Option<String>>(1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, "dead");
+    assert_eq!(
+        error.as_deref(),
+        Some("suppressed: bounce (Permanent/General: smtp; 550 5.1.1 user unknown)")
+    );
+    let sent: i64 = client
+        .query_one("SELECT count(*) FROM email_outbox WHERE sent_at IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, 0);
+}
