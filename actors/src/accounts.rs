@@ -528,6 +528,16 @@ pub async fn end_session(pool: &Pool, token: &str) -> Result<(), AccountsError> 
     Ok(())
 }
 
+/// Ends every session of `user_id` (log out everywhere).
+pub async fn end_all_sessions(pool: &Pool, user_id: i64) -> Result<(), AccountsError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached("DELETE FROM sessions WHERE user_id = $1")
+        .await?;
+    client.execute(&statement, &[&user_id]).await?;
+    Ok(())
+}
+
 /// Ends every session of `user_id` but the one `keep` names.
 async fn end_other_sessions(
     txn: &Transaction<'_>,

@@ -775,7 +775,15 @@ async fn logout_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         .await
 }
 
-async fn logout(req: HttpRequest, state: web::Data<AppState>, form: web::Form<TokenForm>) -> HttpResponse {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LogoutForm {
+    /// "1": end every session of the user, on every device.
+    everywhere: String,
+    csrf_token: String,
+}
+
+async fn logout(req: HttpRequest, state: web::Data<AppState>, form: web::Form<LogoutForm>) -> HttpResponse {
     let session = match session_of(&req, &state).await {
         Ok(session) => session,
         Err(refusal) => return refuse(&req, &state, refusal).await,
@@ -786,12 +794,16 @@ async fn logout(req: HttpRequest, state: web::Data<AppState>, form: web::Form<To
     if !csrf_ok(&req, &state, Some(&session), &form.csrf_token) {
         return refuse(&req, &state, Refusal::Forged).await;
     }
-    if let Some(cookie) = req.cookie(session::SESSION_COOKIE) {
-        if let Err(e) = accounts::end_session(&state.pool, cookie.value()).await {
-            return refuse(&req, &state, Refusal::Unavailable(e)).await;
-        }
+    let everywhere = form.everywhere == "1";
+    let ended = match req.cookie(session::SESSION_COOKIE) {
+        _ if everywhere => accounts::end_all_sessions(&state.pool, session.user.id).await,
+        Some(cookie) => accounts::end_session(&state.pool, cookie.value()).await,
+        None => Ok(()),
+    };
+    if let Err(e) = ended {
+        return refuse(&req, &state, Refusal::Unavailable(e)).await;
     }
-    info!(state.log, "logged out"; "user_id" => session.user.id);
+    info!(state.log, "logged out"; "user_id" => session.user.id, "everywhere" => everywhere);
     see_other_with("/", session::removed_session_cookie(&state))
 }
 

@@ -211,6 +211,26 @@ async fn logging_in_and_out_with_a_password() {
 }
 
 #[actix_rt::test]
+async fn logging_out_everywhere_ends_every_session() {
+    let app = spawn_app().await;
+    let mut laptop = Visitor::new(&app);
+    confirmed_member(&app, &mut laptop, "ada@example.org").await;
+    let mut phone = Visitor::new(&app);
+    phone
+        .submit(
+            "/login",
+            "/login",
+            &[("email", "ada@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert!(phone.me().await.is_object());
+    let out = laptop.post_with_token("/logout", &[("everywhere", "1")]).await;
+    assert_eq!(out.status, 303);
+    assert!(laptop.me().await.is_null());
+    assert!(phone.me().await.is_null());
+}
+
+#[actix_rt::test]
 async fn an_unconfirmed_account_gets_a_new_link_instead_of_a_session() {
     let app = spawn_app().await;
     let mut visitor = Visitor::new(&app);
