@@ -32,7 +32,7 @@ pub async fn current_session(req: &HttpRequest, state: &AppState) -> Result<Opti
 
 /// The session cookie for a new login: HttpOnly, SameSite=Lax, Secure when configured.
 pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
-    let mut cookie = Cookie::build(SESSION_COOKIE, token)
+    Cookie::build(SESSION_COOKIE, token)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
@@ -40,9 +40,7 @@ pub fn session_cookie(state: &AppState, token: String) -> Cookie<'static> {
         .max_age(actix_web::cookie::time::Duration::days(i64::from(
             state.settings.accounts.session_days,
         )))
-        .finish();
-    cookie.set_secure(state.settings.accounts.secure_cookies);
-    cookie
+        .finish()
 }
 
 /// A cookie that removes the session cookie.

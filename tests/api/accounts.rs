@@ -694,3 +694,16 @@ async fn create_admin_prints_a_one_time_link_that_logs_in_as_admin() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not look like an email address"));
 }
+
+#[actix_rt::test]
+async fn the_session_cookie_is_secure_when_configured() {
+    let app = spawn_app_with(&[("accounts.secure_cookies", "true")]).await;
+    let mut visitor = Visitor::new(&app);
+    sign_up(&mut visitor, "ada@example.org", "").await;
+    let link = app.last_email_to("ada@example.org").await.link_path();
+    let confirmed = visitor.submit(&link, &link, &[]).await;
+    let cookie = confirmed.headers["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("lectern_session="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+}
