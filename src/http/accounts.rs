@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use slog::{error, info, warn};
 
-use super::errors::{render_private_page, RETRY_AFTER_SECS};
+use super::errors::{render_private_page, unavailable_page, RETRY_AFTER_SECS};
 use super::session::{self, client_ip, csrf_ok, current_session, form_token};
 use super::{get_or_head, AppState};
 
@@ -156,20 +156,16 @@ async fn refuse(req: &HttpRequest, state: &AppState, refusal: Refusal) -> HttpRe
         }
         Refusal::Unavailable(e) => {
             error!(state.log, "account request failed"; "path" => req.path(), "error" => %e);
-            let mut response = render_private_page(
-                req,
-                state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Briefly unavailable",
-                "pages/unavailable",
-                json!({ "retry_after_secs": RETRY_AFTER_SECS }),
-            )
-            .await;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_SECS));
-            response
+            unavailable_page(req, state).await
         }
+    }
+}
+
+/// The response, or the page that says why there is none.
+async fn answer(req: &HttpRequest, state: &AppState, outcome: Result<HttpResponse, Refusal>) -> HttpResponse {
+    match outcome {
+        Ok(response) => response,
+        Err(refusal) => refuse(req, state, refusal).await,
     }
 }
 
@@ -279,10 +275,7 @@ async fn signup_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
 }
 
 async fn signup(req: HttpRequest, state: web::Data<AppState>, form: web::Form<SignupForm>) -> HttpResponse {
-    match do_signup(&req, &state, form.into_inner()).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(&req, &state, do_signup(&req, &state, form.into_inner()).await).await
 }
 
 async fn do_signup(req: &HttpRequest, state: &AppState, form: SignupForm) -> Result<HttpResponse, Refusal> {
@@ -374,10 +367,7 @@ async fn login_form(
 }
 
 async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form<LoginForm>) -> HttpResponse {
-    match do_login(&req, &state, form.into_inner()).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(&req, &state, do_login(&req, &state, form.into_inner()).await).await
 }
 
 async fn do_login(req: &HttpRequest, state: &AppState, form: LoginForm) -> Result<HttpResponse, Refusal> {
@@ -478,10 +468,7 @@ async fn request_login_link(
         "pages/account/login_link",
     )
     .await;
-    match outcome {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(&req, &state, outcome).await
 }
 
 /// The requests that take only an address (login link, password reset):
@@ -694,10 +681,7 @@ async fn request_reset(
         "pages/account/reset_request",
     )
     .await;
-    match outcome {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(&req, &state, outcome).await
 }
 
 fn reset_page(state: &AppState, token: &str, errors: Vec<String>) -> Page {
@@ -726,10 +710,12 @@ async fn reset(
     token: web::Path<String>,
     form: web::Form<NewPasswordForm>,
 ) -> HttpResponse {
-    match do_reset(&req, &state, &token, form.into_inner()).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(
+        &req,
+        &state,
+        do_reset(&req, &state, &token, form.into_inner()).await,
+    )
+    .await
 }
 
 async fn do_reset(
@@ -864,6 +850,19 @@ fn account_page(session: &Session, state: &AppState, notice: Option<&str>, error
     )
 }
 
+/// The account page again, saying what was wrong with the form sent from it.
+async fn account_problem(
+    req: &HttpRequest,
+    state: &AppState,
+    session: &Session,
+    problem: Option<String>,
+) -> HttpResponse {
+    account_page(session, state, None, problem.into_iter().collect())
+        .status(StatusCode::UNPROCESSABLE_ENTITY)
+        .send(req, state, Some(session))
+        .await
+}
+
 /// The logged-in session of a POST to the account page, CSRF checked.
 async fn account_session(
     req: &HttpRequest,
@@ -901,10 +900,12 @@ async fn change_email(
     state: web::Data<AppState>,
     form: web::Form<ChangeEmailForm>,
 ) -> HttpResponse {
-    match do_change_email(&req, &state, form.into_inner()).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(
+        &req,
+        &state,
+        do_change_email(&req, &state, form.into_inner()).await,
+    )
+    .await
 }
 
 async fn do_change_email(
@@ -930,10 +931,7 @@ async fn do_change_email(
             Some("your current password is not right".to_owned())
         }
     };
-    Ok(account_page(&session, state, None, problem.into_iter().collect())
-        .status(StatusCode::UNPROCESSABLE_ENTITY)
-        .send(req, state, Some(&session))
-        .await)
+    Ok(account_problem(req, state, &session, problem).await)
 }
 
 #[derive(Deserialize, Default)]
@@ -949,10 +947,12 @@ async fn change_password(
     state: web::Data<AppState>,
     form: web::Form<ChangePasswordForm>,
 ) -> HttpResponse {
-    match do_change_password(&req, &state, form.into_inner()).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(
+        &req,
+        &state,
+        do_change_password(&req, &state, form.into_inner()).await,
+    )
+    .await
 }
 
 async fn do_change_password(
@@ -979,10 +979,7 @@ async fn do_change_password(
         }
         Some("your current password is not right".to_owned())
     };
-    Ok(account_page(&session, state, None, problem.into_iter().collect())
-        .status(StatusCode::UNPROCESSABLE_ENTITY)
-        .send(req, state, Some(&session))
-        .await)
+    Ok(account_problem(req, state, &session, problem).await)
 }
 
 #[derive(Deserialize, Default)]
@@ -998,10 +995,12 @@ async fn delete_account(
     state: web::Data<AppState>,
     form: web::Form<DeleteForm>,
 ) -> HttpResponse {
-    match do_delete_account(&req, &state, form.into_inner()).await {
-        Ok(response) => response,
-        Err(refusal) => refuse(&req, &state, refusal).await,
-    }
+    answer(
+        &req,
+        &state,
+        do_delete_account(&req, &state, form.into_inner()).await,
+    )
+    .await
 }
 
 async fn do_delete_account(
@@ -1028,10 +1027,7 @@ async fn do_delete_account(
         }
         Some("your current password is not right".to_owned())
     };
-    Ok(account_page(&session, state, None, problem.into_iter().collect())
-        .status(StatusCode::UNPROCESSABLE_ENTITY)
-        .send(req, state, Some(&session))
-        .await)
+    Ok(account_problem(req, state, &session, problem).await)
 }
 
 // ---- /me -------------------------------------------------------------------

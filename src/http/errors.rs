@@ -33,6 +33,24 @@ pub async fn not_found_page(req: &HttpRequest, state: &AppState) -> HttpResponse
     .await
 }
 
+/// The friendly 503 for when the database cannot be reached, with `Retry-After`.
+pub async fn unavailable_page(req: &HttpRequest, state: &AppState) -> HttpResponse {
+    let mut response = render_private_page(
+        req,
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Briefly unavailable",
+        "pages/unavailable",
+        json!({ "retry_after_secs": RETRY_AFTER_SECS }),
+    )
+    .await;
+    response.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from(RETRY_AFTER_SECS),
+    );
+    response
+}
+
 /// Renders a page that is never cached (an error, a form, an account page)
 /// with `status` and `title`; `data` is the template's own data.
 pub async fn render_private_page(

@@ -18,7 +18,6 @@ use serde_json::{json, Map, Value};
 use slog::{error, warn};
 use std::sync::Arc;
 
-use super::errors::{render_private_page, RETRY_AFTER_SECS};
 use super::middleware::X_CACHE;
 use super::{get_or_head, AppState};
 
@@ -186,19 +185,7 @@ async fn fail(req: &HttpRequest, state: &AppState, failure: Failure) -> HttpResp
         Failure::NotFound => super::errors::not_found_page(req, state).await,
         Failure::Database(e) => {
             warn!(state.log, "page unavailable: database error"; "path" => req.path(), "error" => %e);
-            let mut response = render_private_page(
-                req,
-                state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Briefly unavailable",
-                "pages/unavailable",
-                json!({ "retry_after_secs": RETRY_AFTER_SECS }),
-            )
-            .await;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            response
+            super::errors::unavailable_page(req, state).await
         }
         Failure::Render(e) => {
             error!(state.log, "page cannot be rendered"; "path" => req.path(), "error" => %e);

@@ -156,20 +156,8 @@ async fn logging_in_and_out_with_a_password() {
         Some("/login?next=/account")
     );
 
-    let wrong = visitor
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "ada@example.org"), ("password", "not the password")],
-        )
-        .await;
-    let unknown = visitor
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "bob@example.org"), ("password", "not the password")],
-        )
-        .await;
+    let wrong = visitor.log_in("ada@example.org", "not the password").await;
+    let unknown = visitor.log_in("bob@example.org", "not the password").await;
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, 401);
     assert!(wrong
@@ -216,13 +204,7 @@ async fn logging_out_everywhere_ends_every_session() {
     let mut laptop = Visitor::new(&app);
     confirmed_member(&app, &mut laptop, "ada@example.org").await;
     let mut phone = Visitor::new(&app);
-    phone
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "ada@example.org"), ("password", PASSWORD)],
-        )
-        .await;
+    phone.log_in("ada@example.org", PASSWORD).await;
     assert!(phone.me().await.is_object());
     let out = laptop.post_with_token("/logout", &[("everywhere", "1")]).await;
     assert_eq!(out.status, 303);
@@ -236,13 +218,7 @@ async fn an_unconfirmed_account_gets_a_new_link_instead_of_a_session() {
     let mut visitor = Visitor::new(&app);
     sign_up(&mut visitor, "ada@example.org", "").await;
     let before = app.outbox().await.len();
-    let login = visitor
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "ada@example.org"), ("password", PASSWORD)],
-        )
-        .await;
+    let login = visitor.log_in("ada@example.org", PASSWORD).await;
     assert_eq!(login.status, 403);
     assert!(login.body.contains("not confirmed yet"));
     assert!(!visitor.is_logged_in());
@@ -352,23 +328,10 @@ async fn a_password_reset_logs_out_everyone_else() {
     assert!(phone.me().await.is_object());
     assert!(laptop.me().await.is_null(), "the other session has ended");
 
-    let old = Visitor::new(&app)
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "ada@example.org"), ("password", PASSWORD)],
-        )
-        .await;
+    let old = Visitor::new(&app).log_in("ada@example.org", PASSWORD).await;
     assert_eq!(old.status, 401);
     let new = Visitor::new(&app)
-        .submit(
-            "/login",
-            "/login",
-            &[
-                ("email", "ada@example.org"),
-                ("password", "a brand new passphrase"),
-            ],
-        )
+        .log_in("ada@example.org", "a brand new passphrase")
         .await;
     assert_eq!(new.status, 303);
     let replay = phone
@@ -383,13 +346,7 @@ async fn changing_the_password_ends_other_sessions_but_this_one() {
     let mut laptop = Visitor::new(&app);
     confirmed_member(&app, &mut laptop, "ada@example.org").await;
     let mut phone = Visitor::new(&app);
-    phone
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "ada@example.org"), ("password", PASSWORD)],
-        )
-        .await;
+    phone.log_in("ada@example.org", PASSWORD).await;
     assert!(phone.me().await.is_object());
 
     let wrong = laptop
@@ -490,13 +447,7 @@ async fn deleting_the_account_removes_it_and_logs_out() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
-    let login = Visitor::new(&app)
-        .submit(
-            "/login",
-            "/login",
-            &[("email", "ada@example.org"), ("password", PASSWORD)],
-        )
-        .await;
+    let login = Visitor::new(&app).log_in("ada@example.org", PASSWORD).await;
     assert_eq!(login.status, 401);
 }
 
@@ -624,13 +575,7 @@ async fn too_many_attempts_get_429_whether_or_not_the_address_exists() {
         let mut visitor = Visitor::new(&app);
         let mut statuses = Vec::new();
         for _ in 0..3 {
-            let page = visitor
-                .submit(
-                    "/login",
-                    "/login",
-                    &[("email", email), ("password", "wrong password")],
-                )
-                .await;
+            let page = visitor.log_in(email, "wrong password").await;
             statuses.push(page.status);
             if page.status == 429 {
                 let retry: u32 = page.headers["retry-after"].to_str().unwrap().parse().unwrap();

@@ -107,6 +107,12 @@ impl<'a> Visitor<'a> {
         self.post(action, &all).await
     }
 
+    /// Submits the login form.
+    pub async fn log_in(&mut self, email: &str, password: &str) -> Page {
+        self.submit("/login", "/login", &[("email", email), ("password", password)])
+            .await
+    }
+
     /// Posts `fields` with the token this visitor's forms carry now
     /// (to resend a form whose page can no longer be opened).
     pub async fn post_with_token(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
