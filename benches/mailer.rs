@@ -119,7 +119,6 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mailer = started.elapsed();
-        actors.shutdown().await;
         let dead: i64 = pool
             .get()
             .await
@@ -129,6 +128,9 @@ fn main() {
             .expect("count")
             .get(0);
         assert_eq!(dead, 0, "every email is sent");
+        // Last: stopping the actors' arbiters also ends the pool connections
+        // that were opened on them.
+        actors.shutdown().await;
 
         let started = Instant::now();
         send_directly(&ses, emails).await;
