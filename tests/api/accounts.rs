@@ -652,3 +652,20 @@ async fn the_session_cookie_is_secure_when_configured() {
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
 }
+
+#[actix_rt::test]
+async fn a_session_opened_on_one_node_is_read_and_ended_on_another() {
+    use crate::helpers::spawn_app_on;
+
+    let first = spawn_app().await;
+    let second = spawn_app_on(first.database.clone(), &[]).await;
+    let mut on_first = Visitor::new(&first);
+    confirmed_member(&first, &mut on_first, "ada@example.org").await;
+
+    let mut on_second = Visitor::new(&second);
+    on_second.cookies = on_first.cookies.clone();
+    assert_eq!(on_second.me().await["email"], "ada@example.org");
+    let out = on_second.post_with_token("/logout", &[]).await;
+    assert_eq!(out.status, 303);
+    assert!(on_first.me().await.is_null(), "logged out on the other node too");
+}
