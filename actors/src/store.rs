@@ -2,6 +2,7 @@
 //! `sql/`, and the checks `/readyz` asks for.
 
 pub mod embedded;
+pub mod listen;
 
 use std::time::Duration;
 

@@ -9,15 +9,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
-use slog::{info, warn, Logger};
-use tokio_postgres::{AsyncMessage, NoTls};
+use slog::Logger;
 
 use super::{parse_topics, PageTable, EVERYTHING, NOTIFY_CHANNEL};
+use crate::store::listen::{listen, Heard};
 use crate::store::DbConfig;
 use crate::supervision::{guard, ActorStats, Crashed, SupervisedActor};
-
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 pub struct PageCache {
     table: Arc<PageTable>,
@@ -53,11 +50,20 @@ impl Actor for PageCache {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        let cache = ctx.address();
         let listener = listen(
             self.database.clone(),
-            ctx.address(),
+            NOTIFY_CHANNEL,
             Arc::clone(&self.stats),
             self.log.clone(),
+            move |heard| {
+                let topics = match heard {
+                    Heard::Notification(payload) => parse_topics(&payload),
+                    // Whatever changed while the connection was down is unknown.
+                    Heard::Reconnected => BTreeSet::from([EVERYTHING.to_owned()]),
+                };
+                cache.do_send(Invalidate(topics));
+            },
         );
         ctx.spawn(listener.into_actor(self));
         let pool = self.pool.clone();
@@ -91,56 +97,6 @@ impl Handler<Invalidate> for PageCache {
 
     fn handle(&mut self, Invalidate(topics): Invalidate, ctx: &mut Context<Self>) -> Self::Result {
         guard(self, ctx, "Invalidate", |act, _| act.table.invalidate(&topics))
-    }
-}
-
-/// Forwards NOTIFY payloads as `Invalidate`; reconnects, forgetting
-/// everything, when the connection drops.
-async fn listen(database: DbConfig, cache: Addr<PageCache>, stats: Arc<ActorStats>, log: Logger) {
-    let mut first = true;
-    loop {
-        match database.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                // The connection must be polled for the LISTEN to complete and
-                // for notifications to arrive: a task drives it and forwards them.
-                let (payloads, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
-                let driver_stats = Arc::clone(&stats);
-                actix_rt::spawn(async move {
-                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(n)) if n.channel() == NOTIFY_CHANNEL => {
-                                if payloads.send(n.payload().to_owned()).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                driver_stats.record_error(format!("cache listener connection lost: {e}"));
-                                return;
-                            }
-                        }
-                    }
-                });
-                match client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
-                    Err(e) => stats.record_error(format!("cannot LISTEN {NOTIFY_CHANNEL}: {e}")),
-                    Ok(()) => {
-                        if !first {
-                            // Whatever changed while we were away is unknown.
-                            cache.do_send(Invalidate(BTreeSet::from([EVERYTHING.to_owned()])));
-                            info!(log, "cache listener reconnected; cache cleared");
-                        }
-                        first = false;
-                        while let Some(payload) = received.recv().await {
-                            cache.do_send(Invalidate(parse_topics(&payload)));
-                        }
-                        warn!(log, "cache listener disconnected");
-                    }
-                }
-            }
-            Err(e) => stats.record_error(format!("cache listener cannot connect: {e}")),
-        }
-        tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
 

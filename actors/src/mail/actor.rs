@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
 use serde_json::json;
 use slog::{info, warn, Logger};
 use tokio::sync::oneshot;
-use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::backend::{Backend, BackendConfig, SendError};
 use super::messages::{FinishSends, Wake};
@@ -27,10 +25,9 @@ use super::outbox::{claim_due_email, jitter, record_outcome, retry_delay, Claime
 use super::templates::MailTemplates;
 use super::NOTIFY_CHANNEL;
 use crate::events::{Event, EventLog, Record};
+use crate::store::listen::listen;
 use crate::store::DbConfig;
 use crate::supervision::{guard, guard_future, ActorStats, Child, Crashed, SupervisedActor};
-
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// How the Mailer sends, from the `[mail]` configuration.
 #[derive(Debug, Clone)]
@@ -300,11 +297,15 @@ impl Actor for Mailer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Every notification wakes it; so does a reconnection, since
+        // notifications may have been missed while the connection was down.
+        let mailer = ctx.address();
         let listener = listen(
             self.database.clone(),
-            ctx.address(),
+            NOTIFY_CHANNEL,
             Arc::clone(&self.stats),
             self.log.clone(),
+            move |_| mailer.do_send(Wake),
         );
         ctx.spawn(listener.into_actor(self));
         ctx.run_interval(self.poll, |act, ctx| act.wake(ctx));
@@ -356,54 +357,5 @@ impl Handler<FinishSends> for Mailer {
             }
             Ok(())
         })
-    }
-}
-
-/// Wakes the Mailer on every `NOTIFY lectern_mail`; reconnects when the
-/// connection drops, and wakes it then too (it may have missed some).
-async fn listen(database: DbConfig, mailer: Addr<Mailer>, stats: Arc<ActorStats>, log: Logger) {
-    let mut first = true;
-    loop {
-        match database.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                // The connection must be polled for the LISTEN to complete and
-                // for notifications to arrive: a task drives it and forwards them.
-                let (wakes, mut received) = tokio::sync::mpsc::unbounded_channel::<()>();
-                let driver_stats = Arc::clone(&stats);
-                actix_rt::spawn(async move {
-                    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(n)) if n.channel() == NOTIFY_CHANNEL => {
-                                if wakes.send(()).is_err() {
-                                    return;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                driver_stats.record_error(format!("mail listener connection lost: {e}"));
-                                return;
-                            }
-                        }
-                    }
-                });
-                match client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
-                    Err(e) => stats.record_error(format!("cannot LISTEN {NOTIFY_CHANNEL}: {e}")),
-                    Ok(()) => {
-                        if !first {
-                            mailer.do_send(Wake);
-                            info!(log, "mail listener reconnected");
-                        }
-                        first = false;
-                        while received.recv().await.is_some() {
-                            mailer.do_send(Wake);
-                        }
-                        warn!(log, "mail listener disconnected");
-                    }
-                }
-            }
-            Err(e) => stats.record_error(format!("mail listener cannot connect: {e}")),
-        }
-        tokio::time::sleep(RECONNECT_AFTER).await;
     }
 }
