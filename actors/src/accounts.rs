@@ -60,13 +60,18 @@ const USER_COLUMNS: &str =
 
 impl User {
     fn from_row(row: &Row) -> User {
+        User::from_columns(row, 0)
+    }
+
+    /// The user from `USER_COLUMNS` starting at column `first` of `row`.
+    fn from_columns(row: &Row, first: usize) -> User {
         User {
-            id: row.get(0),
-            email: row.get(1),
-            name: row.get(2),
-            role: Role::from_db(row.get(3)),
-            confirmed: row.get(4),
-            has_password: row.get(5),
+            id: row.get(first),
+            email: row.get(first + 1),
+            name: row.get(first + 2),
+            role: Role::from_db(row.get(first + 3)),
+            confirmed: row.get(first + 4),
+            has_password: row.get(first + 5),
         }
     }
 }
@@ -257,14 +262,7 @@ async fn find_link<C: GenericClient>(
         return Err(LinkProblem::Expired.into());
     }
     Ok(LinkTarget {
-        user: User {
-            id: row.get(4),
-            email: row.get(5),
-            name: row.get(6),
-            role: Role::from_db(row.get(7)),
-            confirmed: row.get(8),
-            has_password: row.get(9),
-        },
+        user: User::from_columns(&row, 4),
         purpose,
         sent_to: row.get(1),
     })

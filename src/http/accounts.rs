@@ -82,12 +82,9 @@ impl Page {
         };
         data.insert("csrf_token".into(), Value::String(csrf_token));
         // The templates are strict: what a form may show is always present.
-        for key in ["errors", "email", "name", "next", "notice"] {
-            data.entry(key).or_insert_with(|| match key {
-                "errors" => json!([]),
-                "notice" => Value::Null,
-                _ => json!(""),
-            });
+        // (`{{#if}}` treats a missing key as false even in strict mode.)
+        for key in ["email", "name", "next"] {
+            data.entry(key).or_insert_with(|| json!(""));
         }
         data.insert(
             "user".into(),
