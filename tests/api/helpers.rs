@@ -309,6 +309,38 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Makes this app's database unreachable: no new connections, and the
+    /// open ones cut, as when the database server goes away.
+    pub async fn cut_off_database(&self) {
+        let database = self.database_name();
+        on_server(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            quote_ident(&database)
+        ))
+        .await;
+        on_server(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        ))
+        .await;
+    }
+
+    /// Lets connections to this app's database in again.
+    pub async fn restore_database(&self) {
+        let database = self.database_name();
+        on_server(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+            quote_ident(&database)
+        ))
+        .await;
+    }
+
+    fn database_name(&self) -> String {
+        self.database
+            .get_dbname()
+            .expect("test databases are named")
+            .to_owned()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

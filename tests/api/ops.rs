@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{on_server, spawn_app};
+use crate::helpers::spawn_app;
 
 #[actix_rt::test]
 async fn healthz_says_the_process_is_alive() {
@@ -40,18 +40,7 @@ async fn readyz_is_green_when_database_migrations_and_actors_are() {
 #[actix_rt::test]
 async fn readyz_is_503_with_the_reason_when_the_database_is_unreachable() {
     let app = spawn_app().await;
-    let client = app.pool.get().await.unwrap();
-    let database: String = client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    drop(client);
-    on_server(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false")).await;
-    on_server(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
-    ))
-    .await;
+    app.cut_off_database().await;
 
     let response = app.get("/readyz").await;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{demo_database, on_server, spawn_app_on, spawn_demo_app, TestApp};
+use crate::helpers::{demo_database, spawn_app_on, spawn_demo_app, TestApp};
 
 fn renders(report: &serde_json::Value) -> u64 {
     report["actors"]
@@ -192,12 +192,7 @@ async fn a_change_reaches_every_node_within_a_second() {
 async fn while_the_database_is_down_cached_pages_are_served_and_misses_get_503() {
     let app = spawn_demo_app().await;
     app.get("/episodes/ownership-and-borrowing").await;
-    let database = app.database.get_dbname().unwrap().to_owned();
-    on_server(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false")).await;
-    on_server(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
-    ))
-    .await;
+    app.cut_off_database().await;
 
     let cached = app.get("/episodes/ownership-and-borrowing").await;
     let missed = app.get("/episodes/lifetimes-demystified").await;
@@ -209,7 +204,7 @@ async fn while_the_database_is_down_cached_pages_are_served_and_misses_get_503()
     assert!(missed.text().await.unwrap().contains("briefly unavailable"));
 
     // The database comes back; so does every page, by itself.
-    on_server(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true")).await;
+    app.restore_database().await;
     let started = Instant::now();
     loop {
         let response = app.get("/episodes/lifetimes-demystified").await;

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
-use crate::helpers::{on_server, spawn_app_with, TestApp};
+use crate::helpers::{spawn_app_with, TestApp};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-feedback";
 const SIGNING_KEY: &str = include_str!("fixtures/sns-signing-key.pem");
@@ -439,18 +439,7 @@ async fn an_unsubscribe_confirmation_is_only_acknowledged() {
 async fn when_the_database_is_down_sns_is_asked_to_retry() {
     let sns = FakeSns::start().await;
     let app = spawn_trusting(&sns, &[TOPIC]).await;
-    let client = app.pool.get().await.unwrap();
-    let database: String = client
-        .query_one("SELECT current_database()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    drop(client);
-    on_server(&format!("ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false")).await;
-    on_server(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
-    ))
-    .await;
+    app.cut_off_database().await;
     let body = sign(notification(&sns, &bounce("Permanent", "gone@example.com")));
 
     let response = post(&app, &body.to_string()).await;
