@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use lectern_actors::mail::suppression::{find_suppression, Reason};
+use lectern_actors::mail::suppression::Reason;
 use lectern_actors::mail::EmailAddress;
 use reqwest::StatusCode;
 use rsa::pkcs1v15::SigningKey;
@@ -196,14 +196,34 @@ fn complaint(address: &str) -> Value {
     })
 }
 
-async fn suppression_of(
-    app: &TestApp,
-    address: &str,
-) -> Option<lectern_actors::mail::suppression::Suppression> {
+/// A row of the suppression list, as the operator would read it.
+#[derive(Debug, PartialEq, Eq)]
+struct Suppression {
+    reason: Reason,
+    detail: String,
+    created_at: OffsetDateTime,
+}
+
+async fn suppression_of(app: &TestApp, address: &str) -> Option<Suppression> {
     let client = app.pool.get().await.unwrap();
-    find_suppression(&client, &EmailAddress::parse(address).unwrap())
+    let address = EmailAddress::parse(address).unwrap();
+    let row = client
+        .query_opt(
+            "SELECT reason, detail, created_at FROM email_suppressions WHERE email = $1",
+            &[&address.as_str()],
+        )
         .await
-        .unwrap()
+        .unwrap()?;
+    let reason = match row.get::<_, &str>(0) {
+        "bounce" => Reason::Bounce,
+        "complaint" => Reason::Complaint,
+        other => panic!("unknown suppression reason {other:?}"),
+    };
+    Some(Suppression {
+        reason,
+        detail: row.get(1),
+        created_at: row.get(2),
+    })
 }
 
 async fn suppressed_count(app: &TestApp) -> i64 {
