@@ -442,14 +442,52 @@ struct TokenForm {
     csrf_token: String,
 }
 
+/// The links asked for with nothing but an address.
+#[derive(Clone, Copy)]
+enum LinkRequest {
+    Login,
+    Reset,
+}
+
+impl LinkRequest {
+    fn form_page(self, data: Value) -> Page {
+        match self {
+            LinkRequest::Login => Page::new("Email me a login link", "pages/account/login_link", data),
+            LinkRequest::Reset => Page::new("Reset your password", "pages/account/reset_request", data),
+        }
+    }
+
+    /// The rate limit's action name.
+    fn action(self) -> &'static str {
+        match self {
+            LinkRequest::Login => "magic",
+            LinkRequest::Reset => "reset",
+        }
+    }
+
+    /// Which wording of the "check your email" page.
+    fn sent(self) -> &'static str {
+        match self {
+            LinkRequest::Login => "login_link",
+            LinkRequest::Reset => "reset",
+        }
+    }
+}
+
+async fn link_request_form(req: &HttpRequest, state: &AppState, request: LinkRequest) -> HttpResponse {
+    match session_of(req, state).await {
+        Ok(session) => {
+            request
+                .form_page(json!({}))
+                .send(req, state, session.as_ref())
+                .await
+        }
+        Err(refusal) => refuse(req, state, refusal).await,
+    }
+}
+
 async fn login_link_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let session = match session_of(&req, &state).await {
-        Ok(session) => session,
-        Err(refusal) => return refuse(&req, &state, refusal).await,
-    };
-    Page::new("Email me a login link", "pages/account/login_link", json!({}))
-        .send(&req, &state, session.as_ref())
-        .await
+    link_request_form(&req, &state, LinkRequest::Login).await
 }
 
 async fn request_login_link(
@@ -457,14 +495,7 @@ async fn request_login_link(
     state: web::Data<AppState>,
     form: web::Form<EmailForm>,
 ) -> HttpResponse {
-    let outcome = request_by_email(
-        &req,
-        &state,
-        form.into_inner(),
-        "magic",
-        "pages/account/login_link",
-    )
-    .await;
+    let outcome = request_by_email(&req, &state, form.into_inner(), LinkRequest::Login).await;
     answer(&req, &state, outcome).await
 }
 
@@ -474,8 +505,7 @@ async fn request_by_email(
     req: &HttpRequest,
     state: &AppState,
     form: EmailForm,
-    action: &'static str,
-    form_template: &'static str,
+    request: LinkRequest,
 ) -> Result<HttpResponse, Refusal> {
     let session = session_of(req, state).await?;
     if !csrf_ok(req, state, session.as_ref(), &form.csrf_token) {
@@ -484,29 +514,19 @@ async fn request_by_email(
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(e) => {
-            let title = if action == "magic" {
-                "Email me a login link"
-            } else {
-                "Reset your password"
-            };
-            return Ok(Page::new(
-                title,
-                form_template,
-                json!({ "errors": [e.to_string()], "email": form.email }),
-            )
-            .status(StatusCode::UNPROCESSABLE_ENTITY)
-            .send(req, state, session.as_ref())
-            .await);
+            return Ok(request
+                .form_page(json!({ "errors": [e.to_string()], "email": form.email }))
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .send(req, state, session.as_ref())
+                .await);
         }
     };
-    limit(req, state, action, Some(&email)).await?;
-    if action == "magic" {
-        accounts::request_login_link(&state.pool, &email, site_url(state)).await?;
-        Ok(check_email(req, state, session.as_ref(), &email, "login_link").await)
-    } else {
-        accounts::request_password_reset(&state.pool, &email, site_url(state)).await?;
-        Ok(check_email(req, state, session.as_ref(), &email, "reset").await)
+    limit(req, state, request.action(), Some(&email)).await?;
+    match request {
+        LinkRequest::Login => accounts::request_login_link(&state.pool, &email, site_url(state)).await?,
+        LinkRequest::Reset => accounts::request_password_reset(&state.pool, &email, site_url(state)).await?,
     }
+    Ok(check_email(req, state, session.as_ref(), &email, request.sent()).await)
 }
 
 /// An emailed link's landing page: it shows a button and uses nothing, so
@@ -656,13 +676,7 @@ async fn confirm(
 // ---- Reset a forgotten password ------------------------------------------
 
 async fn reset_request_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let session = match session_of(&req, &state).await {
-        Ok(session) => session,
-        Err(refusal) => return refuse(&req, &state, refusal).await,
-    };
-    Page::new("Reset your password", "pages/account/reset_request", json!({}))
-        .send(&req, &state, session.as_ref())
-        .await
+    link_request_form(&req, &state, LinkRequest::Reset).await
 }
 
 async fn request_reset(
@@ -670,14 +684,7 @@ async fn request_reset(
     state: web::Data<AppState>,
     form: web::Form<EmailForm>,
 ) -> HttpResponse {
-    let outcome = request_by_email(
-        &req,
-        &state,
-        form.into_inner(),
-        "reset",
-        "pages/account/reset_request",
-    )
-    .await;
+    let outcome = request_by_email(&req, &state, form.into_inner(), LinkRequest::Reset).await;
     answer(&req, &state, outcome).await
 }
 
