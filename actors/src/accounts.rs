@@ -448,7 +448,11 @@ pub async fn resend_confirmation(pool: &Pool, user: &User, site_url: &str) -> Re
     Ok(())
 }
 
-async fn open_session(txn: &Transaction<'_>, user_id: i64, days: u32) -> Result<NewSession, AccountsError> {
+async fn open_session<C: GenericClient>(
+    txn: &C,
+    user_id: i64,
+    days: u32,
+) -> Result<NewSession, AccountsError> {
     let (token, hash) = new_token();
     let (csrf_token, _) = new_token();
     let insert = txn
@@ -472,11 +476,8 @@ async fn open_session(txn: &Transaction<'_>, user_id: i64, days: u32) -> Result<
 
 /// Opens a session for a user who proved who they are (password checked).
 pub async fn log_in(pool: &Pool, user_id: i64, days: u32) -> Result<NewSession, AccountsError> {
-    let mut client = pool.get().await?;
-    let txn = client.transaction().await?;
-    let session = open_session(&txn, user_id, days).await?;
-    txn.commit().await?;
-    Ok(session)
+    let client = pool.get().await?;
+    open_session(&client, user_id, days).await
 }
 
 /// The session a cookie names, if it is still open; keeps it alive.
