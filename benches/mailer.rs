@@ -17,7 +17,7 @@ use lectern_actors::mail::backend::{ses_client, SesBackend};
 use lectern_actors::mail::templates::MailTemplates;
 use lectern_actors::mail::{BackendConfig, MailerConfig};
 use lectern_actors::store::{self, embedded::EmbeddedPostgres, DbPool};
-use lectern_actors::supervision::RestartPolicy;
+use lectern_actors::supervisor::restarts::RestartPolicy;
 use lectern_actors::supervisor::{RootSupervisor, SupervisorConfig};
 use serde_json::json;
 
@@ -108,6 +108,8 @@ fn main() {
                     max_attempts: 8,
                     retry_base: Duration::from_secs(30),
                 },
+                housekeeping_every: Duration::from_secs(3600),
+                keep_mail: Duration::from_secs(86_400),
             },
             pool.clone(),
             database,
@@ -170,7 +172,7 @@ async fn enqueue(pool: &DbPool, count: usize) {
         let email = lectern_actors::mail::Email {
             to: lectern_actors::mail::EmailAddress::parse(&format!("reader{n}@reader.example"))
                 .expect("address"),
-            message: lectern_actors::mail::Message::Welcome,
+            kind: lectern_actors::mail::EmailKind::Welcome,
             data: welcome_data(n),
         };
         lectern_actors::mail::enqueue(&transaction, email)

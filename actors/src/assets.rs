@@ -3,8 +3,12 @@
 //! in the URLs that templates write, so that browsers may keep them for a year.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use rust_embed::RustEmbed;
+
+use crate::cache::CachedPage;
 
 #[derive(RustEmbed)]
 #[folder = "../static/"]
@@ -36,6 +40,42 @@ pub fn get_asset(path: &str) -> Option<Asset> {
             .to_owned(),
         body: file.data,
     })
+}
+
+/// The file at `path`, compressed once and ready to serve from memory. In
+/// release builds every file is prepared at the first call; debug builds
+/// read the file again each time, so that edits show at once.
+pub fn get_served_asset(path: &str) -> Option<Arc<CachedPage>> {
+    #[cfg(debug_assertions)]
+    {
+        prepare(path)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        use std::collections::HashMap;
+        use std::sync::OnceLock;
+        static PREPARED: OnceLock<HashMap<String, Arc<CachedPage>>> = OnceLock::new();
+        PREPARED
+            .get_or_init(|| {
+                StaticFiles::iter()
+                    .filter_map(|path| Some((path.to_string(), prepare(&path)?)))
+                    .collect()
+            })
+            .get(path)
+            .cloned()
+    }
+}
+
+fn prepare(path: &str) -> Option<Arc<CachedPage>> {
+    let asset = get_asset(path)?;
+    let content_type = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    let body = match asset.body {
+        Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+        Cow::Owned(bytes) => Bytes::from(bytes),
+    };
+    Some(Arc::new(CachedPage::asset(content_type, body, asset.version)))
 }
 
 /// The URL of a static file with its content version, e.g.

@@ -74,6 +74,30 @@ impl CachedPage {
         }
     }
 
+    /// A static file: compressed when it is text (images are compressed
+    /// already), with `etag` (its content version) as validator.
+    pub fn asset(content_type: &'static str, body: Bytes, etag: String) -> CachedPage {
+        let text = content_type.starts_with("text/")
+            || matches!(
+                content_type,
+                "image/svg+xml" | "application/javascript" | "application/json"
+            );
+        let (gzip, brotli) = if text {
+            (gzip(&body), brotli(&body))
+        } else {
+            (Bytes::new(), Bytes::new())
+        };
+        CachedPage {
+            status: 200,
+            content_type,
+            identity: body,
+            gzip,
+            brotli,
+            etag,
+            topics: Box::new([]),
+        }
+    }
+
     /// A page that is served once and never cached: no compression, and no
     /// ETag (nothing would be kept to compare it with).
     pub fn uncompressed(status: u16, content_type: &'static str, body: String) -> CachedPage {

@@ -22,9 +22,9 @@ use serde_json::Value;
 /// enqueueing transaction is delivered only if it commits.
 pub const NOTIFY_CHANNEL: &str = "lectern_mail";
 
-/// The messages Lectern sends; each is a folder under `templates/email/`.
+/// The kinds of email Lectern sends; each is a folder under `templates/email/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message {
+pub enum EmailKind {
     ConfirmEmail,
     MagicLink,
     PasswordReset,
@@ -32,24 +32,24 @@ pub enum Message {
     Welcome,
 }
 
-impl Message {
+impl EmailKind {
     pub fn name(self) -> &'static str {
         match self {
-            Message::ConfirmEmail => "confirm_email",
-            Message::MagicLink => "magic_link",
-            Message::PasswordReset => "password_reset",
-            Message::EmailChanged => "email_changed",
-            Message::Welcome => "welcome",
+            EmailKind::ConfirmEmail => "confirm_email",
+            EmailKind::MagicLink => "magic_link",
+            EmailKind::PasswordReset => "password_reset",
+            EmailKind::EmailChanged => "email_changed",
+            EmailKind::Welcome => "welcome",
         }
     }
 }
 
-/// One email to send: the message, its recipient, and the values its
+/// One email to send: its kind, its recipient, and the values its
 /// templates use.
 #[derive(Debug, Clone)]
 pub struct Email {
     pub to: EmailAddress,
-    pub message: Message,
+    pub kind: EmailKind,
     pub data: Value,
 }
 
@@ -68,7 +68,7 @@ pub async fn enqueue(transaction: &Transaction<'_>, email: Email) -> Result<i64,
         )
         .await?;
     let row = transaction
-        .query_one(&insert, &[&email.message.name(), &email.to.as_str(), &email.data])
+        .query_one(&insert, &[&email.kind.name(), &email.to.as_str(), &email.data])
         .await?;
     transaction
         .batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}"))

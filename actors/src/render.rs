@@ -11,7 +11,7 @@ use rust_embed::RustEmbed;
 
 use crate::assets::asset_url;
 use crate::cache::CachedPage;
-use crate::supervision::{guard, ActorStats, Crashed, SupervisedActor};
+use crate::supervisor::restarts::{guard, ActorStats, Crashed, SupervisedActor};
 
 /// The templates; embedded in release builds, read from disk in debug builds.
 #[derive(RustEmbed)]
@@ -53,7 +53,8 @@ pub fn compile_templates() -> Result<Handlebars<'static>, RenderError> {
     Ok(registry)
 }
 
-/// One worker of the pool; the compiled templates are shared by all workers.
+/// Dates as pages show them (`4 March 2026`) and as feeds and sitemaps
+/// want them (`2026-03-04`).
 const LONG_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[day padding:none] [month repr:long] [year]");
 const ISO_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
@@ -78,6 +79,7 @@ pub fn format_duration(secs: i64) -> String {
     }
 }
 
+/// One worker of the pool; the compiled templates are shared by all workers.
 pub struct Renderer {
     templates: Arc<Handlebars<'static>>,
     stats: Arc<ActorStats>,

@@ -1,5 +1,9 @@
 //! The root of Lectern's supervision tree: the one place that starts the
 //! actors, in order, with their restart policy, and stops them at shutdown.
+//! How supervision works (panics caught, restarts counted, escalation) is
+//! in [`restarts`].
+
+pub mod restarts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +14,13 @@ use slog::{warn, Logger};
 
 use crate::cache::{PageCache, PageTable};
 use crate::events::{Event, EventLog, Flush, Record};
+use crate::housekeeping::Housekeeper;
 use crate::mail::messages::FinishSends;
 use crate::mail::templates::{MailTemplates, TemplateError};
 use crate::mail::{Deliverer, Mailer, MailerConfig};
 use crate::render::{compile_templates, RenderError, Renderer};
 use crate::store::{self, DbConfig, StoreError};
-use crate::supervision::{ActorReport, Child, RestartPolicy, Tree};
+use restarts::{ActorReport, Child, RestartPolicy, Tree};
 
 /// How often the watchdog looks for actors that died outside a guarded handler.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
@@ -32,6 +37,9 @@ pub struct SupervisorConfig {
     /// How often PageCache looks for scheduled content that came due.
     pub schedule_check: Duration,
     pub mail: MailerConfig,
+    /// How often the Housekeeper purges, and how long sent emails are kept.
+    pub housekeeping_every: Duration,
+    pub keep_mail: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +60,7 @@ pub struct RootSupervisor {
     pub renderer: Arc<Child<Renderer>>,
     pub page_cache: Arc<Child<PageCache>>,
     pub mailer: Arc<Child<Mailer>>,
+    pub housekeeper: Arc<Child<Housekeeper>>,
     /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
     pub pages: Arc<PageTable>,
     arbiters: Vec<Arbiter>,
@@ -85,6 +94,7 @@ impl RootSupervisor {
 
         // 3. PageCache: invalidation, and the listener for other nodes' changes.
         let page_cache_arbiter = Arbiter::new();
+        let housekeeper_pool = pool.clone();
         let cache_table = Arc::clone(&pages);
         let cache_log = log.clone();
         let schedule_check = config.schedule_check;
@@ -125,6 +135,19 @@ impl RootSupervisor {
             )
         });
 
+        // 5. The Housekeeper: purges of what must not be kept.
+        let housekeeper_arbiter = Arbiter::new();
+        let (every, keep_mail, housekeeper_log) = (config.housekeeping_every, config.keep_mail, log.clone());
+        let housekeeper = tree.supervise("housekeeper", housekeeper_arbiter.handle(), move |stats| {
+            Housekeeper::new(
+                housekeeper_pool.clone(),
+                every,
+                keep_mail,
+                stats,
+                housekeeper_log.clone(),
+            )
+        });
+
         tree.watch(WATCHDOG_EVERY);
         Ok(RootSupervisor {
             tree,
@@ -132,8 +155,14 @@ impl RootSupervisor {
             renderer,
             page_cache,
             mailer,
+            housekeeper,
             pages,
-            arbiters: vec![event_log_arbiter, page_cache_arbiter, mailer_arbiter],
+            arbiters: vec![
+                event_log_arbiter,
+                page_cache_arbiter,
+                mailer_arbiter,
+                housekeeper_arbiter,
+            ],
             log,
         })
     }

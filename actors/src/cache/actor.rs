@@ -14,7 +14,7 @@ use slog::Logger;
 use super::{parse_topics, PageTable, EVERYTHING, NOTIFY_CHANNEL};
 use crate::store::listen::{listen, Heard};
 use crate::store::DbConfig;
-use crate::supervision::{guard, ActorStats, Crashed, SupervisedActor};
+use crate::supervisor::restarts::{guard, ActorStats, Crashed, SupervisedActor};
 
 pub struct PageCache {
     table: Arc<PageTable>,

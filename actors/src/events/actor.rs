@@ -9,7 +9,7 @@ use actix::prelude::*;
 use deadpool_postgres::Pool;
 
 use super::{insert_events, Event};
-use crate::supervision::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
+use crate::supervisor::restarts::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 500;

@@ -27,7 +27,7 @@ use super::NOTIFY_CHANNEL;
 use crate::events::{Event, EventLog, Record};
 use crate::store::listen::listen;
 use crate::store::DbConfig;
-use crate::supervision::{guard, guard_future, ActorStats, Child, Crashed, SupervisedActor};
+use crate::supervisor::restarts::{guard, guard_future, ActorStats, Child, Crashed, SupervisedActor};
 
 /// How the Mailer sends, from the `[mail]` configuration.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use actix::prelude::*;
 
-use crate::supervision::Crashed;
+use crate::supervisor::restarts::Crashed;
 
 /// Look for due emails now (sent by the NOTIFY listener and the poll timer).
 #[derive(Debug, Clone, Copy, Message)]

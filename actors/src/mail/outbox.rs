@@ -13,7 +13,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct ClaimedEmail {
     pub id: i64,
-    /// The template folder; not parsed into [`super::Message`], so that a
+    /// The template folder; not parsed into [`super::EmailKind`], so that a
     /// row another version wrote is still read (and dead-lettered).
     pub message: String,
     pub recipient: String,
@@ -61,7 +61,8 @@ pub async fn claim_due_email(
 }
 
 /// Writes the outcome of the claimed email `id`, with `attempts` sends
-/// tried so far. Times are the clock's, not `now()`: the transaction began
+/// tried so far. A sent or dead email keeps no link: the outbox must not
+/// hold working login or reset links once they are out of its hands. Times are the clock's, not `now()`: the transaction began
 /// at the claim, before the rate limit's wait and the send.
 pub async fn record_outcome(
     transaction: &Transaction<'_>,
@@ -74,7 +75,7 @@ pub async fn record_outcome(
             let sent = transaction
                 .prepare_cached(
                     "UPDATE email_outbox SET status = 'sent', attempts = $2, provider_id = $3, \
-                     sent_at = clock_timestamp(), last_error = NULL WHERE id = $1",
+                     sent_at = clock_timestamp(), last_error = NULL, data = data - 'link' WHERE id = $1",
                 )
                 .await?;
             transaction.execute(&sent, &[&id, &attempts, provider_id]).await?;
@@ -93,13 +94,26 @@ pub async fn record_outcome(
         Outcome::Dead { error } => {
             let dead = transaction
                 .prepare_cached(
-                    "UPDATE email_outbox SET status = 'dead', attempts = $2, last_error = $3 WHERE id = $1",
+                    "UPDATE email_outbox SET status = 'dead', attempts = $2, last_error = $3, \
+                     data = data - 'link' WHERE id = $1",
                 )
                 .await?;
             transaction.execute(&dead, &[&id, &attempts, error]).await?;
         }
     }
     Ok(())
+}
+
+/// Deletes sent and dead emails created more than `keep` ago; returns how many.
+pub async fn purge(pool: &deadpool_postgres::Pool, keep: Duration) -> Result<u64, crate::store::StoreError> {
+    let client = pool.get().await?;
+    let purge = client
+        .prepare_cached(
+            "DELETE FROM email_outbox WHERE status <> 'pending' \
+             AND created_at < now() - make_interval(secs => $1)",
+        )
+        .await?;
+    Ok(client.execute(&purge, &[&keep.as_secs_f64()]).await?)
 }
 
 /// The wait before retry number `attempts` (1 after the first failure):

@@ -9,7 +9,7 @@ use slog::{info, warn, Logger};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::DbConfig;
-use crate::supervision::ActorStats;
+use crate::supervisor::restarts::ActorStats;
 
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 

@@ -1,4 +1,5 @@
-//! Supervision as OTP means it, for actix actors: handler panics become
+//! The supervision mechanism, as OTP means it, for actix actors (the tree
+//! of Lectern's own actors is built by `supervisor.rs`): handler panics become
 //! restarts, restarts are counted against a restart intensity, a watchdog
 //! replaces actors that died outside a guarded handler, and a tree that
 //! restarts too often escalates so that the process exits and systemd starts
