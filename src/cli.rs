@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use lectern_actors::mail::EmailAddress;
 
 use crate::config::Settings;
-use crate::startup;
+use crate::{commands, startup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,14 +99,14 @@ pub fn run() -> ExitCode {
     };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => startup::serve(settings).map(|()| None),
-        Command::Migrate => startup::migrate(settings).map(Some),
+        Command::Migrate => commands::migrate(settings).map(Some),
         Command::Content {
             action: ContentAction::Import { dir },
-        } => startup::import_content(settings, dir).map(Some),
+        } => commands::import_content(settings, dir).map(Some),
         Command::User {
             action: UserAction::CreateAdmin { email },
-        } => startup::create_admin(settings, email).map(Some),
-        Command::Seed { demo: _ } => startup::seed_demo(settings).map(Some),
+        } => commands::create_admin(settings, email).map(Some),
+        Command::Seed { demo: _ } => commands::seed_demo(settings).map(Some),
         Command::Config {
             action: ConfigAction::Show,
         } => Ok(Some(format!(

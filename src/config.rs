@@ -80,7 +80,8 @@ fn default_environment() -> Environment {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
-    pub public_url: String,
+    /// Unset: `http://` and the bound address (see [`Settings::public_url`]).
+    pub public_url: Option<String>,
     pub data_dir: PathBuf,
     pub workers: usize,
     pub max_body_bytes: usize,
@@ -89,6 +90,9 @@ pub struct ServerSettings {
     pub hsts_max_age_secs: u64,
     /// Header the trusted proxy puts the client's address in; empty: the peer address.
     pub client_ip_header: String,
+    /// Lets a client that is not on this machine read `/readyz`'s detail
+    /// (and, later, `/metrics`) with `Authorization: Bearer TOKEN`.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,6 +141,8 @@ pub struct ContentSettings {
     pub max_markdown_kb: usize,
     pub allow_raw_html: bool,
     pub demo_when_empty: bool,
+    /// Searches one client address may run a minute (results not cached yet).
+    pub searches_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -146,6 +152,10 @@ pub struct AccountsSettings {
     pub session_days: u32,
     pub min_password_chars: usize,
     pub max_password_chars: usize,
+    /// Password hashes and verifications running at once (19 MiB each).
+    pub concurrent_hashes: usize,
+    /// Emails that sign-ups, login links and resets may send one address a day.
+    pub emails_per_address_per_day: u32,
     pub rate_limit: RateLimitSettings,
 }
 
@@ -194,6 +204,8 @@ pub struct MailSettings {
     pub poll_secs: u64,
     pub max_attempts: u32,
     pub retry_base_secs: u64,
+    /// Days a sent or dead email stays in the outbox before it is deleted.
+    pub keep_days: u32,
     pub ses: SesSettings,
     pub sns: SnsSettings,
 }
@@ -392,6 +404,7 @@ impl Settings {
         for (key, set) in [
             ("stripe.secret_key", self.stripe.secret_key.is_some()),
             ("stripe.webhook_secret", self.stripe.webhook_secret.is_some()),
+            ("server.metrics_token", self.server.metrics_token.is_some()),
         ] {
             let origin = figment.find_metadata(key).map(origin_of);
             if let Some(origin) = origin.filter(|_| set) {
@@ -433,15 +446,22 @@ impl Settings {
         if self.server.data_dir.as_os_str().is_empty() {
             return fail("server.data_dir", "must not be empty");
         }
-        let public_url = &self.server.public_url;
-        if !(public_url.starts_with("https://") || public_url.starts_with("http://"))
-            || public_url.ends_with('/')
-            || public_url.contains(char::is_whitespace)
-        {
-            return fail(
-                "server.public_url",
-                "must be an http:// or https:// URL without a trailing slash",
-            );
+        if let Some(public_url) = &self.server.public_url {
+            let parsed = url::Url::parse(public_url).ok();
+            let is_origin = parsed.as_ref().is_some_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.username().is_empty()
+                    && url.path() == "/"
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+            });
+            if !is_origin || public_url.ends_with('/') {
+                return fail(
+                    "server.public_url",
+                    "must be an http:// or https:// URL with a host and nothing after it, e.g. https://example.com",
+                );
+            }
         }
         if self.cache.schedule_check_secs == 0 {
             return fail("cache.schedule_check_secs", "must be at least 1");
@@ -475,6 +495,9 @@ impl Settings {
             return fail("server.client_ip_header", "must be empty or an HTTP header name");
         }
         let accounts = &self.accounts;
+        if accounts.concurrent_hashes == 0 || accounts.concurrent_hashes > 256 {
+            return fail("accounts.concurrent_hashes", "must be between 1 and 256");
+        }
         if accounts.session_days == 0 || accounts.session_days > 3650 {
             return fail("accounts.session_days", "must be between 1 and 3650");
         }
@@ -491,7 +514,13 @@ impl Settings {
             ("accounts.rate_limit.window_secs", accounts.rate_limit.window_secs),
             ("accounts.rate_limit.per_ip", accounts.rate_limit.per_ip),
             ("accounts.rate_limit.per_email", accounts.rate_limit.per_email),
+            (
+                "accounts.emails_per_address_per_day",
+                accounts.emails_per_address_per_day,
+            ),
+            ("content.searches_per_minute", self.content.searches_per_minute),
             ("mail.max_per_second", self.mail.max_per_second),
+            ("mail.keep_days", self.mail.keep_days),
             ("mail.max_attempts", self.mail.max_attempts),
         ] {
             if value == 0 {
@@ -538,6 +567,23 @@ impl Settings {
             allowed_url_prefixes: sns.allowed_url_prefixes.clone(),
             max_age: std::time::Duration::from_secs(sns.max_age_secs),
         }
+    }
+
+    /// The site's public address, without a trailing slash: the configured
+    /// one, or `http://` and the bound address (an unspecified address
+    /// such as 0.0.0.0 stands for this machine's loopback).
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.server.public_url {
+            return url.clone();
+        }
+        let mut address = self.server.bind;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{address}")
     }
 
     /// A path from the configuration, resolved under `server.data_dir` when relative.

@@ -1,13 +1,28 @@
 //! HTTP: the shared state, the middleware every request passes through, and
 //! one module of routes per area.
+//!
+//! Where things go:
+//! - a new route: in its area's module (`pages`, `accounts`, `webhooks`,
+//!   `ops`, `assets`; billing and admin get their own), registered by the
+//!   area's `routes`;
+//! - a new error: a variant of the area's error type (`PageError`,
+//!   `AccountError`, `WebhookError`, ...), mapped to its status and page in
+//!   that type's `ResponseError` impl; handlers return `Result<_, AreaError>`
+//!   and never build error pages (`errors` renders them);
+//! - a new check that every handler of a kind needs (who is asking, CSRF):
+//!   an extractor in `extract`; a rate limit: a `Limit` in `limits`;
+//! - work on data: a function of a context in `lectern-actors`, never SQL here.
 
 pub mod accounts;
 pub mod assets;
+pub mod cached;
 pub mod errors;
+pub mod extract;
+pub mod layout;
+pub mod limits;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
-pub mod session;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -15,6 +30,7 @@ use std::sync::Arc;
 use actix_web::guard;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::Route;
+use lectern_actors::accounts::Accounts;
 use lectern_actors::mail::sns::SnsReceiver;
 use lectern_actors::store::DbPool;
 use lectern_actors::supervisor::RootSupervisor;
@@ -25,7 +41,10 @@ use crate::config::Settings;
 /// What every handler can reach.
 pub struct AppState {
     pub settings: Arc<Settings>,
+    /// `server.public_url`, or the one derived from the bound address.
+    pub public_url: String,
     pub pool: DbPool,
+    pub accounts: Accounts,
     pub actors: Arc<RootSupervisor>,
     /// Checks and applies SES bounce and complaint notifications.
     pub sns: SnsReceiver,
@@ -47,5 +66,5 @@ pub fn routes(cfg: &mut ServiceConfig) {
     ops::routes(cfg);
     webhooks::routes(cfg);
     assets::routes(cfg);
-    cfg.default_service(web::to(errors::not_found));
+    cfg.default_service(web::to(errors::no_route));
 }

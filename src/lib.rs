@@ -2,6 +2,7 @@
 //! the HTTP routes. The core lives in the `lectern-actors` crate.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod http;
 pub mod startup;

@@ -1,15 +1,14 @@
 //! Starting and stopping Lectern: the database (embedded or configured),
 //! migrations, the actors, the HTTP server, signals, and the order in which
-//! all of it shuts down.
+//! all of it shuts down. The one-off commands are in `commands`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
-use lectern_actors::accounts::{self, AccountsError};
+use lectern_actors::accounts::{Accounts, AccountsConfig, AccountsError, PasswordPolicy};
 use lectern_actors::cache::PageTable;
-use lectern_actors::content::demo::demo_files;
-use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportError, ImportReport};
+use lectern_actors::content::import::ImportError;
 use lectern_actors::content::{self};
 use lectern_actors::events::Event;
 use lectern_actors::mail::sns::{HttpClientError, SnsReceiver};
@@ -17,13 +16,15 @@ use lectern_actors::mail::EmailAddress;
 use lectern_actors::mail::{BackendConfig, MailerConfig};
 use lectern_actors::store::embedded::{EmbeddedError, EmbeddedPostgres};
 use lectern_actors::store::{self, DbConfig, DbPool, StoreError};
-use lectern_actors::supervision::RestartPolicy;
+use lectern_actors::supervisor::restarts::RestartPolicy;
 use lectern_actors::supervisor::{RootSupervisor, StartError, SupervisorConfig};
 use serde_json::json;
 use slog::{error, info, Logger};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::commands::import_demo;
 use crate::config::{MailBackend, Settings};
+use crate::http::accounts::SiteLinks;
 use crate::http::middleware::{around_request, RequestContext};
 use crate::http::{self, AppState};
 use crate::telemetry::{self, AccessLog, LogReopener};
@@ -32,7 +33,15 @@ use crate::telemetry::{self, AccessLog, LogReopener};
 const DEMO_ADMIN: &str = "admin@lectern.localhost";
 
 /// The name of the database Lectern creates in its embedded server.
-const EMBEDDED_DATABASE: &str = "lectern";
+pub(crate) const EMBEDDED_DATABASE: &str = "lectern";
+
+/// How often the Housekeeper purges stale accounts, links and emails.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
+
+/// Connections waiting to be accepted: a crowd connecting at once must not
+/// overflow the queue (std's own listeners use 128); the kernel caps this
+/// at net.core.somaxconn.
+const LISTEN_BACKLOG: i32 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -70,14 +79,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates, starts the actors and binds the listener (port 0
-    /// picks a free port). Must run inside an actix `System`.
+    /// Binds the listener (port 0 picks a free port), connects, migrates,
+    /// starts the actors. Must run inside an actix `System`.
     pub async fn build(
-        settings: Settings,
+        mut settings: Settings,
         database: DbConfig,
         log: Logger,
         access: AccessLog,
     ) -> Result<Application, StartupError> {
+        let listener = listen(settings.server.bind)?;
+        let address = listener.local_addr().map_err(StartupError::Server)?;
+        // With port 0, the public URL derived from the address needs the real port.
+        settings.server.bind = address;
+        let public_url = settings.public_url();
         let pool_size = match settings.database.pool_size {
             0 => 2 * threads_or_cores(0),
             size => size,
@@ -87,12 +101,13 @@ impl Application {
         for migration in &report.applied {
             info!(log, "migration applied"; "migration" => migration);
         }
+        let accounts = accounts_context(&settings, pool.clone(), &public_url, &log);
         if settings.content.demo_when_empty && !content::has_content(&pool).await? {
             let report = import_demo(&pool, &settings).await?;
             info!(log, "the database had no content: demo content imported"; "items" => report.changed.len());
-            let admin = EmailAddress::parse(DEMO_ADMIN)
-                .map_err(|_| AccountsError::StoredAddress(DEMO_ADMIN.into()))?;
-            let link = accounts::create_admin(&pool, &admin, &settings.server.public_url).await?;
+            let admin =
+                EmailAddress::parse(DEMO_ADMIN).map_err(|_| AccountsError::StoredValue(DEMO_ADMIN.into()))?;
+            let link = accounts.create_admin(&admin).await?;
             info!(log, "demo administrator: log in once with this link (valid for 24 hours)";
                 "email" => DEMO_ADMIN, "link" => link);
         }
@@ -106,7 +121,9 @@ impl Application {
                 },
                 render_threads: threads_or_cores(settings.renderer.threads),
                 schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
-                mail: mailer_config(&settings),
+                mail: mailer_config(&settings, &public_url),
+                housekeeping_every: HOUSEKEEPING_EVERY,
+                keep_mail: Duration::from_secs(u64::from(settings.mail.keep_days) * 86_400),
             },
             pool.clone(),
             database,
@@ -114,7 +131,16 @@ impl Application {
             log.clone(),
         )?);
 
-        let (server, address) = http_server(settings, pool, Arc::clone(&actors), log.clone(), access)?;
+        let state = AppState {
+            sns: SnsReceiver::new(settings.sns_config())?,
+            settings: Arc::new(settings),
+            public_url,
+            pool,
+            accounts,
+            actors: Arc::clone(&actors),
+            log: log.clone(),
+        };
+        let server = http_server(state, listener, access)?;
         actors.record(Event::new(
             "server.started",
             None,
@@ -166,17 +192,29 @@ impl Application {
     }
 }
 
-/// A form that cannot be read gets a plain answer that says why.
-fn form_error(error: actix_web::error::UrlencodedError, _: &actix_web::HttpRequest) -> actix_web::Error {
-    use actix_web::ResponseError;
-    let response = actix_web::HttpResponse::build(error.status_code())
-        .content_type("text/plain; charset=utf-8")
-        .body(format!("The form could not be read: {error}.\n"));
-    actix_web::error::InternalError::from_response(error, response).into()
+/// The accounts context, with the web layer's links.
+pub fn accounts_context(settings: &Settings, pool: DbPool, public_url: &str, log: &Logger) -> Accounts {
+    let accounts = &settings.accounts;
+    Accounts::new(
+        pool,
+        AccountsConfig {
+            session_days: accounts.session_days,
+            password: PasswordPolicy {
+                min_chars: accounts.min_password_chars,
+                max_chars: accounts.max_password_chars,
+            },
+            concurrent_hashes: accounts.concurrent_hashes,
+            emails_per_address_per_day: accounts.emails_per_address_per_day,
+        },
+        Arc::new(SiteLinks {
+            public_url: public_url.to_owned(),
+        }),
+        log.clone(),
+    )
 }
 
 /// The Mailer's part of the configuration.
-fn mailer_config(settings: &Settings) -> MailerConfig {
+fn mailer_config(settings: &Settings, public_url: &str) -> MailerConfig {
     let mail = &settings.mail;
     MailerConfig {
         backend: match mail.backend {
@@ -190,7 +228,7 @@ fn mailer_config(settings: &Settings) -> MailerConfig {
         },
         from: mail.from.clone(),
         site_name: "Lectern".to_owned(),
-        site_url: settings.server.public_url.clone(),
+        site_url: public_url.to_owned(),
         max_per_second: mail.max_per_second,
         concurrency: mail.concurrency,
         poll: Duration::from_secs(mail.poll_secs),
@@ -208,65 +246,53 @@ fn threads_or_cores(configured: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Binds and configures the HTTP server; its address has the real port
-/// when port 0 was asked for.
+/// A listening socket on `address` with a deep accept queue.
+fn listen(address: std::net::SocketAddr) -> Result<std::net::TcpListener, StartupError> {
+    use socket2::{Domain, Socket, Type};
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(socket.into())
+    };
+    bind().map_err(|source| StartupError::Bind { address, source })
+}
+
+/// Configures the HTTP server on `listener`.
 fn http_server(
-    settings: Settings,
-    pool: DbPool,
-    actors: Arc<RootSupervisor>,
-    log: Logger,
+    state: AppState,
+    listener: std::net::TcpListener,
     access: AccessLog,
-) -> Result<(actix_web::dev::Server, std::net::SocketAddr), StartupError> {
-    let address = settings.server.bind;
-    let request_context = RequestContext::new(&settings, access);
+) -> Result<actix_web::dev::Server, StartupError> {
+    let settings = Arc::clone(&state.settings);
+    let request_context = RequestContext::new(&settings, access, state.log.clone());
     let max_body = settings.server.max_body_bytes;
-    let workers = threads_or_cores(settings.server.workers);
-    let shutdown_timeout = settings.server.shutdown_timeout_secs;
-    let keep_alive = std::time::Duration::from_secs(settings.server.keep_alive_secs);
-    let sns = SnsReceiver::new(settings.sns_config())?;
-    let state = web::Data::new(AppState {
-        settings: Arc::new(settings),
-        pool,
-        actors,
-        sns,
-        log,
-    });
+    let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         let request_context = Arc::clone(&request_context);
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(max_body))
-            .app_data(
-                web::FormConfig::default()
-                    .limit(max_body)
-                    .error_handler(form_error),
-            )
             .app_data(web::JsonConfig::default().limit(max_body))
             .wrap(from_fn(move |req, next| {
                 around_request(Arc::clone(&request_context), req, next)
             }))
             .configure(http::routes)
     })
-    .workers(workers)
-    .keep_alive(keep_alive)
+    .workers(threads_or_cores(settings.server.workers))
+    .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
     .max_connections(50_000)
-    // A crowd connecting at once must not overflow the accept queue (std's
-    // own listeners use 128); the kernel caps this at net.core.somaxconn.
-    .backlog(4096)
-    .shutdown_timeout(shutdown_timeout)
+    .shutdown_timeout(settings.server.shutdown_timeout_secs)
     // Lectern handles signals itself (see `serve`), so that shutdown is ordered.
     .disable_signals()
-    .bind(address)
-    .map_err(|source| StartupError::Bind { address, source })?;
-    let bound = *server.addrs().first().ok_or_else(|| StartupError::Bind {
-        address,
-        source: std::io::Error::other("no address was bound"),
-    })?;
-    Ok((server.run(), bound))
+    .listen(listener)
+    .map_err(StartupError::Server)?;
+    Ok(server.run())
 }
 
 /// The database to use: the configured one, or a private embedded server.
-fn open_database(
+pub(crate) fn open_database(
     settings: &Settings,
     log: &Logger,
 ) -> Result<(DbConfig, Option<EmbeddedPostgres>), StartupError> {
@@ -282,7 +308,9 @@ fn open_database(
     }
 }
 
-async fn ensure_embedded_database(embedded: &Option<EmbeddedPostgres>) -> Result<(), StartupError> {
+pub(crate) async fn ensure_embedded_database(
+    embedded: &Option<EmbeddedPostgres>,
+) -> Result<(), StartupError> {
     if let Some(server) = embedded {
         store::ensure_database(&server.config("postgres"), EMBEDDED_DATABASE).await?;
     }
@@ -346,74 +374,4 @@ fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReop
             actix_rt::spawn(async move { server.stop(graceful).await });
         }
     });
-}
-
-async fn import_demo(pool: &DbPool, settings: &Settings) -> Result<ImportReport, StartupError> {
-    let bundle = parse_files(&demo_files(), settings.markdown_options())?;
-    Ok(import_bundle(pool, &bundle).await?)
-}
-
-/// Runs `work` against the configured (or embedded) database, migrated,
-/// for a one-off command.
-fn with_database<T, F, Fut>(settings: Settings, work: F) -> Result<T, StartupError>
-where
-    F: FnOnce(DbPool, Settings) -> Fut,
-    Fut: std::future::Future<Output = Result<T, StartupError>>,
-{
-    let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
-    let (database, mut embedded) = open_database(&settings, &telemetry.log)?;
-    let outcome = actix_rt::System::new().block_on(async {
-        ensure_embedded_database(&embedded).await?;
-        let pool = store::connect_pool(database, 2)?;
-        work(pool, settings).await
-    });
-    if let Some(server) = embedded.as_mut() {
-        server.stop();
-    }
-    outcome
-}
-
-/// `lectern content import DIR`: imports a folder of content, all or nothing.
-pub fn import_content(settings: Settings, dir: std::path::PathBuf) -> Result<String, StartupError> {
-    with_database(settings, |pool, settings| async move {
-        store::migrate(&pool).await?;
-        let report = import_dir(&pool, &dir, settings.markdown_options()).await?;
-        Ok(report.to_string())
-    })
-}
-
-/// `lectern seed --demo`: imports the built-in demo content.
-pub fn seed_demo(settings: Settings) -> Result<String, StartupError> {
-    with_database(settings, |pool, settings| async move {
-        store::migrate(&pool).await?;
-        Ok(import_demo(&pool, &settings).await?.to_string())
-    })
-}
-
-/// `lectern user create-admin EMAIL`: an administrator and a one-time login link.
-pub fn create_admin(settings: Settings, email: EmailAddress) -> Result<String, StartupError> {
-    with_database(settings, |pool, settings| async move {
-        store::migrate(&pool).await?;
-        let link = accounts::create_admin(&pool, &email, &settings.server.public_url).await?;
-        Ok(format!(
-            "{email} is an administrator. Log in once with this link (valid for 24 hours):\n{link}"
-        ))
-    })
-}
-
-/// `lectern migrate`: applies pending migrations and says what it did.
-pub fn migrate(settings: Settings) -> Result<String, StartupError> {
-    let report = with_database(
-        settings,
-        |pool, _| async move { Ok(store::migrate(&pool).await?) },
-    )?;
-    Ok(if report.applied.is_empty() {
-        format!("The database is current (version {}).", report.current_version)
-    } else {
-        format!(
-            "Applied {}; the database is at version {}.",
-            report.applied.join(", "),
-            report.current_version
-        )
-    })
 }

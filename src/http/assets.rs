@@ -1,13 +1,14 @@
-//! Static files under `/static/`, with a strong ETag; a URL that carries the
-//! file's current version (`?v=`, as templates write it) may be cached for a year.
+//! Static files under `/static/`, served from memory like cached pages
+//! (compressed, with a strong ETag and 304); a URL that carries the file's
+//! current version (`?v=`, as templates write it) may be cached for a year.
 
-use actix_web::http::header::{self, ETag, EntityTag};
 use actix_web::{web, HttpRequest, HttpResponse};
-use lectern_actors::assets::get_asset;
+use lectern_actors::assets::get_served_asset;
 use serde::Deserialize;
 
-use super::errors;
-use super::{get_or_head, AppState};
+use super::cached;
+use super::errors::ErrorPage;
+use super::get_or_head;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/{path:.*}", get_or_head().to(static_file));
@@ -18,40 +19,18 @@ struct Version {
     v: Option<String>,
 }
 
-async fn static_file(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+async fn static_file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let Some(asset) = get_served_asset(&path) else {
+        return ErrorPage::not_found().response();
+    };
     // A malformed query string is not an error here: it just carries no version.
     let version = web::Query::<Version>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.into_inner().v);
-    let Some(asset) = get_asset(&path) else {
-        return errors::not_found_page(&req, &state).await;
-    };
-    let etag = EntityTag::new_strong(asset.version.clone());
-    let cache_control = if version.as_deref() == Some(asset.version.as_str()) {
+    let cache_control = if version.as_deref() == Some(asset.etag.as_str()) {
         "public, max-age=31536000, immutable"
     } else {
         "public, no-cache"
     };
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == etag.to_string() || t.trim() == "*")
-        });
-    let mut response = if matches {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    response
-        .insert_header(ETag(etag))
-        .insert_header((header::CACHE_CONTROL, cache_control));
-    if matches {
-        return response.finish();
-    }
-    response
-        .content_type(asset.content_type)
-        .body(asset.body.into_owned())
+    cached::send(&req, &asset, "hit", cache_control)
 }

@@ -1,19 +1,24 @@
 //! What every request passes through: a request id (`X-Request-Id`, kept when
-//! the client sent a sane one), security headers, `X-Cache` on every
-//! response, and one access log line.
+//! the client sent a sane one), the rendering and logging of error pages
+//! (see `errors`), security headers, `X-Cache` on every response, and one
+//! access log line, with the tokens of emailed links masked.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::session::UserId;
-use crate::config::Settings;
-use crate::telemetry::{AccessLine, AccessLog};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
+use slog::{error, info, Logger};
+
+use super::errors::{self, ErrorPage};
+use super::extract::UserId;
+use super::AppState;
+use crate::config::Settings;
+use crate::telemetry::{AccessLine, AccessLog};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
@@ -25,6 +30,7 @@ pub struct RequestId(pub String);
 /// What the middleware needs, built once at start.
 pub struct RequestContext {
     access: AccessLog,
+    log: Logger,
     security_headers: Vec<(HeaderName, HeaderValue)>,
     max_body_bytes: usize,
     id_prefix: String,
@@ -36,7 +42,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: 
      base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 impl RequestContext {
-    pub fn new(settings: &Settings, access: AccessLog) -> Arc<RequestContext> {
+    pub fn new(settings: &Settings, access: AccessLog, log: Logger) -> Arc<RequestContext> {
         let mut security_headers = vec![
             (
                 HeaderName::from_static("content-security-policy"),
@@ -69,6 +75,7 @@ impl RequestContext {
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         Arc::new(RequestContext {
             access,
+            log,
             security_headers,
             max_body_bytes: settings.server.max_body_bytes,
             id_prefix,
@@ -115,7 +122,7 @@ pub async fn around_request(
     let request_id = ctx.request_id(&req);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    let path = mask_tokens(req.path());
 
     if ctx.body_too_large(&req) {
         let refusal = HttpResponse::PayloadTooLarge()
@@ -131,7 +138,7 @@ pub async fn around_request(
     // Handlers' errors arrive as responses; an `Err` here comes from actix
     // itself, which answers it without our headers. Log it all the same.
     let response = match next.call(req).await {
-        Ok(response) => response.map_into_boxed_body(),
+        Ok(response) => answer_errors(&ctx, response.map_into_boxed_body(), &request_id, &path).await,
         Err(error) => {
             ctx.access.record(&AccessLine {
                 request_id: &request_id,
@@ -147,6 +154,49 @@ pub async fn around_request(
         }
     };
     Ok(finish(&ctx, response, request_id, &method, path, started))
+}
+
+/// Logs a handler's error, and renders the error page it left (see
+/// `errors`): the one place where error pages are made.
+async fn answer_errors(
+    ctx: &RequestContext,
+    mut response: ServiceResponse<BoxBody>,
+    request_id: &str,
+    path: &str,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if let Some(error) = response.response().error() {
+        if status.is_server_error() {
+            error!(ctx.log, "request failed"; "request_id" => request_id, "path" => path,
+                "status" => status.as_u16(), "error" => %error);
+        } else if status != actix_web::http::StatusCode::NOT_FOUND {
+            info!(ctx.log, "request refused"; "request_id" => request_id, "path" => path,
+                "status" => status.as_u16(), "error" => %error);
+        }
+    }
+    let page = response.response_mut().extensions_mut().remove::<ErrorPage>();
+    let state = response.request().app_data::<web::Data<AppState>>().cloned();
+    match (page, state) {
+        (Some(page), Some(state)) => {
+            let req = response.request().clone();
+            let rendered = errors::render(&req, &state, &page).await;
+            response.into_response(rendered)
+        }
+        (_, _) => response,
+    }
+}
+
+/// The path as the log records it: the token of an emailed link is a
+/// password for as long as it works, so it is masked.
+pub fn mask_tokens(path: &str) -> String {
+    for prefix in ["/login/magic/", "/confirm/", "/reset/"] {
+        if let Some(token) = path.strip_prefix(prefix) {
+            if !token.is_empty() {
+                return format!("{prefix}{{token}}");
+            }
+        }
+    }
+    path.to_owned()
 }
 
 /// Adds the headers every response carries and writes the access log line.
@@ -208,6 +258,16 @@ mod tests {
     fn plain_short_ids_are_kept() {
         assert!(is_acceptable_request_id("abc-123_X.9"));
         assert!(is_acceptable_request_id(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn link_tokens_never_reach_the_log() {
+        assert_eq!(mask_tokens("/login/magic/abcDEF123"), "/login/magic/{token}");
+        assert_eq!(mask_tokens("/confirm/abc/extra"), "/confirm/{token}");
+        assert_eq!(mask_tokens("/reset/x"), "/reset/{token}");
+        assert_eq!(mask_tokens("/reset"), "/reset");
+        assert_eq!(mask_tokens("/login/magic"), "/login/magic");
+        assert_eq!(mask_tokens("/episodes/ownership"), "/episodes/ownership");
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Operations endpoints: `/healthz` (the process is alive) and `/readyz`
 //! (it can serve: database reachable, migrations current, actors alive).
+//! Anyone may read the status; the detail (errors, counters) is for this
+//! machine and for clients with `server.metrics_token`.
 
 use std::time::Duration;
 
-use actix_web::http::header::{CacheControl, CacheDirective};
-use actix_web::{web, HttpResponse, Responder};
+use actix_web::http::header::{self, CacheControl, CacheDirective};
+use actix_web::{web, HttpRequest, HttpResponse, Responder};
+use lectern_actors::accounts::constant_time_eq;
 use lectern_actors::store;
 use serde::Serialize;
 
+use super::extract::ClientAddr;
 use super::{get_or_head, AppState};
 
 const DATABASE_DEADLINE: Duration = Duration::from_secs(1);
@@ -53,7 +57,7 @@ struct Readiness {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     checks: Checks,
-    actors: Vec<lectern_actors::supervision::ActorReport>,
+    actors: Vec<lectern_actors::supervisor::restarts::ActorReport>,
     cache: lectern_actors::cache::CacheStats,
 }
 
@@ -64,7 +68,29 @@ struct Checks {
     actors: Check,
 }
 
-async fn readyz(state: web::Data<AppState>) -> impl Responder {
+/// Whether the client may read the detail: it is on this machine, or it
+/// sent `Authorization: Bearer` with the metrics token.
+fn may_see_detail(req: &HttpRequest, client: &ClientAddr, state: &AppState) -> bool {
+    if client.is_loopback() {
+        return true;
+    }
+    let Some(token) = &state.settings.server.metrics_token else {
+        return false;
+    };
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), token.expose().as_bytes()))
+}
+
+/// What anyone may know: whether Lectern can serve.
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+async fn readyz(req: HttpRequest, client: ClientAddr, state: web::Data<AppState>) -> impl Responder {
     let database = match store::ping(&state.pool, DATABASE_DEADLINE).await {
         Ok(()) => Check::pass(None),
         Err(e) => Check::fail(e.to_string()),
@@ -113,7 +139,10 @@ async fn readyz(state: web::Data<AppState>) -> impl Responder {
     } else {
         HttpResponse::ServiceUnavailable()
     };
-    response
-        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
-        .json(body)
+    response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
+    if may_see_detail(&req, &client, &state) {
+        response.json(body)
+    } else {
+        response.json(Status { status: body.status })
+    }
 }

@@ -1,10 +1,12 @@
 //! Webhooks from providers: `POST /webhooks/ses` takes the SNS messages that
 //! carry Amazon SES bounces and complaints. Webhooks need no CSRF token:
-//! each message's signature is checked instead.
+//! each message's signature is checked instead. Their answers are plain
+//! text for machines, mapped from `WebhookError` in one place.
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use lectern_actors::mail::sns::{Action, Rejection, SnsError, SnsMessage};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use lectern_actors::mail::sns::{Action, Malformed, Rejection, SnsError, SnsMessage};
 use slog::{error, info, warn, Logger};
 
 use super::errors::RETRY_AFTER_SECS;
@@ -15,21 +17,56 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/ses", web::post().to(ses));
 }
 
+/// Why a webhook was not taken; the sender retries on 5xx only.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("not an SNS message: {0}")]
+    Malformed(#[from] Malformed),
+    #[error("SNS message refused: {0}")]
+    Rejected(Rejection),
+    #[error("SNS message not handled, SNS will retry: {0}")]
+    Unavailable(SnsError),
+}
+
+impl ResponseError for WebhookError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebhookError::Malformed(_) => StatusCode::BAD_REQUEST,
+            WebhookError::Rejected(_) => StatusCode::FORBIDDEN,
+            WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let text = match self {
+            WebhookError::Malformed(malformed) => format!("{malformed}\n"),
+            WebhookError::Rejected(_) => {
+                "refused: the signature, certificate, topic or timestamp is not acceptable\n".into()
+            }
+            WebhookError::Unavailable(_) => "unavailable, try again later\n".into(),
+        };
+        let mut response = plain(self.status_code(), text);
+        if let WebhookError::Unavailable(_) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
 /// SNS posts JSON as `text/plain`, so any content type is read; the body
 /// limit is the server's (`server.max_body_bytes`, 413 beyond it).
-async fn ses(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn ses(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
+    let message = SnsMessage::parse(&body)?;
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
-    let log = state
-        .log
-        .new(slog::o!("webhook" => "ses", "request_id" => request_id));
-    let message = match SnsMessage::parse(&body) {
-        Ok(message) => message,
-        Err(malformed) => {
-            warn!(log, "SNS message refused"; "status" => 400, "error" => %malformed);
-            return plain(StatusCode::BAD_REQUEST, &format!("{malformed}\n"));
-        }
-    };
-    let log = log.new(slog::o!(
+    let log = state.log.new(slog::o!(
+        "webhook" => "ses",
+        "request_id" => request_id,
         "message_id" => message.message_id.clone(),
         "type" => message.kind.name(),
         "topic" => message.topic_arn.clone(),
@@ -37,28 +74,16 @@ async fn ses(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> 
     match state.sns.receive(&state.pool, &message).await {
         Ok(action) => {
             log_action(&log, &action);
-            plain(StatusCode::OK, "ok\n")
+            Ok(plain(StatusCode::OK, "ok\n".into()))
         }
         Err(SnsError::Rejected(rejection)) => {
-            match rejection {
-                Rejection::NoTopicAllowed => error!(log, "SNS message refused"; "status" => 403,
-                    "error" => %rejection),
-                _ => warn!(log, "SNS message refused"; "status" => 403, "error" => %rejection),
+            if let Rejection::NoTopicAllowed = rejection {
+                // The operator's to fix: every message is refused until then.
+                error!(log, "SNS message refused: mail.sns.topic_arns is empty");
             }
-            plain(
-                StatusCode::FORBIDDEN,
-                "refused: the signature, certificate, topic or timestamp is not acceptable\n",
-            )
+            Err(WebhookError::Rejected(rejection))
         }
-        Err(e) => {
-            error!(log, "SNS message not handled, SNS will retry"; "status" => 503, "error" => %e);
-            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "unavailable, try again later\n");
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from(RETRY_AFTER_SECS),
-            );
-            response
-        }
+        Err(e) => Err(WebhookError::Unavailable(e)),
     }
 }
 
@@ -84,9 +109,9 @@ fn log_action(log: &Logger, action: &Action) {
     }
 }
 
-fn plain(status: StatusCode, text: &str) -> HttpResponse {
+fn plain(status: StatusCode, text: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .body(text.to_owned())
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(text)
 }

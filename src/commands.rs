@@ -1,0 +1,85 @@
+//! The one-off commands (`migrate`, `content import`, `seed --demo`, `user
+//! create-admin`): each opens the configured (or embedded) database, does
+//! its work, and says what it did.
+
+use lectern_actors::content::demo::demo_files;
+use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportReport};
+use lectern_actors::mail::EmailAddress;
+use lectern_actors::store::{self, DbPool};
+
+use crate::config::Settings;
+use crate::startup::{accounts_context, ensure_embedded_database, open_database, StartupError};
+use crate::telemetry;
+
+/// Imports the built-in demo content.
+pub async fn import_demo(pool: &DbPool, settings: &Settings) -> Result<ImportReport, StartupError> {
+    let bundle = parse_files(&demo_files(), settings.markdown_options())?;
+    Ok(import_bundle(pool, &bundle).await?)
+}
+
+/// Runs `work` against the configured (or embedded) database, migrated,
+/// for a one-off command.
+fn with_database<T, F, Fut>(settings: Settings, work: F) -> Result<T, StartupError>
+where
+    F: FnOnce(DbPool, Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StartupError>>,
+{
+    let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
+    let (database, mut embedded) = open_database(&settings, &telemetry.log)?;
+    let outcome = actix_rt::System::new().block_on(async {
+        ensure_embedded_database(&embedded).await?;
+        let pool = store::connect_pool(database, 2)?;
+        work(pool, settings).await
+    });
+    if let Some(server) = embedded.as_mut() {
+        server.stop();
+    }
+    outcome
+}
+
+/// `lectern content import DIR`: imports a folder of content, all or nothing.
+pub fn import_content(settings: Settings, dir: std::path::PathBuf) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        let report = import_dir(&pool, &dir, settings.markdown_options()).await?;
+        Ok(report.to_string())
+    })
+}
+
+/// `lectern seed --demo`: imports the built-in demo content.
+pub fn seed_demo(settings: Settings) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        Ok(import_demo(&pool, &settings).await?.to_string())
+    })
+}
+
+/// `lectern user create-admin EMAIL`: an administrator and a one-time login link.
+pub fn create_admin(settings: Settings, email: EmailAddress) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let accounts = accounts_context(&settings, pool, &settings.public_url(), &log);
+        let link = accounts.create_admin(&email).await?;
+        Ok(format!(
+            "{email} is an administrator. Log in once with this link (valid for 24 hours):\n{link}"
+        ))
+    })
+}
+
+/// `lectern migrate`: applies pending migrations and says what it did.
+pub fn migrate(settings: Settings) -> Result<String, StartupError> {
+    let report = with_database(
+        settings,
+        |pool, _| async move { Ok(store::migrate(&pool).await?) },
+    )?;
+    Ok(if report.applied.is_empty() {
+        format!("The database is current (version {}).", report.current_version)
+    } else {
+        format!(
+            "Applied {}; the database is at version {}.",
+            report.applied.join(", "),
+            report.current_version
+        )
+    })
+}
