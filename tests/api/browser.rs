@@ -144,7 +144,7 @@ async fn log_out(browser: &Client) {
 async fn emailed_link(app: &TestApp, email: &str, message: &str) -> String {
     let sent = app.last_email_to(email).await;
     assert_eq!(sent.message, message);
-    app.url(&sent.link_path())
+    app.url(&app.link_in(&sent).await)
 }
 
 #[actix_rt::test]

@@ -38,6 +38,10 @@ struct TestServer {
 }
 
 static SERVER: OnceLock<TestServer> = OnceLock::new();
+/// The mail folders of the apps on each database: any node's Mailer may
+/// deliver an email another node enqueued.
+static MAIL_DIRS: std::sync::Mutex<std::collections::BTreeMap<String, Vec<PathBuf>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
 static DEMO_TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
 
@@ -229,13 +233,13 @@ pub fn test_settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
     .into_iter()
     .collect();
     values.extend(overrides.iter().copied());
-    let layer: String = values
-        .iter()
-        .map(|(key, value)| format!("{key} = {value}\n"))
-        .collect();
-    let figment = Figment::new()
-        .merge(Toml::string(DEFAULT_TOML))
-        .merge(Toml::string(&layer));
+    // Each value is a layer of its own from this code, as the environment
+    // would give it (a secret may come from there, never from a file).
+    let mut figment = Figment::new().merge(Toml::string(DEFAULT_TOML));
+    for (key, value) in values {
+        let parsed: toml::Table = toml::from_str(&format!("value = {value}")).expect("a TOML value");
+        figment = figment.merge(figment::providers::Serialized::default(key, &parsed["value"]));
+    }
     Settings::from_figment(&figment, Environment::Test).expect("test settings are valid")
 }
 
@@ -281,6 +285,12 @@ pub async fn spawn_app_on(database: DbConfig, overrides: &[(&str, &str)]) -> Tes
     .await
     .expect("Lectern starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    MAIL_DIRS
+        .lock()
+        .unwrap()
+        .entry(database.get_dbname().unwrap_or_default().to_owned())
+        .or_default()
+        .push(data_dir.path().join("mail"));
     let stopper = app.stopper();
     let actors = app.actors();
     actix_rt::spawn(app.run_until_stopped());
@@ -491,22 +501,63 @@ pub fn postgres_processes_for(data_dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// An email in the outbox: its message, recipient and template data.
+/// An email in the outbox: its id, message, recipient and template data.
 #[derive(Debug, Clone)]
 pub struct OutboxEmail {
+    pub id: i64,
     pub message: String,
     pub recipient: String,
     pub data: serde_json::Value,
 }
 
-impl OutboxEmail {
-    /// The link the email carries, as a path on the site.
-    pub fn link_path(&self) -> String {
-        let link = self.data["link"].as_str().expect("the email has a link");
-        let start = link.find("://").map(|i| i + 3).unwrap_or(0);
-        let path_start = link[start..].find('/').map(|i| start + i).unwrap_or(link.len());
-        link[path_start..].to_owned()
+/// The body of the MIME part whose `Content-Type` is `content_type`,
+/// decoded from its transfer encoding.
+pub fn mime_part(eml: &str, content_type: &str) -> String {
+    let start = eml
+        .find(&format!("Content-Type: {content_type}"))
+        .unwrap_or_else(|| panic!("no {content_type} part in:\n{eml}"));
+    let part = &eml[start..];
+    let (headers, rest) = part.split_once("\r\n\r\n").unwrap();
+    let body = &rest[..rest.find("\r\n--").unwrap()];
+    let encoding = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Transfer-Encoding: "))
+        .unwrap_or("7bit");
+    match encoding.trim() {
+        "base64" => {
+            use base64::Engine;
+            let compact: String = body.split_whitespace().collect();
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).unwrap()).unwrap()
+        }
+        "quoted-printable" => decode_quoted_printable(body),
+        _ => body.replace("\r\n", "\n"),
     }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("\r\n", "\n");
+    let mut bytes = Vec::new();
+    let mut rest = joined.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'=' && tail.len() >= 2 {
+            bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[..2]).unwrap(), 16).unwrap());
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The first link to this site in `text`.
+fn site_link(text: &str, site: &str) -> Option<String> {
+    let start = text.find(&format!("{site}/"))?;
+    let link = &text[start..];
+    let end = link
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .unwrap_or(link.len());
+    Some(link[..end].to_owned())
 }
 
 impl TestApp {
@@ -515,18 +566,75 @@ impl TestApp {
         let client = self.pool.get().await.unwrap();
         client
             .query(
-                "SELECT message, recipient, data FROM email_outbox ORDER BY id",
+                "SELECT id, message, recipient, data FROM email_outbox ORDER BY id",
                 &[],
             )
             .await
             .unwrap()
             .iter()
             .map(|row| OutboxEmail {
-                message: row.get(0),
-                recipient: row.get(1),
-                data: row.get(2),
+                id: row.get(0),
+                message: row.get(1),
+                recipient: row.get(2),
+                data: row.get(3),
             })
             .collect()
+    }
+
+    /// The link in `email` as its recipient reads it: waits until the
+    /// Mailer delivered it (as an .eml file), then takes the link to this
+    /// site from its text part, and returns the link's path.
+    pub async fn link_in(&self, email: &OutboxEmail) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let file = loop {
+            let client = self.pool.get().await.unwrap();
+            let row = client
+                .query_one(
+                    "SELECT status, provider_id FROM email_outbox WHERE id = $1",
+                    &[&email.id],
+                )
+                .await
+                .unwrap();
+            match (row.get::<_, &str>(0), row.get::<_, Option<String>>(1)) {
+                ("sent", Some(name)) => {
+                    let dirs = MAIL_DIRS.lock().unwrap()[&self.database_name()].clone();
+                    let found = dirs.iter().map(|dir| dir.join(&name)).find(|file| file.exists());
+                    break found.unwrap_or_else(|| panic!("{name} is in none of {dirs:?}"));
+                }
+                (status, _) => assert!(
+                    Instant::now() < deadline,
+                    "email {} is still {status} after 15 s",
+                    email.id
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let eml = std::fs::read_to_string(&file).unwrap();
+        let text = mime_part(&eml, "text/plain");
+        let link = site_link(&text, &self.address)
+            .unwrap_or_else(|| panic!("no link to {} in the email:\n{text}", self.address));
+        link[self.address.len()..].to_owned()
+    }
+
+    /// The newest emailed link to `recipient`, as a path.
+    pub async fn last_link_to(&self, recipient: &str) -> String {
+        let email = self.last_email_to(recipient).await;
+        self.link_in(&email).await
+    }
+
+    /// The mail folders of the apps on this app's database.
+    pub fn mail_dirs(&self) -> Vec<PathBuf> {
+        MAIL_DIRS.lock().unwrap()[&self.database_name()].clone()
+    }
+
+    /// Runs the Housekeeper's purges now.
+    pub async fn sweep(&self) {
+        self.actors
+            .housekeeper
+            .send(lectern_actors::housekeeping::Sweep)
+            .await
+            .expect("the Housekeeper answers")
+            .expect("the sweep does not panic");
     }
 
     /// The newest email to `recipient`.

@@ -8,39 +8,43 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lectern_actors::mail::templates::MailTemplates;
-use lectern_actors::mail::{enqueue, Email, EmailAddress, Message};
+use lectern_actors::mail::{enqueue, Email, EmailAddress, EmailKind};
 use lectern_actors::store::DbPool;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::helpers::moto::{use_test_credentials, MotoServer};
-use crate::helpers::{fresh_database, spawn_app_with, LecternProcess, TestApp};
+use crate::helpers::{fresh_database, mime_part, spawn_app_with, LecternProcess, TestApp};
 
 const SENDER: &str = "hello@lectern.test";
 const FROM: &str = "\"Lectern <hello@lectern.test>\"";
 const PUBLIC_URL: &str = "http://127.0.0.1:4000";
+const PUBLIC_URL_TOML: &str = "\"http://127.0.0.1:4000\"";
 
 /// Each message with data shaped as the accounts code shapes it.
-fn every_message() -> Vec<(Message, Value)> {
+fn every_message() -> Vec<(EmailKind, Value)> {
     vec![
         (
-            Message::ConfirmEmail,
+            EmailKind::ConfirmEmail,
             json!({ "name": "Ada", "link": "http://127.0.0.1:4000/confirm/t0k3n", "change": false }),
         ),
         (
-            Message::MagicLink,
+            EmailKind::MagicLink,
             json!({ "name": "", "link": "http://127.0.0.1:4000/login/m4g1c", "minutes": 15, "signup_attempt": false }),
         ),
         (
-            Message::PasswordReset,
+            EmailKind::PasswordReset,
             json!({ "name": "Grace", "link": "http://127.0.0.1:4000/reset/r3s3t", "minutes": 30 }),
         ),
         (
-            Message::EmailChanged,
+            EmailKind::EmailChanged,
             json!({ "name": "Ada", "old_email": "ada@old.example", "new_email": "ada@new.example" }),
         ),
-        (Message::Welcome, json!({ "name": "Ada", "site_url": PUBLIC_URL })),
+        (
+            EmailKind::Welcome,
+            json!({ "name": "Ada", "site_url": PUBLIC_URL }),
+        ),
     ]
 }
 
@@ -105,6 +109,7 @@ async fn spawn_ses_app(endpoint: &str, more: &[(&str, &str)]) -> TestApp {
         ("mail.from", FROM),
         ("mail.poll_secs", "1"),
         ("mail.retry_base_secs", "1"),
+        ("server.public_url", PUBLIC_URL_TOML),
     ];
     overrides.extend_from_slice(more);
     spawn_app_with(&overrides).await
@@ -130,7 +135,7 @@ async fn every_message_reaches_ses_with_its_recipient_subject_and_text() {
             &app.pool,
             Email {
                 to: address(&to),
-                message,
+                kind: message,
                 data: data.clone(),
             },
         )
@@ -157,46 +162,6 @@ async fn every_message_reaches_ses_with_its_recipient_subject_and_text() {
     }
 }
 
-/// The body of the MIME part whose `Content-Type` is `content_type`,
-/// decoded from its transfer encoding.
-fn mime_part(eml: &str, content_type: &str) -> String {
-    let start = eml
-        .find(&format!("Content-Type: {content_type}"))
-        .unwrap_or_else(|| panic!("no {content_type} part in:\n{eml}"));
-    let part = &eml[start..];
-    let (headers, rest) = part.split_once("\r\n\r\n").unwrap();
-    let body = &rest[..rest.find("\r\n--").unwrap()];
-    let encoding = headers
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Transfer-Encoding: "))
-        .unwrap_or("7bit");
-    match encoding.trim() {
-        "base64" => {
-            use base64::Engine;
-            let compact: String = body.split_whitespace().collect();
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).unwrap()).unwrap()
-        }
-        "quoted-printable" => decode_quoted_printable(body),
-        _ => body.replace("\r\n", "\n"),
-    }
-}
-
-fn decode_quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\r\n", "").replace("\r\n", "\n");
-    let mut bytes = Vec::new();
-    let mut rest = joined.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        if byte == b'=' && tail.len() >= 2 {
-            bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[..2]).unwrap(), 16).unwrap());
-            rest = &tail[2..];
-        } else {
-            bytes.push(byte);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).unwrap()
-}
-
 #[actix_rt::test]
 async fn the_file_backend_writes_an_eml_with_text_and_html() {
     let data_dir = tempfile::tempdir().unwrap();
@@ -205,6 +170,7 @@ async fn the_file_backend_writes_an_eml_with_text_and_html() {
         ("server.data_dir", data_dir_value.as_str()),
         ("mail.backend", "\"file\""),
         ("mail.from", FROM),
+        ("server.public_url", PUBLIC_URL_TOML),
     ])
     .await;
     let data = json!({ "name": "Grace", "link": "http://127.0.0.1:4000/reset/r3s3t", "minutes": 30 });
@@ -212,7 +178,7 @@ async fn the_file_backend_writes_an_eml_with_text_and_html() {
         &app.pool,
         Email {
             to: address("grace@reader.example"),
-            message: Message::PasswordReset,
+            kind: EmailKind::PasswordReset,
             data: data.clone(),
         },
     )
@@ -258,7 +224,7 @@ async fn an_email_whose_transaction_rolls_back_is_never_sent() {
         &transaction,
         Email {
             to: address("never@reader.example"),
-            message,
+            kind: message,
             data: data.clone(),
         },
     )
@@ -269,7 +235,7 @@ async fn an_email_whose_transaction_rolls_back_is_never_sent() {
         &app.pool,
         Email {
             to: address("later@reader.example"),
-            message,
+            kind: message,
             data,
         },
     )
@@ -451,7 +417,7 @@ async fn a_transient_failure_is_retried_then_sent() {
         &app.pool,
         Email {
             to: address("grace@reader.example"),
-            message,
+            kind: message,
             data,
         },
     )
@@ -480,7 +446,7 @@ async fn transient_failures_past_max_attempts_go_to_the_dead_letter() {
         &app.pool,
         Email {
             to: address("ada@reader.example"),
-            message,
+            kind: message,
             data,
         },
     )
@@ -505,7 +471,7 @@ async fn a_permanent_error_goes_to_the_dead_letter_at_once() {
         &app.pool,
         Email {
             to: address("ada@reader.example"),
-            message,
+            kind: message,
             data,
         },
     )
@@ -542,7 +508,7 @@ async fn a_suppressed_recipient_is_dead_lettered_and_never_mailed() {
         &app.pool,
         Email {
             to: address("Gone@Reader.example"),
-            message,
+            kind: message,
             data,
         },
     )
@@ -569,7 +535,7 @@ async fn sends_are_spread_to_keep_under_max_per_second() {
     for n in 0..6 {
         let email = Email {
             to: address(&format!("reader{n}@reader.example")),
-            message,
+            kind: message,
             data: data.clone(),
         };
         enqueue(&transaction, email).await.unwrap();
@@ -667,7 +633,7 @@ async fn an_email_cut_short_by_a_crash_is_sent_once_after_a_restart() {
         &pool,
         Email {
             to: address("grace@reader.example"),
-            message,
+            kind: message,
             data,
         },
     )
@@ -699,18 +665,18 @@ async fn an_email_cut_short_by_a_crash_is_sent_once_after_a_restart() {
 #[test]
 fn every_message_renders_as_its_snapshot() {
     let templates = MailTemplates::compile("Lectern", "https://lectern.example").unwrap();
-    let mut cases: Vec<(String, Message, Value)> = every_message()
+    let mut cases: Vec<(String, EmailKind, Value)> = every_message()
         .into_iter()
         .map(|(message, data)| (message.name().to_owned(), message, data))
         .collect();
     cases.push((
         "confirm_email_change".to_owned(),
-        Message::ConfirmEmail,
+        EmailKind::ConfirmEmail,
         json!({ "name": "", "link": "https://lectern.example/confirm/n3w", "change": true }),
     ));
     cases.push((
         "magic_link_signup_attempt".to_owned(),
-        Message::MagicLink,
+        EmailKind::MagicLink,
         json!({ "name": "Ada <Lovelace>", "link": "https://lectern.example/login/s1gn", "minutes": 15, "signup_attempt": true }),
     ));
     for (name, message, data) in cases {
@@ -736,7 +702,7 @@ async fn sigterm_lets_the_send_in_flight_finish() {
         &pool,
         Email {
             to: address("ada@reader.example"),
-            message,
+            kind: message,
             data,
         },
     )

@@ -3,6 +3,7 @@
 // A failed unwrap is a failed test: the production-code lint does not apply.
 #![allow(clippy::unwrap_used)]
 
+mod account_security;
 mod accounts;
 mod browser;
 mod cli;

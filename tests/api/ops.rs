@@ -34,7 +34,10 @@ async fn readyz_is_green_when_database_migrations_and_actors_are() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(actors, ["event_log", "renderer", "page_cache", "mailer"]);
+    assert_eq!(
+        actors,
+        ["event_log", "renderer", "page_cache", "mailer", "housekeeper"]
+    );
 }
 
 #[actix_rt::test]

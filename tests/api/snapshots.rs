@@ -1,7 +1,7 @@
 //! Snapshots of whole pages rendered from the demo content: a change to a
 //! template or to the content's HTML shows up here for review.
 
-use crate::helpers::{spawn_demo_app, TestApp};
+use crate::helpers::{demo_database, spawn_app_on, TestApp};
 
 /// The page with the static files' content versions blanked, so that a CSS
 /// or script edit does not change every snapshot.
@@ -21,7 +21,12 @@ async fn snapshot_of(app: &TestApp, path: &str) -> String {
 
 #[actix_rt::test]
 async fn pages_from_the_demo_content() {
-    let app = spawn_demo_app().await;
+    // A fixed public URL, so that links do not change with the port.
+    let app = spawn_app_on(
+        demo_database().await,
+        &[("server.public_url", "\"http://127.0.0.1:4000\"")],
+    )
+    .await;
     insta::assert_snapshot!("home", snapshot_of(&app, "/").await);
     insta::assert_snapshot!(
         "free_episode",

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use lectern_actors::supervision::{guard, ActorStats, Crashed, RestartPolicy, SupervisedActor, Tree};
+use lectern_actors::supervisor::restarts::{
+    guard, ActorStats, Crashed, RestartPolicy, SupervisedActor, Tree,
+};
 use slog::{o, Discard, Logger};
 
 struct Counter {
@@ -113,7 +115,7 @@ fn lenient() -> RestartPolicy {
     }
 }
 
-fn counter_on(tree: &Tree, name: &'static str) -> Arc<lectern_actors::supervision::Child<Counter>> {
+fn counter_on(tree: &Tree, name: &'static str) -> Arc<lectern_actors::supervisor::restarts::Child<Counter>> {
     tree.supervise(name, Arbiter::new().handle(), |stats| Counter { stats, count: 0 })
 }
 
