@@ -4,9 +4,9 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use password_hash::rand_core::OsRng;
+use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordProblem {
@@ -31,7 +31,7 @@ pub fn check_policy(password: &str, min: usize, max: usize) -> Result<(), Passwo
 
 /// An argon2id PHC string for `password`. CPU-heavy (tens of
 /// milliseconds): call it off the async workers.
-pub fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
+pub fn hash(password: &str) -> Result<String, password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?
