@@ -1,18 +1,17 @@
 //! `POST /webhooks/ses`: SNS messages carrying SES bounces and complaints,
 //! signed here exactly as SNS signs them, with the signing certificate
 //! served by a small local server whose URL prefix the test configuration
-//! trusts.
+//! trusts. The `openssl` command signs, so that the signatures Lectern's
+//! ring checks come from another implementation.
 
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use lectern_actors::mail::suppression::Reason;
 use lectern_actors::mail::EmailAddress;
 use reqwest::StatusCode;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey as _;
-use rsa::signature::{SignatureEncoding as _, Signer as _};
-use rsa::RsaPrivateKey;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -22,7 +21,10 @@ use tokio::net::TcpListener;
 use crate::helpers::{spawn_app_with, TestApp};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-feedback";
-const SIGNING_KEY: &str = include_str!("fixtures/sns-signing-key.pem");
+const SIGNING_KEY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/api/fixtures/sns-signing-key.pem"
+);
 const SIGNING_CERT: &str = include_str!("fixtures/sns-signing-cert.pem");
 
 /// A stand-in for SNS's hosts: serves the signing certificate at
@@ -141,17 +143,35 @@ fn sign(mut body: Value) -> Value {
         .iter()
         .filter_map(|name| Some(format!("{name}\n{}\n", body.get(*name)?.as_str()?)))
         .collect();
-    let key = RsaPrivateKey::from_pkcs8_pem(SIGNING_KEY).unwrap();
-    let signature = match body["SignatureVersion"].as_str().unwrap() {
-        "1" => SigningKey::<sha1::Sha1>::new(key)
-            .sign(string_to_sign.as_bytes())
-            .to_vec(),
-        _ => SigningKey::<sha2::Sha256>::new(key)
-            .sign(string_to_sign.as_bytes())
-            .to_vec(),
+    let digest = match body["SignatureVersion"].as_str().unwrap() {
+        "1" => "-sha1",
+        _ => "-sha256",
     };
+    let signature = openssl_sign(digest, string_to_sign.as_bytes());
     body["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
     body
+}
+
+/// RSA PKCS#1 v1.5 over `data` with `SIGNING_KEY_FILE`, by `openssl dgst`.
+fn openssl_sign(digest: &str, data: &[u8]) -> Vec<u8> {
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", digest, "-sign", SIGNING_KEY_FILE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("the SES webhook tests sign with the openssl command, which cannot be run ({e}): apt-get install openssl")
+        });
+    // openssl reads all its input before it writes, so this cannot deadlock.
+    openssl.stdin.take().unwrap().write_all(data).unwrap();
+    let output = openssl.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "openssl dgst {digest} -sign failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
 
 async fn post(app: &TestApp, body: &str) -> reqwest::Response {

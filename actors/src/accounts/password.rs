@@ -5,9 +5,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use password_hash::rand_core::OsRng;
+use password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use tokio::sync::Semaphore;
 
 use super::AccountsError;
@@ -118,7 +118,7 @@ impl Passwords {
     }
 }
 
-fn hash(password: &str) -> Result<String, argon2::password_hash::Error> {
+fn hash(password: &str) -> Result<String, password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?

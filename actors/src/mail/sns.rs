@@ -15,16 +15,14 @@ use std::time::Duration;
 use base64::Engine as _;
 use deadpool_postgres::{Pool, PoolError};
 use reqwest::Url;
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::pkcs8::DecodePublicKey as _;
-use rsa::signature::Verifier as _;
-use rsa::RsaPublicKey;
+use ring::signature::{
+    UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256,
+};
 use serde_json::{Map, Value};
-use sha1::Sha1;
-use sha2::Sha256;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use x509_cert::der::{DecodePem as _, Encode as _};
+use x509_cert::der::DecodePem as _;
+use x509_cert::spki::ObjectIdentifier;
 use x509_cert::Certificate;
 
 use super::suppression::{self, Reason};
@@ -36,6 +34,8 @@ const CERTIFICATE_CACHE: usize = 16;
 /// anything much larger is neither.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The algorithm of an RSA key in a certificate (RFC 8017, `rsaEncryption`).
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// What the SNS checks need to know (`[mail.sns]` in the configuration).
 #[derive(Debug, Clone)]
@@ -238,7 +238,8 @@ pub enum Action {
 pub struct SnsReceiver {
     config: SnsConfig,
     http: reqwest::Client,
-    keys: quick_cache::sync::Cache<String, Arc<RsaPublicKey>>,
+    /// Each certificate's RSA public key, DER `RSAPublicKey` as ring takes it.
+    keys: quick_cache::sync::Cache<String, Arc<[u8]>>,
 }
 
 impl fmt::Debug for SnsReceiver {
@@ -297,18 +298,14 @@ impl SnsReceiver {
         }
         let url = self.allowed_url(&message.signing_cert_url, UrlUse::SigningCertificate)?;
         let key = self.signing_key(url).await?;
-        let signature =
-            Signature::try_from(message.signature.as_slice()).map_err(|_| Rejection::BadSignature)?;
-        let signed = message.string_to_sign();
-        let verified = match message.signature_version {
-            SignatureVersion::Sha1 => {
-                VerifyingKey::<Sha1>::new((*key).clone()).verify(signed.as_bytes(), &signature)
-            }
-            SignatureVersion::Sha256 => {
-                VerifyingKey::<Sha256>::new((*key).clone()).verify(signed.as_bytes(), &signature)
-            }
+        // SNS still signs with SHA-1 for SignatureVersion 1, the default.
+        let algorithm = match message.signature_version {
+            SignatureVersion::Sha1 => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            SignatureVersion::Sha256 => &RSA_PKCS1_2048_8192_SHA256,
         };
-        verified.map_err(|_| Rejection::BadSignature.into())
+        UnparsedPublicKey::new(algorithm, &*key)
+            .verify(message.string_to_sign().as_bytes(), &message.signature)
+            .map_err(|_| Rejection::BadSignature.into())
     }
 
     /// Visits the `SubscribeURL`, which is how SNS wants a subscription confirmed.
@@ -320,7 +317,7 @@ impl SnsReceiver {
         Ok(())
     }
 
-    async fn signing_key(&self, url: Url) -> Result<Arc<RsaPublicKey>, SnsError> {
+    async fn signing_key(&self, url: Url) -> Result<Arc<[u8]>, SnsError> {
         if let Some(key) = self.keys.get(url.as_str()) {
             return Ok(key);
         }
@@ -328,7 +325,7 @@ impl SnsReceiver {
             .fetch(url.clone())
             .await
             .map_err(|e| SnsError::Unavailable(format!("cannot fetch the signing certificate: {e}")))?;
-        let key = Arc::new(public_key_of(&pem).map_err(Rejection::BadCertificate)?);
+        let key: Arc<[u8]> = public_key_of(&pem).map_err(Rejection::BadCertificate)?.into();
         self.keys.insert(url.as_str().to_owned(), Arc::clone(&key));
         Ok(key)
     }
@@ -399,14 +396,19 @@ fn is_sns_host(host: &str) -> bool {
     })
 }
 
-fn public_key_of(pem: &[u8]) -> Result<RsaPublicKey, String> {
+/// The certificate's RSA public key as DER `RSAPublicKey`, the bit string
+/// of its SubjectPublicKeyInfo. ring parses it only when verifying, so a
+/// malformed key shows as a bad signature.
+fn public_key_of(pem: &[u8]) -> Result<Vec<u8>, String> {
     let certificate = Certificate::from_pem(pem).map_err(|e| format!("not a PEM certificate: {e}"))?;
-    let der = certificate
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .map_err(|e| format!("cannot encode its public key: {e}"))?;
-    RsaPublicKey::from_public_key_der(&der).map_err(|e| format!("its key is not RSA: {e}"))
+    let info = certificate.tbs_certificate.subject_public_key_info;
+    if info.algorithm.oid != RSA_ENCRYPTION {
+        return Err(format!("its key is not RSA but {}", info.algorithm.oid));
+    }
+    info.subject_public_key
+        .as_bytes()
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| "its RSA key is not a whole number of bytes".to_owned())
 }
 
 fn with_causes(error: &reqwest::Error) -> String {
