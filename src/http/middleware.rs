@@ -3,6 +3,7 @@
 //! (see `errors`), security headers, `X-Cache` on every response, and one
 //! access log line, with the tokens of emailed links masked.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,9 +24,17 @@ use crate::telemetry::{AccessLine, AccessLog};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
-/// The id of the request being handled, in its extensions.
+/// The id of the request being handled, in its extensions: the header
+/// value itself, so that the header, the log and the handlers share it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // Only plain ASCII ids are kept or made (`is_acceptable_request_id`).
+        self.0.to_str().unwrap_or("-")
+    }
+}
 
 /// What the middleware needs, built once at start.
 pub struct RequestContext {
@@ -93,14 +102,18 @@ impl RequestContext {
             .is_some_and(|n| n > self.max_body_bytes as u64)
     }
 
-    fn request_id(&self, req: &ServiceRequest) -> String {
-        match req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
-            Some(id) if is_acceptable_request_id(id) => id.to_owned(),
-            _ => format!(
-                "{}-{}",
-                self.id_prefix,
-                self.next_id.fetch_add(1, Ordering::Relaxed)
-            ),
+    fn request_id(&self, req: &ServiceRequest) -> RequestId {
+        match req.headers().get(&REQUEST_ID) {
+            Some(id) if id.to_str().is_ok_and(is_acceptable_request_id) => RequestId(id.clone()),
+            _ => {
+                let id = format!(
+                    "{}-{}",
+                    self.id_prefix,
+                    self.next_id.fetch_add(1, Ordering::Relaxed)
+                );
+                // Hex digits, a dash and digits: always a valid header value.
+                RequestId(HeaderValue::from_maybe_shared(web::Bytes::from(id)).unwrap_or(HeaderValue::from_static("-")))
+            }
         }
     }
 }
@@ -120,9 +133,10 @@ pub async fn around_request(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = ctx.request_id(&req);
-    req.extensions_mut().insert(RequestId(request_id.clone()));
-    let method = req.method().clone();
-    let path = mask_tokens(req.path());
+    req.extensions_mut().insert(request_id.clone());
+    // A second handle on the request (a reference count, not a copy), for
+    // the log line when actix itself answers with an error.
+    let request = req.request().clone();
 
     if ctx.body_too_large(&req) {
         let refusal = HttpResponse::PayloadTooLarge()
@@ -132,28 +146,28 @@ pub async fn around_request(
                 ctx.max_body_bytes
             ));
         let response = req.into_response(refusal);
-        return Ok(finish(&ctx, response, request_id, &method, path, started));
+        return Ok(finish(&ctx, response, &request_id, started));
     }
 
     // Handlers' errors arrive as responses; an `Err` here comes from actix
     // itself, which answers it without our headers. Log it all the same.
     let response = match next.call(req).await {
-        Ok(response) => answer_errors(&ctx, response.map_into_boxed_body(), &request_id, &path).await,
+        Ok(response) => answer_errors(&ctx, response.map_into_boxed_body(), &request_id).await,
         Err(error) => {
             ctx.access.record(&AccessLine {
-                request_id: &request_id,
-                method: method.as_str(),
-                path: &path,
+                request_id: request_id.as_str(),
+                method: request.method().as_str(),
+                path: &mask_tokens(request.path()),
                 status: error.as_response_error().status_code().as_u16(),
                 bytes: 0,
                 latency_us: elapsed_us(started),
                 cache: "-",
-                user_id: "-",
+                user_id: None,
             });
             return Err(error);
         }
     };
-    Ok(finish(&ctx, response, request_id, &method, path, started))
+    Ok(finish(&ctx, response, &request_id, started))
 }
 
 /// Logs a handler's error, and renders the error page it left (see
@@ -161,51 +175,51 @@ pub async fn around_request(
 async fn answer_errors(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
-    request_id: &str,
-    path: &str,
+    request_id: &RequestId,
 ) -> ServiceResponse<BoxBody> {
     let status = response.status();
     if let Some(error) = response.response().error() {
+        let path = mask_tokens(response.request().path());
+        let request_id = request_id.as_str();
         if status.is_server_error() {
-            error!(ctx.log, "request failed"; "request_id" => request_id, "path" => path,
+            error!(ctx.log, "request failed"; "request_id" => request_id, "path" => %path,
                 "status" => status.as_u16(), "error" => %error);
         } else if status != actix_web::http::StatusCode::NOT_FOUND {
-            info!(ctx.log, "request refused"; "request_id" => request_id, "path" => path,
+            info!(ctx.log, "request refused"; "request_id" => request_id, "path" => %path,
                 "status" => status.as_u16(), "error" => %error);
         }
     }
-    let page = response.response_mut().extensions_mut().remove::<ErrorPage>();
-    let state = response.request().app_data::<web::Data<AppState>>().cloned();
-    match (page, state) {
-        (Some(page), Some(state)) => {
+    let Some(page) = response.response_mut().extensions_mut().remove::<ErrorPage>() else {
+        return response;
+    };
+    match response.request().app_data::<web::Data<AppState>>().cloned() {
+        Some(state) => {
             let req = response.request().clone();
             let rendered = errors::render(&req, &state, &page).await;
             response.into_response(rendered)
         }
-        (_, _) => response,
+        None => response,
     }
 }
 
 /// The path as the log records it: the token of an emailed link is a
 /// password for as long as it works, so it is masked.
-pub fn mask_tokens(path: &str) -> String {
+pub fn mask_tokens(path: &str) -> Cow<'_, str> {
     for prefix in ["/login/magic/", "/confirm/", "/reset/"] {
         if let Some(token) = path.strip_prefix(prefix) {
             if !token.is_empty() {
-                return format!("{prefix}{{token}}");
+                return Cow::Owned(format!("{prefix}{{token}}"));
             }
         }
     }
-    path.to_owned()
+    Cow::Borrowed(path)
 }
 
 /// Adds the headers every response carries and writes the access log line.
 fn finish(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
-    request_id: String,
-    method: &actix_web::http::Method,
-    path: String,
+    request_id: &RequestId,
     started: Instant,
 ) -> ServiceResponse<BoxBody> {
     let headers = response.headers_mut();
@@ -214,34 +228,32 @@ fn finish(
             headers.insert(name.clone(), value.clone());
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert(REQUEST_ID, value);
-    }
-    let cache = match headers.get(&X_CACHE).and_then(|v| v.to_str().ok()) {
-        Some(verdict) => verdict.to_owned(),
+    headers.insert(REQUEST_ID, request_id.0.clone());
+    let cache = match headers.get(&X_CACHE).map(HeaderValue::as_bytes) {
+        Some(b"hit") => "hit",
+        Some(b"miss") => "miss",
+        Some(b"bypass") => "bypass",
+        Some(_) => "other",
         None => {
             headers.insert(X_CACHE, HeaderValue::from_static("bypass"));
-            "-".to_owned()
+            "-"
         }
     };
-    let user_id = response
-        .request()
-        .extensions()
-        .get::<UserId>()
-        .map_or_else(|| "-".to_owned(), |id| id.0.to_string());
     let bytes = match response.response().body().size() {
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };
+    let request = response.request();
+    let user_id = request.extensions().get::<UserId>().map(|id| id.0);
     ctx.access.record(&AccessLine {
-        request_id: &request_id,
-        method: method.as_str(),
-        path: &path,
+        request_id: request_id.as_str(),
+        method: request.method().as_str(),
+        path: &mask_tokens(request.path()),
         status: response.status().as_u16(),
         bytes,
         latency_us: elapsed_us(started),
-        cache: &cache,
-        user_id: &user_id,
+        cache,
+        user_id,
     });
     response
 }
