@@ -110,16 +110,16 @@ pub struct Article {
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Page<T> {
+pub struct Listing<T> {
     pub items: Vec<T>,
     pub page: i64,
     pub pages: i64,
     pub total: i64,
 }
 
-impl<T> Page<T> {
-    fn new(items: Vec<T>, page: i64, total: i64) -> Page<T> {
-        Page {
+impl<T> Listing<T> {
+    fn new(items: Vec<T>, page: i64, total: i64) -> Listing<T> {
+        Listing {
             items,
             page,
             pages: ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
@@ -296,7 +296,7 @@ pub async fn get_home(pool: &Pool) -> Result<Home, StoreError> {
 }
 
 /// One page of published episodes, newest first; `None` past the last page.
-pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Page<EpisodeSummary>>, StoreError> {
+pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Listing<EpisodeSummary>>, StoreError> {
     let count = format!("SELECT count(*) FROM episodes e WHERE {}", visible!("e"));
     let rows = format!(
         "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
@@ -314,7 +314,7 @@ async fn list_page<T>(
     count: &str,
     rows: &str,
     item: fn(&Row) -> T,
-) -> Result<Option<Page<T>>, StoreError> {
+) -> Result<Option<Listing<T>>, StoreError> {
     let client = pool.get().await?;
     let total: i64 = client
         .query_one(&client.prepare_cached(count).await?, &[])
@@ -326,7 +326,7 @@ async fn list_page<T>(
     let rows = client
         .query(&client.prepare_cached(rows).await?, &[&PAGE_SIZE, &offset])
         .await?;
-    Ok(Some(Page::new(rows.iter().map(item).collect(), page, total)))
+    Ok(Some(Listing::new(rows.iter().map(item).collect(), page, total)))
 }
 
 /// The offset of `page` (from 1), or `None` when no such page exists; an
@@ -444,7 +444,7 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
 }
 
 /// One page of published articles, newest first; `None` past the last page.
-pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Page<ArticleSummary>>, StoreError> {
+pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Listing<ArticleSummary>>, StoreError> {
     let count = format!("SELECT count(*) FROM articles a WHERE {}", visible!("a"));
     let rows = format!(
         "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \

@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use lectern_actors::cache::{CachedPage, PageKey, ViewerClass};
-use lectern_actors::content::{self, import::is_valid_slug, Page};
+use lectern_actors::content::{self, import::is_valid_slug, Listing};
 use lectern_actors::render::{RenderError, RenderPage};
 use lectern_actors::store::StoreError;
 use serde::Serialize;
@@ -303,7 +303,7 @@ fn listing_key(base: &str, page: i64) -> String {
     }
 }
 
-fn pagination<T: Serialize>(listing: Page<T>) -> Value {
+fn pagination<T: Serialize>(listing: Listing<T>) -> Value {
     let previous = (listing.page > 1).then(|| listing.page - 1);
     let next = (listing.page < listing.pages).then(|| listing.page + 1);
     let mut value = to_value(&listing);
