@@ -5,11 +5,14 @@
 pub mod demo;
 pub mod import;
 pub mod markdown;
+mod slug;
 
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
+
+pub use slug::{Slug, SlugError, MAX_SLUG_LEN, MAX_TAG_LEN};
 
 use crate::store::StoreError;
 
@@ -32,13 +35,13 @@ macro_rules! visible {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeriesRef {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EpisodeSummary {
-    pub slug: String,
+    pub slug: Slug,
     pub number: i32,
     pub title: String,
     pub summary: String,
@@ -48,12 +51,12 @@ pub struct EpisodeSummary {
     pub published_at: OffsetDateTime,
     pub poster_url: Option<String>,
     pub series: Option<SeriesRef>,
-    pub tags: Vec<String>,
+    pub tags: Vec<Slug>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EpisodeRef {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
 }
 
@@ -73,7 +76,7 @@ pub struct Episode {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeriesSummary {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub summary: String,
     pub episode_count: i64,
@@ -91,12 +94,12 @@ pub struct Series {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ArticleSummary {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub summary: String,
     #[serde(with = "time::serde::rfc3339")]
     pub published_at: OffsetDateTime,
-    pub tags: Vec<String>,
+    pub tags: Vec<Slug>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -137,7 +140,7 @@ pub struct Home {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tagged {
-    pub tag: String,
+    pub tag: Slug,
     pub episodes: Vec<EpisodeSummary>,
     pub articles: Vec<ArticleSummary>,
 }
@@ -163,7 +166,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SearchHit {
     pub kind: Kind,
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     /// Escaped text with the matches in `<mark>`.
     pub snippet_html: String,
@@ -173,7 +176,7 @@ pub struct SearchHit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedEntry {
     pub kind: Kind,
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub summary: String,
     pub content_html: String,
@@ -196,11 +199,15 @@ const EPISODE_SUMMARY_COLUMNS: &str = "e.slug, e.number, e.title, e.summary, e.d
            WHERE et.episode_id = e.id ORDER BY t.slug)";
 const EPISODE_SUMMARY_WIDTH: usize = 11;
 
-fn episode_summary(row: &Row) -> EpisodeSummary {
-    let series_slug: Option<String> = row.get(8);
+// The rows' readers: slugs are parsed with `try_get`, so that a value their
+// rule refuses fails the query; the other columns' types are fixed by the
+// queries themselves.
+
+fn episode_summary(row: &Row) -> Result<EpisodeSummary, StoreError> {
+    let series_slug: Option<Slug> = row.try_get(8)?;
     let series_title: Option<String> = row.get(9);
-    EpisodeSummary {
-        slug: row.get(0),
+    Ok(EpisodeSummary {
+        slug: row.try_get(0)?,
         number: row.get(1),
         title: row.get(2),
         summary: row.get(3),
@@ -211,8 +218,8 @@ fn episode_summary(row: &Row) -> EpisodeSummary {
         series: series_slug
             .zip(series_title)
             .map(|(slug, title)| SeriesRef { slug, title }),
-        tags: row.get(10),
-    }
+        tags: row.try_get(10)?,
+    })
 }
 
 const ARTICLE_SUMMARY_COLUMNS: &str = "a.slug, a.title, a.summary, a.published_at, \
@@ -220,14 +227,14 @@ const ARTICLE_SUMMARY_COLUMNS: &str = "a.slug, a.title, a.summary, a.published_a
            WHERE at.article_id = a.id ORDER BY t.slug)";
 const ARTICLE_SUMMARY_WIDTH: usize = 5;
 
-fn article_summary(row: &Row) -> ArticleSummary {
-    ArticleSummary {
-        slug: row.get(0),
+fn article_summary(row: &Row) -> Result<ArticleSummary, StoreError> {
+    Ok(ArticleSummary {
+        slug: row.try_get(0)?,
         title: row.get(1),
         summary: row.get(2),
         published_at: row.get(3),
-        tags: row.get(4),
-    }
+        tags: row.try_get(4)?,
+    })
 }
 
 const SERIES_SUMMARY_SQL: &str = "SELECT s.slug, s.title, s.summary, count(e.id), \
@@ -236,15 +243,27 @@ const SERIES_SUMMARY_SQL: &str = "SELECT s.slug, s.title, s.summary, count(e.id)
       ORDER BY p.series_position LIMIT 1) \
      FROM series s LEFT JOIN episodes e ON e.series_id = s.id AND e.status = 'published' AND e.published_at <= now()";
 
-fn series_summary(row: &Row) -> SeriesSummary {
-    SeriesSummary {
-        slug: row.get(0),
+fn series_summary(row: &Row) -> Result<SeriesSummary, StoreError> {
+    Ok(SeriesSummary {
+        slug: row.try_get(0)?,
         title: row.get(1),
         summary: row.get(2),
         episode_count: row.get(3),
         duration_secs: row.get(4),
         poster_url: row.get(5),
-    }
+    })
+}
+
+/// Every row read by `item`; the first that cannot be read fails them all.
+fn read_rows<T>(rows: &[Row], item: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(item).collect()
+}
+
+/// The series that have published episodes.
+fn read_series_with_episodes(rows: &[Row]) -> Result<Vec<SeriesSummary>, StoreError> {
+    let mut series = read_rows(rows, series_summary)?;
+    series.retain(|s| s.episode_count > 0);
+    Ok(series)
 }
 
 /// Latest episodes and articles, and every series, for the home page.
@@ -285,13 +304,9 @@ pub async fn get_home(pool: &Pool) -> Result<Home, StoreError> {
         )
         .await?;
     Ok(Home {
-        episodes: episodes.iter().map(episode_summary).collect(),
-        articles: articles.iter().map(article_summary).collect(),
-        series: series
-            .iter()
-            .map(series_summary)
-            .filter(|s| s.episode_count > 0)
-            .collect(),
+        episodes: read_rows(&episodes, episode_summary)?,
+        articles: read_rows(&articles, article_summary)?,
+        series: read_series_with_episodes(&series)?,
     })
 }
 
@@ -313,7 +328,7 @@ async fn list_page<T>(
     page: i64,
     count: &str,
     rows: &str,
-    item: fn(&Row) -> T,
+    item: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<Option<Listing<T>>, StoreError> {
     let client = pool.get().await?;
     let total: i64 = client
@@ -326,7 +341,7 @@ async fn list_page<T>(
     let rows = client
         .query(&client.prepare_cached(rows).await?, &[&PAGE_SIZE, &offset])
         .await?;
-    Ok(Some(Listing::new(rows.iter().map(item).collect(), page, total)))
+    Ok(Some(Listing::new(read_rows(&rows, item)?, page, total)))
 }
 
 /// The offset of `page` (from 1), or `None` when no such page exists; an
@@ -336,7 +351,7 @@ fn page_offset(page: i64, total: i64) -> Option<i64> {
     (1..=pages).contains(&page).then(|| (page - 1) * PAGE_SIZE)
 }
 
-pub async fn get_episode_by_slug(pool: &Pool, slug: &str) -> Result<Option<Episode>, StoreError> {
+pub async fn get_episode_by_slug(pool: &Pool, slug: &Slug) -> Result<Option<Episode>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(&client.prepare_cached(&format!(
@@ -356,25 +371,26 @@ pub async fn get_episode_by_slug(pool: &Pool, slug: &str) -> Result<Option<Episo
             &[&slug],
         )
         .await?;
-    Ok(row.map(|row| {
-        let w = EPISODE_SUMMARY_WIDTH;
-        let reference = |slug: usize| {
-            let slug_value: Option<String> = row.get(slug);
-            let title: Option<String> = row.get(slug + 1);
-            slug_value
-                .zip(title)
-                .map(|(slug, title)| EpisodeRef { slug, title })
-        };
-        Episode {
-            summary: episode_summary(&row),
-            body_html: row.get(w),
-            teaser_html: row.get(w + 1),
-            video_url: row.get(w + 2),
-            series_position: row.get(w + 3),
-            previous: reference(w + 4),
-            next: reference(w + 6),
-            updated_at: row.get(w + 8),
-        }
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let w = EPISODE_SUMMARY_WIDTH;
+    let reference = |slug: usize| -> Result<Option<EpisodeRef>, StoreError> {
+        let slug_value: Option<Slug> = row.try_get(slug)?;
+        let title: Option<String> = row.get(slug + 1);
+        Ok(slug_value
+            .zip(title)
+            .map(|(slug, title)| EpisodeRef { slug, title }))
+    };
+    Ok(Some(Episode {
+        summary: episode_summary(&row)?,
+        body_html: row.get(w),
+        teaser_html: row.get(w + 1),
+        video_url: row.get(w + 2),
+        series_position: row.get(w + 3),
+        previous: reference(w + 4)?,
+        next: reference(w + 6)?,
+        updated_at: row.get(w + 8),
     }))
 }
 
@@ -391,14 +407,10 @@ pub async fn list_series(pool: &Pool) -> Result<Vec<SeriesSummary>, StoreError> 
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(series_summary)
-        .filter(|s| s.episode_count > 0)
-        .collect())
+    read_series_with_episodes(&rows)
 }
 
-pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series>, StoreError> {
+pub async fn get_series_by_slug(pool: &Pool, slug: &Slug) -> Result<Option<Series>, StoreError> {
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
@@ -411,7 +423,7 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
     else {
         return Ok(None);
     };
-    let summary = series_summary(&row);
+    let summary = series_summary(&row)?;
     if summary.episode_count == 0 {
         return Ok(None);
     }
@@ -439,7 +451,7 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
     Ok(Some(Series {
         summary,
         body_html: body,
-        episodes: episodes.iter().map(episode_summary).collect(),
+        episodes: read_rows(&episodes, episode_summary)?,
     }))
 }
 
@@ -454,7 +466,7 @@ pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Listing<Arti
     list_page(pool, page, &count, &rows, article_summary).await
 }
 
-pub async fn get_article_by_slug(pool: &Pool, slug: &str) -> Result<Option<Article>, StoreError> {
+pub async fn get_article_by_slug(pool: &Pool, slug: &Slug) -> Result<Option<Article>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
@@ -468,15 +480,18 @@ pub async fn get_article_by_slug(pool: &Pool, slug: &str) -> Result<Option<Artic
             &[&slug],
         )
         .await?;
-    Ok(row.map(|row| Article {
-        summary: article_summary(&row),
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Article {
+        summary: article_summary(&row)?,
         body_html: row.get(ARTICLE_SUMMARY_WIDTH),
         updated_at: row.get(ARTICLE_SUMMARY_WIDTH + 1),
     }))
 }
 
 /// Everything published under `tag`; `None` when nothing is.
-pub async fn list_tagged(pool: &Pool, tag: &str) -> Result<Option<Tagged>, StoreError> {
+pub async fn list_tagged(pool: &Pool, tag: &Slug) -> Result<Option<Tagged>, StoreError> {
     let client = pool.get().await?;
     let episodes = client
         .query(
@@ -510,9 +525,9 @@ pub async fn list_tagged(pool: &Pool, tag: &str) -> Result<Option<Tagged>, Store
         return Ok(None);
     }
     Ok(Some(Tagged {
-        tag: tag.to_owned(),
-        episodes: episodes.iter().map(episode_summary).collect(),
-        articles: articles.iter().map(article_summary).collect(),
+        tag: tag.clone(),
+        episodes: read_rows(&episodes, episode_summary)?,
+        articles: read_rows(&articles, article_summary)?,
     }))
 }
 
@@ -562,15 +577,16 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
             &[&query, &options],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| SearchHit {
-            kind: Kind::from_column(row.get(0)),
-            slug: row.get(1),
-            title: row.get(2),
-            snippet_html: mark_snippet(row.get(3)),
+    rows.iter()
+        .map(|row| {
+            Ok(SearchHit {
+                kind: Kind::from_column(row.get(0)),
+                slug: row.try_get(1)?,
+                title: row.get(2),
+                snippet_html: mark_snippet(row.get(3)),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Escapes the snippet's text, then turns the match markers into `<mark>`.
@@ -613,18 +629,19 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
             &[&limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| FeedEntry {
-            kind: Kind::from_column(row.get(0)),
-            slug: row.get(1),
-            title: row.get(2),
-            summary: row.get(3),
-            content_html: row.get(4),
-            published_at: row.get(5),
-            updated_at: row.get(6),
+    rows.iter()
+        .map(|row| {
+            Ok(FeedEntry {
+                kind: Kind::from_column(row.get(0)),
+                slug: row.try_get(1)?,
+                title: row.get(2),
+                summary: row.get(3),
+                content_html: row.get(4),
+                published_at: row.get(5),
+                updated_at: row.get(6),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Every public page and when it last changed.

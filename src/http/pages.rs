@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use lectern_actors::cache::{CachedPage, PageKey, ViewerClass};
-use lectern_actors::content::{self, import::is_valid_slug, Listing};
+use lectern_actors::content::{self, Listing, Slug};
 use lectern_actors::render::{RenderError, RenderPage};
 use lectern_actors::store::StoreError;
 use serde::Serialize;
@@ -358,10 +358,9 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> HttpResponse {
-    let slug = slug.into_inner();
-    if !is_valid_slug(&slug, 80) {
+    let Ok(slug) = Slug::parse(&slug) else {
         return super::errors::not_found_page(&req, &state).await;
-    }
+    };
     let path = format!("/episodes/{slug}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(episode) = content::get_episode_by_slug(&state.pool, &slug).await? else {
@@ -404,10 +403,9 @@ async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 }
 
 async fn series(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> HttpResponse {
-    let slug = slug.into_inner();
-    if !is_valid_slug(&slug, 80) {
+    let Ok(slug) = Slug::parse(&slug) else {
         return super::errors::not_found_page(&req, &state).await;
-    }
+    };
     let path = format!("/series/{slug}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(series) = content::get_series_by_slug(&state.pool, &slug).await? else {
@@ -452,10 +450,9 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
 }
 
 async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> HttpResponse {
-    let slug = slug.into_inner();
-    if !is_valid_slug(&slug, 80) {
+    let Ok(slug) = Slug::parse(&slug) else {
         return super::errors::not_found_page(&req, &state).await;
-    }
+    };
     let path = format!("/articles/{slug}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(article) = content::get_article_by_slug(&state.pool, &slug).await? else {
@@ -475,10 +472,9 @@ async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
 }
 
 async fn tag(req: HttpRequest, state: web::Data<AppState>, tag: web::Path<String>) -> HttpResponse {
-    let tag = tag.into_inner();
-    if !is_valid_slug(&tag, 40) {
+    let Ok(tag) = Slug::parse_tag(&tag) else {
         return super::errors::not_found_page(&req, &state).await;
-    }
+    };
     let path = format!("/tags/{tag}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(tagged) = content::list_tagged(&state.pool, &tag).await? else {
