@@ -7,9 +7,12 @@ pub mod import;
 pub mod markdown;
 mod slug;
 
+use std::error::Error;
+
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use time::OffsetDateTime;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
 
 pub use slug::{Slug, SlugError, MAX_SLUG_LEN, MAX_TAG_LEN};
@@ -152,14 +155,19 @@ pub enum Kind {
     Article,
 }
 
-impl Kind {
-    /// The `kind` column of the queries that unite episodes and articles.
-    fn from_column(kind: &str) -> Kind {
-        if kind == "episode" {
-            Kind::Episode
-        } else {
-            Kind::Article
+/// The `kind` column of the queries that unite episodes and articles; any
+/// other value fails the query rather than passing for an article.
+impl<'a> FromSql<'a> for Kind {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Kind, Box<dyn Error + Sync + Send>> {
+        match <&str as FromSql>::from_sql(ty, raw)? {
+            "episode" => Ok(Kind::Episode),
+            "article" => Ok(Kind::Article),
+            other => Err(format!("unknown kind of content {other:?}").into()),
         }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
     }
 }
 
@@ -199,9 +207,9 @@ const EPISODE_SUMMARY_COLUMNS: &str = "e.slug, e.number, e.title, e.summary, e.d
            WHERE et.episode_id = e.id ORDER BY t.slug)";
 const EPISODE_SUMMARY_WIDTH: usize = 11;
 
-// The rows' readers: slugs are parsed with `try_get`, so that a value their
-// rule refuses fails the query; the other columns' types are fixed by the
-// queries themselves.
+// The rows' readers: slugs and kinds are parsed with `try_get`, so that a
+// value their rules refuse fails the query; the other columns' types are
+// fixed by the queries themselves.
 
 fn episode_summary(row: &Row) -> Result<EpisodeSummary, StoreError> {
     let series_slug: Option<Slug> = row.try_get(8)?;
@@ -580,7 +588,7 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
     rows.iter()
         .map(|row| {
             Ok(SearchHit {
-                kind: Kind::from_column(row.get(0)),
+                kind: row.try_get(0)?,
                 slug: row.try_get(1)?,
                 title: row.get(2),
                 snippet_html: mark_snippet(row.get(3)),
@@ -632,7 +640,7 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
     rows.iter()
         .map(|row| {
             Ok(FeedEntry {
-                kind: Kind::from_column(row.get(0)),
+                kind: row.try_get(0)?,
                 slug: row.try_get(1)?,
                 title: row.get(2),
                 summary: row.get(3),
@@ -723,6 +731,14 @@ mod tests {
     fn search_strings_are_cut_and_cleaned() {
         assert_eq!(clean_query("  rust\u{0}traits\n "), "rusttraits");
         assert_eq!(clean_query(&"é".repeat(500)).chars().count(), MAX_QUERY_CHARS);
+    }
+
+    #[test]
+    fn a_kind_of_content_that_is_neither_episode_nor_article_is_an_error() {
+        assert_eq!(Kind::from_sql(&Type::TEXT, b"episode").ok(), Some(Kind::Episode));
+        assert_eq!(Kind::from_sql(&Type::TEXT, b"article").ok(), Some(Kind::Article));
+        let error = Kind::from_sql(&Type::TEXT, b"podcast").expect_err("not a kind");
+        assert_eq!(error.to_string(), "unknown kind of content \"podcast\"");
     }
 
     #[test]
