@@ -6,6 +6,7 @@ pub mod demo;
 pub mod import;
 pub mod markdown;
 mod slug;
+pub mod topics;
 
 use std::error::Error;
 

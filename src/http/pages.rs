@@ -9,8 +9,8 @@ use std::future::Future;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use lectern_actors::cache::{CachedPage, PageKey, ViewerClass};
-use lectern_actors::content::{self, Listing, Slug};
+use lectern_actors::cache::{CachedPage, PageKey, Topic, ViewerClass};
+use lectern_actors::content::{self, topics, Listing, Slug};
 use lectern_actors::render::{RenderError, RenderPage};
 use lectern_actors::store::StoreError;
 use serde::Serialize;
@@ -45,7 +45,7 @@ struct View {
     content_type: &'static str,
     meta: Meta,
     data: Map<String, Value>,
-    topics: Vec<String>,
+    topics: Vec<Topic>,
 }
 
 /// What the layout shows about a page: title, description, canonical path,
@@ -326,7 +326,7 @@ async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
                 "/",
             ),
             data: data([("home", to_value(&home))]),
-            topics: vec!["home".into()],
+            topics: vec![topics::HOME],
         }))
     })
     .await
@@ -351,7 +351,7 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             content_type: HTML,
             meta: Meta::new(title, "Every screencast episode, newest first.", key),
             data: data([("listing", pagination(listing))]),
-            topics: vec!["episodes".into()],
+            topics: vec![topics::EPISODES],
         }))
     })
     .await
@@ -366,9 +366,9 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
         let Some(episode) = content::get_episode_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
-        let mut topics = vec![format!("episode:{slug}")];
+        let mut shows = vec![topics::episode(&slug)];
         if let Some(series) = &episode.summary.series {
-            topics.push(format!("series:{}", series.slug));
+            shows.push(topics::series(&series.slug));
         }
         let can_watch = !episode.summary.premium;
         let mut meta = Meta::new(&episode.summary.title, &episode.summary.summary, path);
@@ -382,7 +382,7 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
                 ("episode", to_value(&episode)),
                 ("can_watch", Value::Bool(can_watch)),
             ]),
-            topics,
+            topics: shows,
         }))
     })
     .await
@@ -396,7 +396,7 @@ async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             content_type: HTML,
             meta: Meta::new("Series", "Episodes grouped into courses, in order.", "/series"),
             data: data([("series", to_value(&series))]),
-            topics: vec!["series".into()],
+            topics: vec![topics::SERIES_INDEX],
         }))
     })
     .await
@@ -418,7 +418,7 @@ async fn series(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<St
             content_type: HTML,
             meta,
             data: data([("series", to_value(&series))]),
-            topics: vec![format!("series:{slug}")],
+            topics: vec![topics::series(&slug)],
         }))
     })
     .await
@@ -443,7 +443,7 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
             content_type: HTML,
             meta: Meta::new(title, "Articles, newest first.", key),
             data: data([("listing", pagination(listing))]),
-            topics: vec!["articles".into()],
+            topics: vec![topics::ARTICLES],
         }))
     })
     .await
@@ -465,7 +465,7 @@ async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
             content_type: HTML,
             meta,
             data: data([("article", to_value(&article))]),
-            topics: vec![format!("article:{slug}")],
+            topics: vec![topics::article(&slug)],
         }))
     })
     .await
@@ -489,7 +489,7 @@ async fn tag(req: HttpRequest, state: web::Data<AppState>, tag: web::Path<String
                 path,
             ),
             data: data([("tagged", to_value(&tagged))]),
-            topics: vec![format!("tag:{tag}")],
+            topics: vec![topics::tag(&tag)],
         }))
     })
     .await
@@ -535,7 +535,7 @@ async fn feed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
                 ("entries", to_value(&entries)),
                 ("updated", to_value(rfc3339(updated))),
             ]),
-            topics: vec!["feed".into()],
+            topics: vec![topics::FEED],
         }))
     })
     .await
@@ -549,7 +549,7 @@ async fn sitemap(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             content_type: XML,
             meta: Meta::new("Sitemap", "", "/sitemap.xml"),
             data: data([("entries", to_value(&entries))]),
-            topics: vec!["sitemap".into()],
+            topics: vec![topics::SITEMAP],
         }))
     })
     .await

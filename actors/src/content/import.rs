@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 
 use super::markdown::{compile_markdown, MarkdownOptions};
-use super::{Slug, MAX_SLUG_LEN, MAX_TAG_LEN};
-use crate::cache::publish_invalidation;
+use super::{topics, Slug, MAX_SLUG_LEN, MAX_TAG_LEN};
+use crate::cache::{publish_invalidation, Topic};
 use crate::store::StoreError;
 
 /// One file to import: where it came from (for messages) and its text.
@@ -75,7 +75,7 @@ pub struct ImportReport {
     /// Slugs of the items inserted or changed, e.g. `episodes/ownership`.
     pub changed: Vec<String>,
     /// The cache topics invalidated.
-    pub topics: BTreeSet<String>,
+    pub topics: BTreeSet<Topic>,
 }
 
 impl fmt::Display for ImportReport {
@@ -706,10 +706,13 @@ pub async fn import_bundle(pool: &Pool, bundle: &Bundle) -> Result<ImportReport,
     Ok(report)
 }
 
-fn listing_topics(report: &mut ImportReport, listings: &[&str]) {
-    for topic in ["home", "feed", "sitemap", "search"].iter().chain(listings) {
-        report.topics.insert((*topic).to_owned());
-    }
+/// Any change shows on the home page, in the feed and the sitemap, and in
+/// the `listings` of its kind.
+fn listing_topics(report: &mut ImportReport, listings: &[Topic]) {
+    let every_change = [topics::HOME, topics::FEED, topics::SITEMAP];
+    report
+        .topics
+        .extend(every_change.into_iter().chain(listings.iter().cloned()));
 }
 
 async fn upsert_series(
@@ -734,8 +737,8 @@ async fn upsert_series(
         .is_some();
     if changed {
         report.changed.push(format!("series/{}", c.slug));
-        report.topics.insert(format!("series:{}", c.slug));
-        listing_topics(report, &["series"]);
+        report.topics.insert(topics::series(&c.slug));
+        listing_topics(report, &[topics::SERIES_INDEX]);
     }
     Ok(())
 }
@@ -862,18 +865,18 @@ async fn upsert_episode(
     }
     if upserted.is_some() || tags_changed {
         report.changed.push(format!("episodes/{}", c.slug));
-        report.topics.insert(format!("episode:{}", c.slug));
+        report.topics.insert(topics::episode(&c.slug));
         let old_series: Option<Slug> = match &before {
             Some(row) => row.try_get(0)?,
             None => None,
         };
         for series in old_series.iter().chain(doc.series.as_ref().map(|(s, _)| s)) {
-            report.topics.insert(format!("series:{series}"));
+            report.topics.insert(topics::series(series));
         }
         for tag in old_tags.iter().chain(&c.tags) {
-            report.topics.insert(format!("tag:{tag}"));
+            report.topics.insert(topics::tag(tag));
         }
-        listing_topics(report, &["episodes", "series"]);
+        listing_topics(report, &[topics::EPISODES, topics::SERIES_INDEX]);
     }
     Ok(())
 }
@@ -924,11 +927,11 @@ async fn upsert_article(
     }
     if upserted.is_some() || tags_changed {
         report.changed.push(format!("articles/{}", c.slug));
-        report.topics.insert(format!("article:{}", c.slug));
+        report.topics.insert(topics::article(&c.slug));
         for tag in old_tags.iter().chain(&c.tags) {
-            report.topics.insert(format!("tag:{tag}"));
+            report.topics.insert(topics::tag(tag));
         }
-        listing_topics(report, &["articles"]);
+        listing_topics(report, &[topics::ARTICLES]);
     }
     Ok(())
 }
