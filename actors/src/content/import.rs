@@ -1,44 +1,25 @@
 //! Content import: a folder of Markdown files with TOML front matter
 //! (`series/*.md`, `episodes/*.md`, `articles/*.md`), upserted by slug in
-//! one transaction. Every file is parsed and compiled before anything is
-//! written; a bad file is reported with its path, line and what is wrong, and
-//! then nothing is written. Importing the same files again changes nothing.
+//! one transaction. Every file is read (by `front_matter`) before anything
+//! is written; a bad file is reported with its path, line and what is wrong,
+//! and then nothing is written. Importing the same files again changes
+//! nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use deadpool_postgres::Pool;
-use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 
-use super::markdown::{compile_markdown, MarkdownOptions};
-use super::{topics, Slug, MAX_SLUG_LEN, MAX_TAG_LEN};
+use super::front_matter::{
+    no_such_series, parse_file, ArticleDoc, Common, Document, EpisodeDoc, FileError, FileKind, SeriesDoc,
+    SourceFile,
+};
+use super::markdown::MarkdownOptions;
+use super::{topics, Slug};
 use crate::cache::{publish_invalidation, Topic};
 use crate::store::StoreError;
-
-/// One file to import: where it came from (for messages) and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    pub path: PathBuf,
-    pub text: String,
-}
-
-/// What is wrong with one file, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileError {
-    pub path: PathBuf,
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -108,8 +89,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ImportError> {
         });
     }
     let mut files = Vec::new();
-    for folder in ["series", "episodes", "articles"] {
-        let folder = dir.join(folder);
+    for kind in FileKind::ALL {
+        let folder = dir.join(kind.folder());
         if !folder.is_dir() {
             continue;
         }
@@ -125,112 +106,6 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ImportError> {
         }
     }
     Ok(files)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Access {
-    Free,
-    Premium,
-}
-
-/// A date as a TOML string ("2026-03-14T09:00:00Z") or a bare TOML datetime.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum DateValue {
-    Text(String),
-    Toml(toml::value::Datetime),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeriesFront {
-    title: String,
-    #[serde(default)]
-    summary: String,
-    #[serde(default)]
-    position: i32,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EpisodeFront {
-    title: String,
-    #[serde(default)]
-    summary: String,
-    number: i32,
-    series: Option<String>,
-    position: Option<i32>,
-    duration: String,
-    video: String,
-    poster: Option<String>,
-    access: Access,
-    published_at: Option<DateValue>,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ArticleFront {
-    title: String,
-    #[serde(default)]
-    summary: String,
-    published_at: Option<DateValue>,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Common {
-    path: PathBuf,
-    slug: Slug,
-    title: String,
-    summary: String,
-    body_source: String,
-    body_html: String,
-    teaser_html: String,
-    published_at: Option<OffsetDateTime>,
-    /// Drafts are stored but never shown, whatever their date.
-    draft: bool,
-    tags: Vec<Slug>,
-}
-
-impl Common {
-    fn status(&self) -> &'static str {
-        if self.draft || self.published_at.is_none() {
-            "draft"
-        } else {
-            "published"
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct SeriesDoc {
-    common: Common,
-    position: i32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct EpisodeDoc {
-    common: Common,
-    number: i32,
-    series: Option<(Slug, i32)>,
-    series_line: usize,
-    duration_secs: i32,
-    video_url: String,
-    poster_url: Option<String>,
-    premium: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct ArticleDoc {
-    common: Common,
 }
 
 /// Every file parsed, validated and compiled.
@@ -266,366 +141,17 @@ impl Bundle {
     }
 }
 
-/// `MM:SS` or `H:MM:SS` in seconds.
-pub fn parse_duration(text: &str) -> Option<i32> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let numbers: Option<Vec<i32>> = parts
-        .iter()
-        .map(|p| {
-            (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| p.parse().ok())
-                .flatten()
-        })
-        .collect();
-    match numbers?.as_slice() {
-        [m, s] if *s < 60 => Some(m * 60 + s),
-        [h, m, s] if *m < 60 && *s < 60 => Some(h * 3600 + m * 60 + s),
-        _ => None,
-    }
-}
-
-/// What an episode's `series` names when no such series exists.
-fn no_such_series(series: &str) -> String {
-    format!("there is no series {series:?} (in series/ or already imported)")
-}
-
-/// Splits `+++` front matter from the body: (front matter, body, body's first line).
-fn split_front_matter(text: &str) -> Result<(&str, &str, usize), (usize, String)> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.split_inclusive('\n');
-    let first = lines.next().unwrap_or("");
-    if first.trim_end() != "+++" {
-        return Err((
-            1,
-            "the file must start with front matter: a line `+++`, TOML, and another `+++`".into(),
-        ));
-    }
-    let front_start = first.len();
-    let mut offset = front_start;
-    for (index, line) in lines.enumerate() {
-        if line.trim_end() == "+++" {
-            let body_start = offset + line.len();
-            return Ok((&text[front_start..offset], &text[body_start..], index + 3));
-        }
-        offset += line.len();
-    }
-    Err((1, "the front matter is not closed by a line `+++`".into()))
-}
-
-/// The front matter every kind of file shares.
-struct SharedFront {
-    title: String,
-    summary: String,
-    tags: Vec<String>,
-    published_at: Option<OffsetDateTime>,
-    draft: bool,
-}
-
-struct Parser<'a> {
-    file: &'a SourceFile,
-    front: &'a str,
-    errors: Vec<FileError>,
-}
-
-impl Parser<'_> {
-    fn error(&mut self, line: usize, message: impl Into<String>) {
-        self.errors.push(FileError {
-            path: self.file.path.clone(),
-            line,
-            message: message.into(),
-        });
-    }
-
-    /// The file line of `key = …` in the front matter, or the first line.
-    fn line_of(&self, key: &str) -> usize {
-        self.front
-            .lines()
-            .position(|l| {
-                l.trim_start().starts_with(key)
-                    && l[l.find(key).unwrap_or(0) + key.len()..]
-                        .trim_start()
-                        .starts_with('=')
-            })
-            .map_or(1, |i| i + 2)
-    }
-
-    fn date(&mut self, value: Option<DateValue>, draft: bool) -> Option<OffsetDateTime> {
-        let text = match value {
-            None if draft => return None,
-            None => {
-                self.error(1, "`published_at` is missing (or mark the file `draft = true`)");
-                return None;
-            }
-            Some(DateValue::Text(text)) => text,
-            Some(DateValue::Toml(date)) => date.to_string(),
-        };
-        match OffsetDateTime::parse(&text, &Rfc3339) {
-            Ok(date) => Some(date),
-            Err(_) => {
-                let line = self.line_of("published_at");
-                self.error(
-                    line,
-                    format!(
-                        "`published_at` = {text:?} is not an RFC 3339 date, e.g. \"2026-03-14T09:00:00Z\""
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn common(
-        &mut self,
-        meta: SharedFront,
-        body: &str,
-        body_line: usize,
-        options: MarkdownOptions,
-    ) -> Option<Common> {
-        let SharedFront {
-            title,
-            summary,
-            tags,
-            published_at,
-            draft,
-        } = meta;
-        let stem = self
-            .file
-            .path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        let slug = Slug::parse(stem);
-        if slug.is_err() {
-            self.error(1, format!("the file name {stem:?} is not a slug: use lower-case letters, digits and single hyphens, at most {MAX_SLUG_LEN} characters"));
-        }
-        if title.trim().is_empty() || title.chars().count() > 200 {
-            let line = self.line_of("title");
-            self.error(line, "`title` must have 1 to 200 characters");
-        }
-        if summary.chars().count() > 500 {
-            let line = self.line_of("summary");
-            self.error(line, "`summary` must have at most 500 characters");
-        }
-        let mut slugs = Vec::with_capacity(tags.len());
-        for tag in &tags {
-            match Slug::parse_tag(tag) {
-                Ok(slug) => slugs.push(slug),
-                Err(_) => {
-                    let line = self.line_of("tags");
-                    self.error(
-                        line,
-                        format!(
-                            "the tag {tag:?} is not a slug (lower-case letters, digits, hyphens; at most {MAX_TAG_LEN})"
-                        ),
-                    );
-                }
-            }
-        }
-        let compiled = match compile_markdown(body, options) {
-            Ok(compiled) => compiled,
-            Err(super::markdown::MarkdownError::Invalid { line, message }) => {
-                self.error(body_line + line - 1, message);
-                return None;
-            }
-            Err(e) => {
-                self.error(body_line, e.to_string());
-                return None;
-            }
-        };
-        slugs.sort();
-        slugs.dedup();
-        Some(Common {
-            path: self.file.path.clone(),
-            slug: slug.ok()?,
-            title: title.trim().to_owned(),
-            summary: summary.trim().to_owned(),
-            body_source: body.to_owned(),
-            body_html: compiled.html,
-            teaser_html: compiled.teaser_html,
-            published_at,
-            draft,
-            tags: slugs,
-        })
-    }
-
-    fn url(&mut self, key: &str, value: &str) {
-        let ok = value.starts_with("https://")
-            || value.starts_with("http://")
-            || (value.starts_with('/') && !value.starts_with("//"));
-        if !ok || value.chars().any(char::is_whitespace) {
-            let line = self.line_of(key);
-            self.error(
-                line,
-                format!("`{key}` must be an http(s) URL or a path starting with /"),
-            );
-        }
-    }
-}
-
-fn front_matter<T: serde::de::DeserializeOwned>(parser: &mut Parser<'_>) -> Option<T> {
-    match toml::from_str::<T>(parser.front) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            let line = e.span().map_or(1, |span| {
-                parser.front[..span.start.min(parser.front.len())]
-                    .matches('\n')
-                    .count()
-                    + 2
-            });
-            parser.error(line, e.message().to_owned());
-            None
-        }
-    }
-}
-
 /// Parses, validates and compiles every file; all problems at once.
 pub fn parse_files(files: &[SourceFile], options: MarkdownOptions) -> Result<Bundle, ImportError> {
     let mut bundle = Bundle::default();
     let mut errors = Vec::new();
     for file in files {
-        let kind = file
-            .path
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let (front, body, body_line) = match split_front_matter(&file.text) {
-            Ok(parts) => parts,
-            Err((line, message)) => {
-                errors.push(FileError {
-                    path: file.path.clone(),
-                    line,
-                    message,
-                });
-                continue;
-            }
-        };
-        let mut parser = Parser {
-            file,
-            front,
-            errors: Vec::new(),
-        };
-        match kind {
-            "series" => {
-                if let Some(meta) = front_matter::<SeriesFront>(&mut parser) {
-                    let common = parser.common(
-                        SharedFront {
-                            title: meta.title,
-                            summary: meta.summary,
-                            tags: Vec::new(),
-                            published_at: None,
-                            draft: false,
-                        },
-                        body,
-                        body_line,
-                        options,
-                    );
-                    if let Some(common) = common.filter(|_| parser.errors.is_empty()) {
-                        bundle.series.push(SeriesDoc {
-                            common,
-                            position: meta.position,
-                        });
-                    }
-                }
-            }
-            "episodes" => {
-                if let Some(meta) = front_matter::<EpisodeFront>(&mut parser) {
-                    let published_at = parser.date(meta.published_at, meta.draft);
-                    if meta.number <= 0 {
-                        let line = parser.line_of("number");
-                        parser.error(line, "`number` must be a positive integer");
-                    }
-                    let duration_secs = parse_duration(&meta.duration);
-                    if duration_secs.is_none() {
-                        let line = parser.line_of("duration");
-                        parser.error(
-                            line,
-                            format!("`duration` = {:?} must be MM:SS or H:MM:SS", meta.duration),
-                        );
-                    }
-                    parser.url("video", &meta.video);
-                    if let Some(poster) = &meta.poster {
-                        parser.url("poster", poster);
-                    }
-                    let series_line = parser.line_of("series");
-                    let series = match (meta.series, meta.position) {
-                        (Some(series), Some(position)) if position > 0 => match Slug::parse(&series) {
-                            Ok(slug) => Some((slug, position)),
-                            Err(_) => {
-                                parser.error(series_line, no_such_series(&series));
-                                None
-                            }
-                        },
-                        (None, None) => None,
-                        (Some(_), None) => {
-                            parser.error(series_line, "an episode in a series needs its `position` too");
-                            None
-                        }
-                        (None, Some(_)) => {
-                            let line = parser.line_of("position");
-                            parser.error(line, "`position` needs a `series`");
-                            None
-                        }
-                        (Some(_), Some(_)) => {
-                            let line = parser.line_of("position");
-                            parser.error(line, "`position` must be a positive integer");
-                            None
-                        }
-                    };
-                    let common = parser.common(
-                        SharedFront {
-                            title: meta.title,
-                            summary: meta.summary,
-                            tags: meta.tags,
-                            published_at,
-                            draft: meta.draft,
-                        },
-                        body,
-                        body_line,
-                        options,
-                    );
-                    if let (Some(common), Some(duration_secs)) = (common, duration_secs) {
-                        if parser.errors.is_empty() {
-                            bundle.episodes.push(EpisodeDoc {
-                                common,
-                                number: meta.number,
-                                series,
-                                series_line,
-                                duration_secs,
-                                video_url: meta.video,
-                                poster_url: meta.poster,
-                                premium: meta.access == Access::Premium,
-                            });
-                        }
-                    }
-                }
-            }
-            "articles" => {
-                if let Some(meta) = front_matter::<ArticleFront>(&mut parser) {
-                    let published_at = parser.date(meta.published_at, meta.draft);
-                    let common = parser.common(
-                        SharedFront {
-                            title: meta.title,
-                            summary: meta.summary,
-                            tags: meta.tags,
-                            published_at,
-                            draft: meta.draft,
-                        },
-                        body,
-                        body_line,
-                        options,
-                    );
-                    if let Some(common) = common.filter(|_| parser.errors.is_empty()) {
-                        bundle.articles.push(ArticleDoc { common });
-                    }
-                }
-            }
-            other => parser.error(
-                1,
-                format!("files belong in series/, episodes/ or articles/, not {other:?}"),
-            ),
+        match parse_file(file, options) {
+            Ok(Document::Series(series)) => bundle.series.push(series),
+            Ok(Document::Episode(episode)) => bundle.episodes.push(episode),
+            Ok(Document::Article(article)) => bundle.articles.push(article),
+            Err(mut problems) => errors.append(&mut problems),
         }
-        errors.append(&mut parser.errors);
     }
     check_across_files(&bundle, &mut errors);
     if errors.is_empty() {
@@ -976,80 +502,26 @@ async fn check_uniqueness(txn: &Transaction<'_>) -> Result<(), ImportError> {
 mod tests {
     use super::*;
 
-    fn file(path: &str, text: &str) -> SourceFile {
+    fn episode(path: &str, number: u32) -> SourceFile {
         SourceFile {
             path: PathBuf::from(path),
-            text: text.to_owned(),
-        }
-    }
-
-    fn errors(files: &[SourceFile]) -> Vec<String> {
-        match parse_files(files, MarkdownOptions::default()) {
-            Err(ImportError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
-            other => panic!("expected errors, got {other:?}"),
-        }
-    }
-
-    const EPISODE: &str = "+++\ntitle = \"Ownership\"\nnumber = 1\nduration = \"12:30\"\nvideo = \"https://v.example/1.mp4\"\naccess = \"free\"\npublished_at = \"2026-01-02T09:00:00Z\"\ntags = [\"rust\"]\n+++\nBody *here*.\n";
-
-    #[test]
-    fn a_valid_episode_parses_and_compiles() {
-        let bundle = parse_files(
-            &[file("c/episodes/ownership.md", EPISODE)],
-            MarkdownOptions::default(),
-        )
-        .expect("valid");
-        let episode = &bundle.episodes[0];
-        assert_eq!(episode.common.slug.as_str(), "ownership");
-        assert_eq!(episode.duration_secs, 750);
-        assert_eq!(episode.common.body_html, "<p>Body <em>here</em>.</p>\n");
-        assert_eq!(episode.common.tags, [Slug::parse_tag("rust").unwrap()]);
-    }
-
-    #[test]
-    fn errors_name_the_file_and_the_line() {
-        let bad_duration = EPISODE.replace("\"12:30\"", "\"12 minutes\"");
-        let unknown_key = EPISODE.replace("access = \"free\"", "acess = \"free\"");
-        let bad_date = EPISODE.replace("2026-01-02T09:00:00Z", "yesterday");
-        let found = errors(&[
-            file("c/episodes/a.md", &bad_duration),
-            file("c/episodes/b.md", &unknown_key),
-            file("c/episodes/c.md", &bad_date),
-            file("c/episodes/d.md", "no front matter"),
-            file(
-                "c/episodes/Bad_Name.md",
-                &EPISODE.replace("number = 1", "number = 9"),
+            text: format!(
+                "+++\ntitle = \"Ownership\"\nnumber = {number}\nduration = \"12:30\"\n\
+                 video = \"https://v.example/1.mp4\"\naccess = \"free\"\n\
+                 published_at = \"2026-01-02T09:00:00Z\"\n+++\nBody.\n"
             ),
-        ]);
-        assert_eq!(
-            found[0],
-            "c/episodes/a.md:4: `duration` = \"12 minutes\" must be MM:SS or H:MM:SS"
-        );
-        assert!(
-            found[1].starts_with("c/episodes/b.md:6: unknown field `acess`"),
-            "{}",
-            found[1]
-        );
-        assert!(
-            found[2].starts_with("c/episodes/c.md:7: `published_at` = \"yesterday\""),
-            "{}",
-            found[2]
-        );
-        assert!(
-            found[3].starts_with("c/episodes/d.md:1: the file must start with front matter"),
-            "{}",
-            found[3]
-        );
-        assert!(
-            found[4].starts_with("c/episodes/Bad_Name.md:1: the file name \"Bad_Name\" is not a slug"),
-            "{}",
-            found[4]
-        );
+        }
     }
 
     #[test]
     fn duplicate_numbers_and_positions_are_reported() {
-        let found = errors(&[file("c/episodes/a.md", EPISODE), file("c/episodes/b.md", EPISODE)]);
+        let found = match parse_files(
+            &[episode("c/episodes/a.md", 1), episode("c/episodes/b.md", 1)],
+            MarkdownOptions::default(),
+        ) {
+            Err(ImportError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            other => panic!("expected errors, got {other:?}"),
+        };
         assert_eq!(
             found,
             ["c/episodes/b.md:1: episode number 1 is also used by c/episodes/a.md"]
@@ -1057,11 +529,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_strictly() {
-        assert_eq!(parse_duration("04:05"), Some(245));
-        assert_eq!(parse_duration("1:02:03"), Some(3723));
-        for bad in ["", "5", "1:60", "a:10", "-1:10", "1:2:3:4", "1::2"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
+    fn every_file_is_read_and_the_folder_decides_its_kind() {
+        let bundle = parse_files(
+            &[episode("c/episodes/a.md", 1), episode("c/episodes/b.md", 2)],
+            MarkdownOptions::default(),
+        )
+        .expect("valid");
+        assert_eq!(bundle.counts().published_episodes, 2);
+        assert!(matches!(
+            parse_files(&[episode("c/drafts/a.md", 1)], MarkdownOptions::default()),
+            Err(ImportError::Invalid(errors)) if errors[0].message.contains("not \"drafts\"")
+        ));
     }
 }
