@@ -554,6 +554,12 @@ pub fn clean_query(raw: &str) -> String {
 const MARK_START: char = '\u{2}';
 const MARK_END: char = '\u{3}';
 
+/// What search may read of an episode: a premium episode's notes only up to
+/// their public teaser. The `search` column (`sql/V5__search_teaser.sql`)
+/// indexes the same text, so that paid notes are neither found nor quoted.
+const EPISODE_SEARCHABLE_SOURCE: &str =
+    "CASE WHEN e.access = 'premium' THEN e.teaser_source ELSE e.body_source END";
+
 /// Ranked matches in episodes and articles, at most 30.
 pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreError> {
     let query = clean_query(query);
@@ -571,7 +577,7 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
                     "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
                  SELECT kind, slug, title, snippet FROM ( \
                    SELECT 'episode' AS kind, e.slug, e.title, \
-                          ts_headline('english', e.summary || ' ' || e.body_source, q.query, $2) AS snippet, \
+                          ts_headline('english', e.summary || ' ' || {EPISODE_SEARCHABLE_SOURCE}, q.query, $2) AS snippet, \
                           ts_rank(e.search, q.query) AS rank, e.published_at \
                    FROM episodes e, q WHERE {} AND e.search @@ q.query \
                    UNION ALL \

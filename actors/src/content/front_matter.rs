@@ -10,7 +10,7 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::markdown::{compile_markdown, MarkdownError, MarkdownOptions};
+use super::markdown::{compile_markdown, teaser_source, MarkdownError, MarkdownOptions};
 use super::{Slug, MAX_SLUG_LEN, MAX_TAG_LEN};
 
 /// One file to import: where it came from (for messages) and its text.
@@ -171,6 +171,9 @@ pub(crate) struct SeriesDoc {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EpisodeDoc {
     pub(crate) common: Common,
+    /// The notes' Markdown up to the teaser's end: all that search may read
+    /// of a premium episode.
+    pub(crate) teaser_source: String,
     pub(crate) number: i32,
     pub(crate) series: Option<(Slug, i32)>,
     pub(crate) series_line: usize,
@@ -347,8 +350,16 @@ impl Parser<'_> {
             }
         };
         let common = self.common(front.title, front.summary, publication)?;
+        let teaser_source = match teaser_source(self.body, self.options) {
+            Ok(teaser) => teaser.to_owned(),
+            Err(e) => {
+                self.markdown_error(e);
+                return None;
+            }
+        };
         Some(Document::Episode(EpisodeDoc {
             common,
+            teaser_source,
             number,
             series,
             series_line,
@@ -784,6 +795,7 @@ mod tests {
             prop_assert_eq!(episode.common.draft, draft);
             prop_assert_eq!(episode.common.published_at, Some(published_at));
             prop_assert_eq!(episode.common.tags, expected_tags);
+            prop_assert_eq!(episode.teaser_source, "Intro.");
         }
     }
 }

@@ -351,26 +351,28 @@ async fn upsert_episode(
         .query_opt(
             "INSERT INTO episodes (slug, number, title, summary, body_source, body_html, teaser_html, \
                 duration_secs, video_url, poster_url, access, status, published_at, series_id, series_position, \
-                updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($13, now())) \
+                teaser_source, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, COALESCE($13, now())) \
              ON CONFLICT (slug) DO UPDATE SET number = EXCLUDED.number, title = EXCLUDED.title, \
                summary = EXCLUDED.summary, body_source = EXCLUDED.body_source, body_html = EXCLUDED.body_html, \
                teaser_html = EXCLUDED.teaser_html, duration_secs = EXCLUDED.duration_secs, \
                video_url = EXCLUDED.video_url, poster_url = EXCLUDED.poster_url, access = EXCLUDED.access, \
                status = EXCLUDED.status, published_at = EXCLUDED.published_at, series_id = EXCLUDED.series_id, \
-               series_position = EXCLUDED.series_position, updated_at = now() \
+               series_position = EXCLUDED.series_position, teaser_source = EXCLUDED.teaser_source, \
+               updated_at = now() \
              WHERE (episodes.number, episodes.title, episodes.summary, episodes.body_source, episodes.body_html, \
                     episodes.teaser_html, episodes.duration_secs, episodes.video_url, episodes.poster_url, \
-                    episodes.access, episodes.status, episodes.published_at, episodes.series_id, episodes.series_position) \
+                    episodes.access, episodes.status, episodes.published_at, episodes.series_id, episodes.series_position, \
+                    episodes.teaser_source) \
                IS DISTINCT FROM (EXCLUDED.number, EXCLUDED.title, EXCLUDED.summary, EXCLUDED.body_source, \
                     EXCLUDED.body_html, EXCLUDED.teaser_html, EXCLUDED.duration_secs, EXCLUDED.video_url, \
                     EXCLUDED.poster_url, EXCLUDED.access, EXCLUDED.status, EXCLUDED.published_at, \
-                    EXCLUDED.series_id, EXCLUDED.series_position) \
+                    EXCLUDED.series_id, EXCLUDED.series_position, EXCLUDED.teaser_source) \
              RETURNING id",
             &[
                 &c.slug, &doc.number, &c.title, &c.summary, &c.body_source, &c.body_html, &c.teaser_html,
                 &doc.duration_secs, &doc.video_url, &doc.poster_url, &access, &status, &c.published_at,
-                &series_id, &position,
+                &series_id, &position, &doc.teaser_source,
             ],
         )
         .await?;
