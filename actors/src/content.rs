@@ -23,8 +23,14 @@ use crate::store::StoreError;
 
 /// Episodes or articles on one listing page.
 pub const PAGE_SIZE: i64 = 12;
-/// A search string is cut to this many characters.
+/// A search string is cut to this many characters, then to
+/// [`MAX_QUERY_TERMS`] words.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// The most words a search keeps: each is one more term that PostgreSQL
+/// matches and highlights, and a visitor's question needs no more.
+pub const MAX_QUERY_TERMS: usize = 8;
+/// Search shows at most this many hits.
+const MAX_HITS: i64 = 30;
 
 /// The SQL condition for "a visitor may see this row" (alias `e` or `a`).
 macro_rules! visible {
@@ -541,14 +547,18 @@ pub async fn list_tagged(pool: &Pool, tag: &Slug) -> Result<Option<Tagged>, Stor
     }))
 }
 
-/// Cuts a visitor's search string to a sane length at a character boundary.
+/// Cuts a visitor's search string to [`MAX_QUERY_CHARS`] characters, then
+/// to [`MAX_QUERY_TERMS`] words.
 pub fn clean_query(raw: &str) -> String {
-    raw.chars()
+    let text: String = raw
+        .chars()
         .filter(|c| !c.is_control())
         .take(MAX_QUERY_CHARS)
-        .collect::<String>()
-        .trim()
-        .to_owned()
+        .collect();
+    text.split_whitespace()
+        .take(MAX_QUERY_TERMS)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const MARK_START: char = '\u{2}';
@@ -560,7 +570,7 @@ const MARK_END: char = '\u{3}';
 const EPISODE_SEARCHABLE_SOURCE: &str =
     "CASE WHEN e.access = 'premium' THEN e.teaser_source ELSE e.body_source END";
 
-/// Ranked matches in episodes and articles, at most 30.
+/// Ranked matches in episodes and articles, at most [`MAX_HITS`].
 pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreError> {
     let query = clean_query(query);
     if query.is_empty() {
@@ -570,22 +580,28 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
         "StartSel={MARK_START}, StopSel={MARK_END}, MaxFragments=2, MaxWords=24, MinWords=8, FragmentDelimiter=\" … \""
     );
     let client = pool.get().await?;
+    // Rank and cut first: a snippet reads its whole document, so only the
+    // hits that are shown get one.
     let rows = client
         .query(
             &client
                 .prepare_cached(&format!(
-                    "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
-                 SELECT kind, slug, title, snippet FROM ( \
-                   SELECT 'episode' AS kind, e.slug, e.title, \
-                          ts_headline('english', e.summary || ' ' || {EPISODE_SEARCHABLE_SOURCE}, q.query, $2) AS snippet, \
-                          ts_rank(e.search, q.query) AS rank, e.published_at \
+                    "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query), \
+                 hits AS ( \
+                   SELECT 'episode' AS kind, e.id, ts_rank(e.search, q.query) AS rank, e.published_at \
                    FROM episodes e, q WHERE {} AND e.search @@ q.query \
                    UNION ALL \
-                   SELECT 'article', a.slug, a.title, \
-                          ts_headline('english', a.summary || ' ' || a.body_source, q.query, $2), \
-                          ts_rank(a.search, q.query), a.published_at \
+                   SELECT 'article', a.id, ts_rank(a.search, q.query), a.published_at \
                    FROM articles a, q WHERE {} AND a.search @@ q.query \
-                 ) hits ORDER BY rank DESC, published_at DESC LIMIT 30",
+                   ORDER BY rank DESC, published_at DESC LIMIT {MAX_HITS}) \
+                 SELECT h.kind, COALESCE(e.slug, a.slug), COALESCE(e.title, a.title), \
+                        ts_headline('english', CASE h.kind \
+                            WHEN 'episode' THEN e.summary || ' ' || {EPISODE_SEARCHABLE_SOURCE} \
+                            ELSE a.summary || ' ' || a.body_source END, q.query, $2) \
+                 FROM hits h CROSS JOIN q \
+                 LEFT JOIN episodes e ON h.kind = 'episode' AND e.id = h.id \
+                 LEFT JOIN articles a ON h.kind = 'article' AND a.id = h.id \
+                 ORDER BY h.rank DESC, h.published_at DESC",
                     visible!("e"),
                     visible!("a")
                 ))
@@ -724,6 +740,7 @@ pub async fn has_content(pool: &Pool) -> Result<bool, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn pages_exist_from_one_to_the_last() {
@@ -739,6 +756,20 @@ mod tests {
     fn search_strings_are_cut_and_cleaned() {
         assert_eq!(clean_query("  rust\u{0}traits\n "), "rusttraits");
         assert_eq!(clean_query(&"é".repeat(500)).chars().count(), MAX_QUERY_CHARS);
+        assert_eq!(
+            clean_query("one  two three four five six seven eight nine ten"),
+            "one two three four five six seven eight"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_cleaned_search_is_short_and_has_few_words(raw in "\\PC{0,400}|[a-z \t\n]{0,400}") {
+            let query = clean_query(&raw);
+            prop_assert!(query.chars().count() <= MAX_QUERY_CHARS);
+            prop_assert!(query.split_whitespace().count() <= MAX_QUERY_TERMS);
+            prop_assert_eq!(query.trim(), query.as_str());
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Search: a premium episode's paid notes are neither found nor quoted, only
-//! its public teaser (also for episodes stored before search learnt that).
+//! its public teaser (also for episodes stored before search learnt that),
+//! and a long question is cut to a few terms and still answered.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use lectern_actors::content::{self, import::import_dir, markdown::MarkdownOption
 use lectern_actors::store;
 use reqwest::StatusCode;
 
-use crate::helpers::{empty_database, spawn_app, TestApp};
+use crate::helpers::{empty_database, spawn_app, spawn_demo_app, TestApp};
 
 /// A premium episode whose teaser speaks of quokkas and whose paid notes, after
 /// the first second-level heading, of narwhals; and a free episode whose notes
@@ -116,4 +117,32 @@ async fn premium_episodes_stored_before_the_fix_are_searched_by_their_teaser() {
         "{}",
         hits[0].snippet_html
     );
+}
+
+#[actix_rt::test]
+async fn a_long_question_is_cut_to_a_few_terms_and_still_answered() {
+    let app = spawn_demo_app().await;
+    let repeated = "borrow+checker+".repeat(60);
+    let many_words = (0..60).map(|i| format!("word{i}")).collect::<Vec<_>>().join("+");
+
+    let found = results(&app, &repeated).await;
+    let page = app
+        .get(&format!("/search?q={repeated}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let nothing = results(&app, &many_words).await;
+
+    assert!(
+        found.contains("/articles/why-we-built-lectern-in-rust"),
+        "{found}"
+    );
+    assert!(
+        found.contains("<mark>borrow</mark> <mark>checker</mark>"),
+        "{found}"
+    );
+    let searched = format!("“{}”", ["borrow checker"; 4].join(" "));
+    assert!(page.contains(&searched), "eight words are searched: {page}");
+    assert_eq!(nothing, "");
 }
