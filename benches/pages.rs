@@ -70,8 +70,9 @@ fn pages(c: &mut Criterion) {
         pool
     });
     let templates = compile_templates().expect("templates");
+    let slug = content::Slug::parse(EPISODE).expect("a slug");
     let episode = runtime
-        .block_on(content::get_episode_by_slug(&pool, EPISODE))
+        .block_on(content::get_episode_by_slug(&pool, &slug))
         .expect("query")
         .expect("the episode exists");
     let data = page_data(&episode);
@@ -98,7 +99,7 @@ fn pages(c: &mut Criterion) {
         b.iter(|| table.get(black_box(&key)))
     });
     group.bench_function("miss: query the episode", |b| {
-        b.iter(|| runtime.block_on(content::get_episode_by_slug(&pool, black_box(EPISODE))))
+        b.iter(|| runtime.block_on(content::get_episode_by_slug(&pool, black_box(&slug))))
     });
     group.bench_function("miss: render the episode page", |b| {
         b.iter(|| templates.render("pages/episode", black_box(&data)))
@@ -109,7 +110,7 @@ fn pages(c: &mut Criterion) {
     group.bench_function("miss: query, render, compress", |b| {
         b.iter(|| {
             let episode = runtime
-                .block_on(content::get_episode_by_slug(&pool, EPISODE))
+                .block_on(content::get_episode_by_slug(&pool, &slug))
                 .expect("query")
                 .expect("episode");
             let html = templates

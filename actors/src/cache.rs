@@ -7,6 +7,7 @@
 
 pub mod actor;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +23,38 @@ pub use actor::{Invalidate, PageCache};
 
 /// The PostgreSQL channel that carries invalidations between nodes.
 pub const NOTIFY_CHANNEL: &str = "lectern_cache";
-/// The topic that stands for every page.
-pub const EVERYTHING: &str = "*";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7000;
 
+/// Something a cached page shows (an episode, a listing, a tag…): a change
+/// to it drops the page. `content::topics` names them, for the pages that
+/// show them and the importer that changes them alike; the cache only
+/// compares them, and carries them between nodes as strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Topic(Cow<'static, str>);
+
+impl Topic {
+    /// Every page: what a node drops when it may have missed changes.
+    pub const EVERYTHING: Topic = Topic::fixed("*");
+
+    pub(crate) const fn fixed(name: &'static str) -> Topic {
+        Topic(Cow::Borrowed(name))
+    }
+
+    pub(crate) fn named(name: String) -> Topic {
+        Topic(Cow::Owned(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Who is looking: the one thing about a viewer a cached page may depend on.
-/// Members and subscribers arrive with accounts.
+/// Visitors and members see the same pages (what is personal comes from
+/// `/me`), so today there is one class; subscribers, who see premium
+/// videos, get theirs with billing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ViewerClass {
@@ -55,13 +81,13 @@ pub struct CachedPage {
     /// Empty for a page that is not cached.
     pub etag: String,
     /// What the page shows, e.g. `episode:ownership`, `series:async-rust`.
-    pub topics: Box<[String]>,
+    pub topics: Box<[Topic]>,
 }
 
 impl CachedPage {
     /// Compresses `body` (gzip and brotli) and hashes it: CPU work, done on
     /// the Renderer pool.
-    pub fn build(status: u16, content_type: &'static str, body: String, topics: Vec<String>) -> CachedPage {
+    pub fn build(status: u16, content_type: &'static str, body: String, topics: Vec<Topic>) -> CachedPage {
         let identity = Bytes::from(body);
         CachedPage {
             status,
@@ -114,11 +140,11 @@ impl CachedPage {
 
     fn weight(&self) -> u64 {
         let bodies = self.identity.len() + self.gzip.len() + self.brotli.len();
-        let topics: usize = self.topics.iter().map(String::len).sum();
+        let topics: usize = self.topics.iter().map(|t| t.as_str().len()).sum();
         (bodies + topics + 256) as u64
     }
 
-    fn shows_any(&self, topics: &BTreeSet<String>) -> bool {
+    fn shows_any(&self, topics: &BTreeSet<Topic>) -> bool {
         self.topics.iter().any(|t| topics.contains(t))
     }
 }
@@ -282,10 +308,10 @@ impl PageTable {
     }
 
     /// Drops every page that shows one of `topics` (all pages for `*`).
-    pub fn invalidate(&self, topics: &BTreeSet<String>) {
+    pub fn invalidate(&self, topics: &BTreeSet<Topic>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
-        if topics.contains(EVERYTHING) {
+        if topics.contains(&Topic::EVERYTHING) {
             self.table.clear();
         } else {
             self.table.retain(|_, page| !page.shows_any(topics));
@@ -308,11 +334,12 @@ impl PageTable {
 /// Announces, when `txn` commits, that pages showing `topics` are stale.
 pub async fn publish_invalidation(
     txn: &Transaction<'_>,
-    topics: &BTreeSet<String>,
+    topics: &BTreeSet<Topic>,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut payload = serde_json::to_string(topics).unwrap_or_else(|_| format!("[\"{EVERYTHING}\"]"));
+    let everything = || format!("[\"{}\"]", Topic::EVERYTHING.as_str());
+    let mut payload = serde_json::to_string(topics).unwrap_or_else(|_| everything());
     if payload.len() > MAX_PAYLOAD {
-        payload = format!("[\"{EVERYTHING}\"]");
+        payload = everything();
     }
     txn.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &payload])
         .await?;
@@ -320,11 +347,14 @@ pub async fn publish_invalidation(
 }
 
 /// Reads a NOTIFY payload; anything unreadable means "everything".
-pub fn parse_topics(payload: &str) -> BTreeSet<String> {
-    serde_json::from_str::<BTreeSet<String>>(payload)
+pub fn parse_topics(payload: &str) -> BTreeSet<Topic> {
+    serde_json::from_str::<Vec<String>>(payload)
         .ok()
         .filter(|topics| !topics.is_empty())
-        .unwrap_or_else(|| BTreeSet::from([EVERYTHING.to_owned()]))
+        .map_or_else(
+            || BTreeSet::from([Topic::EVERYTHING]),
+            |topics| topics.into_iter().map(Topic::named).collect(),
+        )
 }
 
 #[cfg(test)]
@@ -338,12 +368,16 @@ mod tests {
         }
     }
 
-    fn page(body: &str, topics: &[&str]) -> Arc<CachedPage> {
+    fn topics(names: &[&'static str]) -> BTreeSet<Topic> {
+        names.iter().map(|name| Topic::fixed(name)).collect()
+    }
+
+    fn page(body: &str, shows: &[&'static str]) -> Arc<CachedPage> {
         Arc::new(CachedPage::build(
             200,
             "text/html; charset=utf-8",
             body.to_owned(),
-            topics.iter().map(|t| (*t).to_owned()).collect(),
+            topics(shows).into_iter().collect(),
         ))
     }
 
@@ -374,12 +408,12 @@ mod tests {
             .insert(key("/episodes/b"), page("b", &["episode:b", "series:t"]));
         table.table.insert(key("/"), page("home", &["home"]));
 
-        table.invalidate(&BTreeSet::from(["series:s".to_owned(), "home".to_owned()]));
+        table.invalidate(&topics(&["series:s", "home"]));
 
         assert!(table.get(&key("/episodes/a")).is_none());
         assert!(table.get(&key("/")).is_none());
         assert!(table.get(&key("/episodes/b")).is_some());
-        table.invalidate(&BTreeSet::from([EVERYTHING.to_owned()]));
+        table.invalidate(&BTreeSet::from([Topic::EVERYTHING]));
         assert_eq!(table.stats().entries, 0);
     }
 
@@ -399,16 +433,9 @@ mod tests {
 
     #[test]
     fn unreadable_payloads_invalidate_everything() {
-        assert_eq!(
-            parse_topics("[\"home\",\"feed\"]"),
-            BTreeSet::from(["feed".to_owned(), "home".to_owned()])
-        );
+        assert_eq!(parse_topics("[\"home\",\"feed\"]"), topics(&["feed", "home"]));
         for bad in ["", "not json", "[]", "{\"a\":1}"] {
-            assert_eq!(
-                parse_topics(bad),
-                BTreeSet::from([EVERYTHING.to_owned()]),
-                "{bad}"
-            );
+            assert_eq!(parse_topics(bad), topics(&["*"]), "{bad}");
         }
     }
 }

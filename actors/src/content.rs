@@ -3,20 +3,34 @@
 //! published content whose publish time has come is ever returned.
 
 pub mod demo;
+pub mod front_matter;
 pub mod import;
 pub mod markdown;
+mod slug;
+pub mod topics;
+
+use std::error::Error;
 
 use deadpool_postgres::Pool;
 use serde::Serialize;
 use time::OffsetDateTime;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Row;
+
+pub use slug::{Slug, SlugError, MAX_SLUG_LEN, MAX_TAG_LEN};
 
 use crate::store::StoreError;
 
 /// Episodes or articles on one listing page.
 pub const PAGE_SIZE: i64 = 12;
-/// A search string is cut to this many characters.
+/// A search string is cut to this many characters, then to
+/// [`MAX_QUERY_TERMS`] words.
 pub const MAX_QUERY_CHARS: usize = 200;
+/// The most words a search keeps: each is one more term that PostgreSQL
+/// matches and highlights, and a visitor's question needs no more.
+pub const MAX_QUERY_TERMS: usize = 8;
+/// Search shows at most this many hits.
+const MAX_HITS: i64 = 30;
 
 /// The SQL condition for "a visitor may see this row" (alias `e` or `a`).
 macro_rules! visible {
@@ -32,13 +46,13 @@ macro_rules! visible {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeriesRef {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EpisodeSummary {
-    pub slug: String,
+    pub slug: Slug,
     pub number: i32,
     pub title: String,
     pub summary: String,
@@ -48,12 +62,12 @@ pub struct EpisodeSummary {
     pub published_at: OffsetDateTime,
     pub poster_url: Option<String>,
     pub series: Option<SeriesRef>,
-    pub tags: Vec<String>,
+    pub tags: Vec<Slug>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EpisodeRef {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
 }
 
@@ -73,7 +87,7 @@ pub struct Episode {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeriesSummary {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub summary: String,
     pub episode_count: i64,
@@ -91,12 +105,12 @@ pub struct Series {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ArticleSummary {
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub summary: String,
     #[serde(with = "time::serde::rfc3339")]
     pub published_at: OffsetDateTime,
-    pub tags: Vec<String>,
+    pub tags: Vec<Slug>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,16 +124,16 @@ pub struct Article {
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Page<T> {
+pub struct Listing<T> {
     pub items: Vec<T>,
     pub page: i64,
     pub pages: i64,
     pub total: i64,
 }
 
-impl<T> Page<T> {
-    fn new(items: Vec<T>, page: i64, total: i64) -> Page<T> {
-        Page {
+impl<T> Listing<T> {
+    fn new(items: Vec<T>, page: i64, total: i64) -> Listing<T> {
+        Listing {
             items,
             page,
             pages: ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
@@ -137,7 +151,7 @@ pub struct Home {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tagged {
-    pub tag: String,
+    pub tag: Slug,
     pub episodes: Vec<EpisodeSummary>,
     pub articles: Vec<ArticleSummary>,
 }
@@ -149,21 +163,26 @@ pub enum Kind {
     Article,
 }
 
-impl Kind {
-    /// The `kind` column of the queries that unite episodes and articles.
-    fn from_column(kind: &str) -> Kind {
-        if kind == "episode" {
-            Kind::Episode
-        } else {
-            Kind::Article
+/// The `kind` column of the queries that unite episodes and articles; any
+/// other value fails the query rather than passing for an article.
+impl<'a> FromSql<'a> for Kind {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Kind, Box<dyn Error + Sync + Send>> {
+        match <&str as FromSql>::from_sql(ty, raw)? {
+            "episode" => Ok(Kind::Episode),
+            "article" => Ok(Kind::Article),
+            other => Err(format!("unknown kind of content {other:?}").into()),
         }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SearchHit {
     pub kind: Kind,
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     /// Escaped text with the matches in `<mark>`.
     pub snippet_html: String,
@@ -173,7 +192,7 @@ pub struct SearchHit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedEntry {
     pub kind: Kind,
-    pub slug: String,
+    pub slug: Slug,
     pub title: String,
     pub summary: String,
     pub content_html: String,
@@ -196,11 +215,15 @@ const EPISODE_SUMMARY_COLUMNS: &str = "e.slug, e.number, e.title, e.summary, e.d
            WHERE et.episode_id = e.id ORDER BY t.slug)";
 const EPISODE_SUMMARY_WIDTH: usize = 11;
 
-fn episode_summary(row: &Row) -> EpisodeSummary {
-    let series_slug: Option<String> = row.get(8);
+// The rows' readers: slugs and kinds are parsed with `try_get`, so that a
+// value their rules refuse fails the query; the other columns' types are
+// fixed by the queries themselves.
+
+fn episode_summary(row: &Row) -> Result<EpisodeSummary, StoreError> {
+    let series_slug: Option<Slug> = row.try_get(8)?;
     let series_title: Option<String> = row.get(9);
-    EpisodeSummary {
-        slug: row.get(0),
+    Ok(EpisodeSummary {
+        slug: row.try_get(0)?,
         number: row.get(1),
         title: row.get(2),
         summary: row.get(3),
@@ -211,8 +234,8 @@ fn episode_summary(row: &Row) -> EpisodeSummary {
         series: series_slug
             .zip(series_title)
             .map(|(slug, title)| SeriesRef { slug, title }),
-        tags: row.get(10),
-    }
+        tags: row.try_get(10)?,
+    })
 }
 
 const ARTICLE_SUMMARY_COLUMNS: &str = "a.slug, a.title, a.summary, a.published_at, \
@@ -220,14 +243,14 @@ const ARTICLE_SUMMARY_COLUMNS: &str = "a.slug, a.title, a.summary, a.published_a
            WHERE at.article_id = a.id ORDER BY t.slug)";
 const ARTICLE_SUMMARY_WIDTH: usize = 5;
 
-fn article_summary(row: &Row) -> ArticleSummary {
-    ArticleSummary {
-        slug: row.get(0),
+fn article_summary(row: &Row) -> Result<ArticleSummary, StoreError> {
+    Ok(ArticleSummary {
+        slug: row.try_get(0)?,
         title: row.get(1),
         summary: row.get(2),
         published_at: row.get(3),
-        tags: row.get(4),
-    }
+        tags: row.try_get(4)?,
+    })
 }
 
 const SERIES_SUMMARY_SQL: &str = "SELECT s.slug, s.title, s.summary, count(e.id), \
@@ -236,15 +259,27 @@ const SERIES_SUMMARY_SQL: &str = "SELECT s.slug, s.title, s.summary, count(e.id)
       ORDER BY p.series_position LIMIT 1) \
      FROM series s LEFT JOIN episodes e ON e.series_id = s.id AND e.status = 'published' AND e.published_at <= now()";
 
-fn series_summary(row: &Row) -> SeriesSummary {
-    SeriesSummary {
-        slug: row.get(0),
+fn series_summary(row: &Row) -> Result<SeriesSummary, StoreError> {
+    Ok(SeriesSummary {
+        slug: row.try_get(0)?,
         title: row.get(1),
         summary: row.get(2),
         episode_count: row.get(3),
         duration_secs: row.get(4),
         poster_url: row.get(5),
-    }
+    })
+}
+
+/// Every row read by `item`; the first that cannot be read fails them all.
+fn read_rows<T>(rows: &[Row], item: fn(&Row) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+    rows.iter().map(item).collect()
+}
+
+/// The series that have published episodes.
+fn read_series_with_episodes(rows: &[Row]) -> Result<Vec<SeriesSummary>, StoreError> {
+    let mut series = read_rows(rows, series_summary)?;
+    series.retain(|s| s.episode_count > 0);
+    Ok(series)
 }
 
 /// Latest episodes and articles, and every series, for the home page.
@@ -285,18 +320,14 @@ pub async fn get_home(pool: &Pool) -> Result<Home, StoreError> {
         )
         .await?;
     Ok(Home {
-        episodes: episodes.iter().map(episode_summary).collect(),
-        articles: articles.iter().map(article_summary).collect(),
-        series: series
-            .iter()
-            .map(series_summary)
-            .filter(|s| s.episode_count > 0)
-            .collect(),
+        episodes: read_rows(&episodes, episode_summary)?,
+        articles: read_rows(&articles, article_summary)?,
+        series: read_series_with_episodes(&series)?,
     })
 }
 
 /// One page of published episodes, newest first; `None` past the last page.
-pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Page<EpisodeSummary>>, StoreError> {
+pub async fn list_episodes(pool: &Pool, page: i64) -> Result<Option<Listing<EpisodeSummary>>, StoreError> {
     let count = format!("SELECT count(*) FROM episodes e WHERE {}", visible!("e"));
     let rows = format!(
         "SELECT {EPISODE_SUMMARY_COLUMNS} FROM episodes e LEFT JOIN series s ON s.id = e.series_id \
@@ -313,8 +344,8 @@ async fn list_page<T>(
     page: i64,
     count: &str,
     rows: &str,
-    item: fn(&Row) -> T,
-) -> Result<Option<Page<T>>, StoreError> {
+    item: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Option<Listing<T>>, StoreError> {
     let client = pool.get().await?;
     let total: i64 = client
         .query_one(&client.prepare_cached(count).await?, &[])
@@ -326,7 +357,7 @@ async fn list_page<T>(
     let rows = client
         .query(&client.prepare_cached(rows).await?, &[&PAGE_SIZE, &offset])
         .await?;
-    Ok(Some(Page::new(rows.iter().map(item).collect(), page, total)))
+    Ok(Some(Listing::new(read_rows(&rows, item)?, page, total)))
 }
 
 /// The offset of `page` (from 1), or `None` when no such page exists; an
@@ -336,7 +367,7 @@ fn page_offset(page: i64, total: i64) -> Option<i64> {
     (1..=pages).contains(&page).then(|| (page - 1) * PAGE_SIZE)
 }
 
-pub async fn get_episode_by_slug(pool: &Pool, slug: &str) -> Result<Option<Episode>, StoreError> {
+pub async fn get_episode_by_slug(pool: &Pool, slug: &Slug) -> Result<Option<Episode>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(&client.prepare_cached(&format!(
@@ -356,25 +387,26 @@ pub async fn get_episode_by_slug(pool: &Pool, slug: &str) -> Result<Option<Episo
             &[&slug],
         )
         .await?;
-    Ok(row.map(|row| {
-        let w = EPISODE_SUMMARY_WIDTH;
-        let reference = |slug: usize| {
-            let slug_value: Option<String> = row.get(slug);
-            let title: Option<String> = row.get(slug + 1);
-            slug_value
-                .zip(title)
-                .map(|(slug, title)| EpisodeRef { slug, title })
-        };
-        Episode {
-            summary: episode_summary(&row),
-            body_html: row.get(w),
-            teaser_html: row.get(w + 1),
-            video_url: row.get(w + 2),
-            series_position: row.get(w + 3),
-            previous: reference(w + 4),
-            next: reference(w + 6),
-            updated_at: row.get(w + 8),
-        }
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let w = EPISODE_SUMMARY_WIDTH;
+    let reference = |slug: usize| -> Result<Option<EpisodeRef>, StoreError> {
+        let slug_value: Option<Slug> = row.try_get(slug)?;
+        let title: Option<String> = row.get(slug + 1);
+        Ok(slug_value
+            .zip(title)
+            .map(|(slug, title)| EpisodeRef { slug, title }))
+    };
+    Ok(Some(Episode {
+        summary: episode_summary(&row)?,
+        body_html: row.get(w),
+        teaser_html: row.get(w + 1),
+        video_url: row.get(w + 2),
+        series_position: row.get(w + 3),
+        previous: reference(w + 4)?,
+        next: reference(w + 6)?,
+        updated_at: row.get(w + 8),
     }))
 }
 
@@ -391,14 +423,10 @@ pub async fn list_series(pool: &Pool) -> Result<Vec<SeriesSummary>, StoreError> 
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(series_summary)
-        .filter(|s| s.episode_count > 0)
-        .collect())
+    read_series_with_episodes(&rows)
 }
 
-pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series>, StoreError> {
+pub async fn get_series_by_slug(pool: &Pool, slug: &Slug) -> Result<Option<Series>, StoreError> {
     let client = pool.get().await?;
     let Some(row) = client
         .query_opt(
@@ -411,7 +439,7 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
     else {
         return Ok(None);
     };
-    let summary = series_summary(&row);
+    let summary = series_summary(&row)?;
     if summary.episode_count == 0 {
         return Ok(None);
     }
@@ -439,12 +467,12 @@ pub async fn get_series_by_slug(pool: &Pool, slug: &str) -> Result<Option<Series
     Ok(Some(Series {
         summary,
         body_html: body,
-        episodes: episodes.iter().map(episode_summary).collect(),
+        episodes: read_rows(&episodes, episode_summary)?,
     }))
 }
 
 /// One page of published articles, newest first; `None` past the last page.
-pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Page<ArticleSummary>>, StoreError> {
+pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Listing<ArticleSummary>>, StoreError> {
     let count = format!("SELECT count(*) FROM articles a WHERE {}", visible!("a"));
     let rows = format!(
         "SELECT {ARTICLE_SUMMARY_COLUMNS} FROM articles a WHERE {} \
@@ -454,7 +482,7 @@ pub async fn list_articles(pool: &Pool, page: i64) -> Result<Option<Page<Article
     list_page(pool, page, &count, &rows, article_summary).await
 }
 
-pub async fn get_article_by_slug(pool: &Pool, slug: &str) -> Result<Option<Article>, StoreError> {
+pub async fn get_article_by_slug(pool: &Pool, slug: &Slug) -> Result<Option<Article>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
@@ -468,15 +496,18 @@ pub async fn get_article_by_slug(pool: &Pool, slug: &str) -> Result<Option<Artic
             &[&slug],
         )
         .await?;
-    Ok(row.map(|row| Article {
-        summary: article_summary(&row),
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Article {
+        summary: article_summary(&row)?,
         body_html: row.get(ARTICLE_SUMMARY_WIDTH),
         updated_at: row.get(ARTICLE_SUMMARY_WIDTH + 1),
     }))
 }
 
 /// Everything published under `tag`; `None` when nothing is.
-pub async fn list_tagged(pool: &Pool, tag: &str) -> Result<Option<Tagged>, StoreError> {
+pub async fn list_tagged(pool: &Pool, tag: &Slug) -> Result<Option<Tagged>, StoreError> {
     let client = pool.get().await?;
     let episodes = client
         .query(
@@ -510,26 +541,36 @@ pub async fn list_tagged(pool: &Pool, tag: &str) -> Result<Option<Tagged>, Store
         return Ok(None);
     }
     Ok(Some(Tagged {
-        tag: tag.to_owned(),
-        episodes: episodes.iter().map(episode_summary).collect(),
-        articles: articles.iter().map(article_summary).collect(),
+        tag: tag.clone(),
+        episodes: read_rows(&episodes, episode_summary)?,
+        articles: read_rows(&articles, article_summary)?,
     }))
 }
 
-/// Cuts a visitor's search string to a sane length at a character boundary.
+/// Cuts a visitor's search string to [`MAX_QUERY_CHARS`] characters, then
+/// to [`MAX_QUERY_TERMS`] words.
 pub fn clean_query(raw: &str) -> String {
-    raw.chars()
+    let text: String = raw
+        .chars()
         .filter(|c| !c.is_control())
         .take(MAX_QUERY_CHARS)
-        .collect::<String>()
-        .trim()
-        .to_owned()
+        .collect();
+    text.split_whitespace()
+        .take(MAX_QUERY_TERMS)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 const MARK_START: char = '\u{2}';
 const MARK_END: char = '\u{3}';
 
-/// Ranked matches in episodes and articles, at most 30.
+/// What search may read of an episode: a premium episode's notes only up to
+/// their public teaser. The `search` column (`sql/V5__search_teaser.sql`)
+/// indexes the same text, so that paid notes are neither found nor quoted.
+const EPISODE_SEARCHABLE_SOURCE: &str =
+    "CASE WHEN e.access = 'premium' THEN e.teaser_source ELSE e.body_source END";
+
+/// Ranked matches in episodes and articles, at most [`MAX_HITS`].
 pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreError> {
     let query = clean_query(query);
     if query.is_empty() {
@@ -539,22 +580,28 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
         "StartSel={MARK_START}, StopSel={MARK_END}, MaxFragments=2, MaxWords=24, MinWords=8, FragmentDelimiter=\" … \""
     );
     let client = pool.get().await?;
+    // Rank and cut first: a snippet reads its whole document, so only the
+    // hits that are shown get one.
     let rows = client
         .query(
             &client
                 .prepare_cached(&format!(
-                    "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query) \
-                 SELECT kind, slug, title, snippet FROM ( \
-                   SELECT 'episode' AS kind, e.slug, e.title, \
-                          ts_headline('english', e.summary || ' ' || e.body_source, q.query, $2) AS snippet, \
-                          ts_rank(e.search, q.query) AS rank, e.published_at \
+                    "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query), \
+                 hits AS ( \
+                   SELECT 'episode' AS kind, e.id, ts_rank(e.search, q.query) AS rank, e.published_at \
                    FROM episodes e, q WHERE {} AND e.search @@ q.query \
                    UNION ALL \
-                   SELECT 'article', a.slug, a.title, \
-                          ts_headline('english', a.summary || ' ' || a.body_source, q.query, $2), \
-                          ts_rank(a.search, q.query), a.published_at \
+                   SELECT 'article', a.id, ts_rank(a.search, q.query), a.published_at \
                    FROM articles a, q WHERE {} AND a.search @@ q.query \
-                 ) hits ORDER BY rank DESC, published_at DESC LIMIT 30",
+                   ORDER BY rank DESC, published_at DESC LIMIT {MAX_HITS}) \
+                 SELECT h.kind, COALESCE(e.slug, a.slug), COALESCE(e.title, a.title), \
+                        ts_headline('english', CASE h.kind \
+                            WHEN 'episode' THEN e.summary || ' ' || {EPISODE_SEARCHABLE_SOURCE} \
+                            ELSE a.summary || ' ' || a.body_source END, q.query, $2) \
+                 FROM hits h CROSS JOIN q \
+                 LEFT JOIN episodes e ON h.kind = 'episode' AND e.id = h.id \
+                 LEFT JOIN articles a ON h.kind = 'article' AND a.id = h.id \
+                 ORDER BY h.rank DESC, h.published_at DESC",
                     visible!("e"),
                     visible!("a")
                 ))
@@ -562,15 +609,16 @@ pub async fn search(pool: &Pool, query: &str) -> Result<Vec<SearchHit>, StoreErr
             &[&query, &options],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| SearchHit {
-            kind: Kind::from_column(row.get(0)),
-            slug: row.get(1),
-            title: row.get(2),
-            snippet_html: mark_snippet(row.get(3)),
+    rows.iter()
+        .map(|row| {
+            Ok(SearchHit {
+                kind: row.try_get(0)?,
+                slug: row.try_get(1)?,
+                title: row.get(2),
+                snippet_html: mark_snippet(row.get(3)),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Escapes the snippet's text, then turns the match markers into `<mark>`.
@@ -613,18 +661,19 @@ pub async fn list_feed_entries(pool: &Pool, limit: i64) -> Result<Vec<FeedEntry>
             &[&limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| FeedEntry {
-            kind: Kind::from_column(row.get(0)),
-            slug: row.get(1),
-            title: row.get(2),
-            summary: row.get(3),
-            content_html: row.get(4),
-            published_at: row.get(5),
-            updated_at: row.get(6),
+    rows.iter()
+        .map(|row| {
+            Ok(FeedEntry {
+                kind: row.try_get(0)?,
+                slug: row.try_get(1)?,
+                title: row.get(2),
+                summary: row.get(3),
+                content_html: row.get(4),
+                published_at: row.get(5),
+                updated_at: row.get(6),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Every public page and when it last changed.
@@ -691,6 +740,7 @@ pub async fn has_content(pool: &Pool) -> Result<bool, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn pages_exist_from_one_to_the_last() {
@@ -706,6 +756,28 @@ mod tests {
     fn search_strings_are_cut_and_cleaned() {
         assert_eq!(clean_query("  rust\u{0}traits\n "), "rusttraits");
         assert_eq!(clean_query(&"é".repeat(500)).chars().count(), MAX_QUERY_CHARS);
+        assert_eq!(
+            clean_query("one  two three four five six seven eight nine ten"),
+            "one two three four five six seven eight"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn a_cleaned_search_is_short_and_has_few_words(raw in "\\PC{0,400}|[a-z \t\n]{0,400}") {
+            let query = clean_query(&raw);
+            prop_assert!(query.chars().count() <= MAX_QUERY_CHARS);
+            prop_assert!(query.split_whitespace().count() <= MAX_QUERY_TERMS);
+            prop_assert_eq!(query.trim(), query.as_str());
+        }
+    }
+
+    #[test]
+    fn a_kind_of_content_that_is_neither_episode_nor_article_is_an_error() {
+        assert_eq!(Kind::from_sql(&Type::TEXT, b"episode").ok(), Some(Kind::Episode));
+        assert_eq!(Kind::from_sql(&Type::TEXT, b"article").ok(), Some(Kind::Article));
+        let error = Kind::from_sql(&Type::TEXT, b"podcast").expect_err("not a kind");
+        assert_eq!(error.to_string(), "unknown kind of content \"podcast\"");
     }
 
     #[test]

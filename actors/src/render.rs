@@ -10,7 +10,7 @@ use handlebars::{handlebars_helper, Handlebars};
 use rust_embed::RustEmbed;
 
 use crate::assets::asset_url;
-use crate::cache::CachedPage;
+use crate::cache::{CachedPage, Topic};
 use crate::supervisor::restarts::{guard, ActorStats, Crashed, SupervisedActor};
 
 /// The templates; embedded in release builds, read from disk in debug builds.
@@ -151,7 +151,7 @@ pub struct RenderPage {
     pub status: u16,
     pub content_type: &'static str,
     /// What the page shows, for invalidation.
-    pub topics: Vec<String>,
+    pub topics: Vec<Topic>,
     /// Compress for the cache, or not (a page served once).
     pub compress: bool,
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use lectern_actors::cache::{CachedPage, PageKey, ViewerClass};
-use lectern_actors::content::{self, import::is_valid_slug, Page};
+use lectern_actors::cache::{CachedPage, PageKey, Topic, ViewerClass};
+use lectern_actors::content::{self, topics, Listing, Slug};
 use lectern_actors::render::{RenderError, RenderPage};
 use lectern_actors::store::StoreError;
 use serde::Serialize;
@@ -47,7 +47,7 @@ struct View {
     content_type: &'static str,
     meta: Meta,
     data: Map<String, Value>,
-    topics: Vec<String>,
+    topics: Vec<Topic>,
 }
 
 fn data(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Map<String, Value> {
@@ -179,7 +179,7 @@ fn listing_key(base: &str, page: i64) -> String {
     }
 }
 
-fn pagination<T: Serialize>(listing: Page<T>) -> Value {
+fn pagination<T: Serialize>(listing: Listing<T>) -> Value {
     let previous = (listing.page > 1).then(|| listing.page - 1);
     let next = (listing.page < listing.pages).then(|| listing.page + 1);
     let mut value = to_value(&listing);
@@ -202,7 +202,7 @@ async fn home(req: HttpRequest, state: web::Data<AppState>) -> Answer {
                 "/",
             ),
             data: data([("home", to_value(&home))]),
-            topics: vec!["home".into()],
+            topics: vec![topics::HOME],
         }))
     })
     .await
@@ -227,25 +227,24 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> Answer {
             content_type: HTML,
             meta: Meta::new(title, "Every screencast episode, newest first.", key),
             data: data([("listing", pagination(listing))]),
-            topics: vec!["episodes".into()],
+            topics: vec![topics::EPISODES],
         }))
     })
     .await
 }
 
 async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Answer {
-    let slug = slug.into_inner();
-    if !is_valid_slug(&slug, 80) {
+    let Ok(slug) = Slug::parse(&slug) else {
         return Err(PageError::NotFound);
-    }
+    };
     let path = format!("/episodes/{slug}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(episode) = content::get_episode_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
-        let mut topics = vec![format!("episode:{slug}")];
+        let mut shows = vec![topics::episode(&slug)];
         if let Some(series) = &episode.summary.series {
-            topics.push(format!("series:{}", series.slug));
+            shows.push(topics::series(&series.slug));
         }
         let can_watch = !episode.summary.premium;
         let meta = Meta::new(&episode.summary.title, &episode.summary.summary, path)
@@ -258,7 +257,7 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
                 ("episode", to_value(&episode)),
                 ("can_watch", Value::Bool(can_watch)),
             ]),
-            topics,
+            topics: shows,
         }))
     })
     .await
@@ -272,17 +271,16 @@ async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> Answer {
             content_type: HTML,
             meta: Meta::new("Series", "Episodes grouped into courses, in order.", "/series"),
             data: data([("series", to_value(&series))]),
-            topics: vec!["series".into()],
+            topics: vec![topics::SERIES_INDEX],
         }))
     })
     .await
 }
 
 async fn series(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Answer {
-    let slug = slug.into_inner();
-    if !is_valid_slug(&slug, 80) {
+    let Ok(slug) = Slug::parse(&slug) else {
         return Err(PageError::NotFound);
-    }
+    };
     let path = format!("/series/{slug}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(series) = content::get_series_by_slug(&state.pool, &slug).await? else {
@@ -295,7 +293,7 @@ async fn series(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<St
             content_type: HTML,
             meta,
             data: data([("series", to_value(&series))]),
-            topics: vec![format!("series:{slug}")],
+            topics: vec![topics::series(&slug)],
         }))
     })
     .await
@@ -320,17 +318,16 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> Answer {
             content_type: HTML,
             meta: Meta::new(title, "Articles, newest first.", key),
             data: data([("listing", pagination(listing))]),
-            topics: vec!["articles".into()],
+            topics: vec![topics::ARTICLES],
         }))
     })
     .await
 }
 
 async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Answer {
-    let slug = slug.into_inner();
-    if !is_valid_slug(&slug, 80) {
+    let Ok(slug) = Slug::parse(&slug) else {
         return Err(PageError::NotFound);
-    }
+    };
     let path = format!("/articles/{slug}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(article) = content::get_article_by_slug(&state.pool, &slug).await? else {
@@ -343,17 +340,16 @@ async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
             content_type: HTML,
             meta,
             data: data([("article", to_value(&article))]),
-            topics: vec![format!("article:{slug}")],
+            topics: vec![topics::article(&slug)],
         }))
     })
     .await
 }
 
 async fn tag(req: HttpRequest, state: web::Data<AppState>, tag: web::Path<String>) -> Answer {
-    let tag = tag.into_inner();
-    if !is_valid_slug(&tag, 40) {
+    let Ok(tag) = Slug::parse_tag(&tag) else {
         return Err(PageError::NotFound);
-    }
+    };
     let path = format!("/tags/{tag}");
     serve_page(&req, &state, path.clone(), || async {
         let Some(tagged) = content::list_tagged(&state.pool, &tag).await? else {
@@ -368,7 +364,7 @@ async fn tag(req: HttpRequest, state: web::Data<AppState>, tag: web::Path<String
                 path,
             ),
             data: data([("tagged", to_value(&tagged))]),
-            topics: vec![format!("tag:{tag}")],
+            topics: vec![topics::tag(&tag)],
         }))
     })
     .await
@@ -417,7 +413,7 @@ async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Answer {
                 ("entries", to_value(&entries)),
                 ("updated", to_value(rfc3339(updated))),
             ]),
-            topics: vec!["feed".into()],
+            topics: vec![topics::FEED],
         }))
     })
     .await
@@ -431,7 +427,7 @@ async fn sitemap(req: HttpRequest, state: web::Data<AppState>) -> Answer {
             content_type: XML,
             meta: Meta::new("Sitemap", "", "/sitemap.xml"),
             data: data([("entries", to_value(&entries))]),
-            topics: vec!["sitemap".into()],
+            topics: vec![topics::SITEMAP],
         }))
     })
     .await

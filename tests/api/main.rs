@@ -16,6 +16,7 @@ mod middleware;
 mod ops;
 mod page_cache;
 mod pages;
+mod search;
 mod snapshots;
 mod static_files;
 mod store;

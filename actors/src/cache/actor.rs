@@ -11,7 +11,7 @@ use actix::prelude::*;
 use deadpool_postgres::Pool;
 use slog::Logger;
 
-use super::{parse_topics, PageTable, EVERYTHING, NOTIFY_CHANNEL};
+use super::{parse_topics, PageTable, Topic, NOTIFY_CHANNEL};
 use crate::store::listen::{listen, Heard};
 use crate::store::DbConfig;
 use crate::supervisor::restarts::{guard, ActorStats, Crashed, SupervisedActor};
@@ -60,7 +60,7 @@ impl Actor for PageCache {
                 let topics = match heard {
                     Heard::Notification(payload) => parse_topics(&payload),
                     // Whatever changed while the connection was down is unknown.
-                    Heard::Reconnected => BTreeSet::from([EVERYTHING.to_owned()]),
+                    Heard::Reconnected => BTreeSet::from([Topic::EVERYTHING]),
                 };
                 cache.do_send(Invalidate(topics));
             },
@@ -76,7 +76,7 @@ impl Actor for PageCache {
 impl Supervised for PageCache {
     fn restarting(&mut self, _: &mut Context<Self>) {
         // Notifications may have been missed while the listener was down.
-        self.table.invalidate(&BTreeSet::from([EVERYTHING.to_owned()]));
+        self.table.invalidate(&BTreeSet::from([Topic::EVERYTHING]));
         self.stats.record_restart("stopped");
     }
 }
@@ -90,7 +90,7 @@ impl SupervisedActor for PageCache {
 /// Drop every cached page that shows one of these topics.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), Crashed>")]
-pub struct Invalidate(pub BTreeSet<String>);
+pub struct Invalidate(pub BTreeSet<Topic>);
 
 impl Handler<Invalidate> for PageCache {
     type Result = Result<(), Crashed>;
@@ -112,7 +112,7 @@ async fn watch_schedule(pool: Pool, cache: Addr<PageCache>, stats: Arc<ActorStat
         match crate::content::count_published_between(&pool, last_check, now).await {
             Ok(0) => last_check = now,
             Ok(_) => {
-                cache.do_send(Invalidate(BTreeSet::from([EVERYTHING.to_owned()])));
+                cache.do_send(Invalidate(BTreeSet::from([Topic::EVERYTHING])));
                 last_check = now;
             }
             // Keep `last_check`, so that nothing that came due is skipped.

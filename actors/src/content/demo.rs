@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use rust_embed::RustEmbed;
 
-use super::import::SourceFile;
+use super::front_matter::SourceFile;
 
 #[derive(RustEmbed)]
 #[folder = "demo/"]

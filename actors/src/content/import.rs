@@ -1,43 +1,25 @@
 //! Content import: a folder of Markdown files with TOML front matter
 //! (`series/*.md`, `episodes/*.md`, `articles/*.md`), upserted by slug in
-//! one transaction. Every file is parsed and compiled before anything is
-//! written; a bad file is reported with its path, line and what is wrong, and
-//! then nothing is written. Importing the same files again changes nothing.
+//! one transaction. Every file is read (by `front_matter`) before anything
+//! is written; a bad file is reported with its path, line and what is wrong,
+//! and then nothing is written. Importing the same files again changes
+//! nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use deadpool_postgres::Pool;
-use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 
-use super::markdown::{compile_markdown, MarkdownOptions};
-use crate::cache::publish_invalidation;
+use super::front_matter::{
+    no_such_series, parse_file, ArticleDoc, Common, Document, EpisodeDoc, FileError, FileKind, SeriesDoc,
+    SourceFile,
+};
+use super::markdown::MarkdownOptions;
+use super::{topics, Slug};
+use crate::cache::{publish_invalidation, Topic};
 use crate::store::StoreError;
-
-/// One file to import: where it came from (for messages) and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    pub path: PathBuf,
-    pub text: String,
-}
-
-/// What is wrong with one file, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileError {
-    pub path: PathBuf,
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -74,7 +56,7 @@ pub struct ImportReport {
     /// Slugs of the items inserted or changed, e.g. `episodes/ownership`.
     pub changed: Vec<String>,
     /// The cache topics invalidated.
-    pub topics: BTreeSet<String>,
+    pub topics: BTreeSet<Topic>,
 }
 
 impl fmt::Display for ImportReport {
@@ -107,8 +89,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ImportError> {
         });
     }
     let mut files = Vec::new();
-    for folder in ["series", "episodes", "articles"] {
-        let folder = dir.join(folder);
+    for kind in FileKind::ALL {
+        let folder = dir.join(kind.folder());
         if !folder.is_dir() {
             continue;
         }
@@ -124,112 +106,6 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, ImportError> {
         }
     }
     Ok(files)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Access {
-    Free,
-    Premium,
-}
-
-/// A date as a TOML string ("2026-03-14T09:00:00Z") or a bare TOML datetime.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum DateValue {
-    Text(String),
-    Toml(toml::value::Datetime),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeriesFront {
-    title: String,
-    #[serde(default)]
-    summary: String,
-    #[serde(default)]
-    position: i32,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EpisodeFront {
-    title: String,
-    #[serde(default)]
-    summary: String,
-    number: i32,
-    series: Option<String>,
-    position: Option<i32>,
-    duration: String,
-    video: String,
-    poster: Option<String>,
-    access: Access,
-    published_at: Option<DateValue>,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ArticleFront {
-    title: String,
-    #[serde(default)]
-    summary: String,
-    published_at: Option<DateValue>,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Common {
-    path: PathBuf,
-    slug: String,
-    title: String,
-    summary: String,
-    body_source: String,
-    body_html: String,
-    teaser_html: String,
-    published_at: Option<OffsetDateTime>,
-    /// Drafts are stored but never shown, whatever their date.
-    draft: bool,
-    tags: Vec<String>,
-}
-
-impl Common {
-    fn status(&self) -> &'static str {
-        if self.draft || self.published_at.is_none() {
-            "draft"
-        } else {
-            "published"
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct SeriesDoc {
-    common: Common,
-    position: i32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct EpisodeDoc {
-    common: Common,
-    number: i32,
-    series: Option<(String, i32)>,
-    series_line: usize,
-    duration_secs: i32,
-    video_url: String,
-    poster_url: Option<String>,
-    premium: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct ArticleDoc {
-    common: Common,
 }
 
 /// Every file parsed, validated and compiled.
@@ -265,361 +141,17 @@ impl Bundle {
     }
 }
 
-/// A slug: lower-case ASCII letters and digits in hyphen-separated words.
-pub fn is_valid_slug(slug: &str, max: usize) -> bool {
-    !slug.is_empty()
-        && slug.len() <= max
-        && slug.split('-').all(|word| {
-            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-}
-
-/// `MM:SS` or `H:MM:SS` in seconds.
-pub fn parse_duration(text: &str) -> Option<i32> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let numbers: Option<Vec<i32>> = parts
-        .iter()
-        .map(|p| {
-            (!p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| p.parse().ok())
-                .flatten()
-        })
-        .collect();
-    match numbers?.as_slice() {
-        [m, s] if *s < 60 => Some(m * 60 + s),
-        [h, m, s] if *m < 60 && *s < 60 => Some(h * 3600 + m * 60 + s),
-        _ => None,
-    }
-}
-
-/// Splits `+++` front matter from the body: (front matter, body, body's first line).
-fn split_front_matter(text: &str) -> Result<(&str, &str, usize), (usize, String)> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.split_inclusive('\n');
-    let first = lines.next().unwrap_or("");
-    if first.trim_end() != "+++" {
-        return Err((
-            1,
-            "the file must start with front matter: a line `+++`, TOML, and another `+++`".into(),
-        ));
-    }
-    let front_start = first.len();
-    let mut offset = front_start;
-    for (index, line) in lines.enumerate() {
-        if line.trim_end() == "+++" {
-            let body_start = offset + line.len();
-            return Ok((&text[front_start..offset], &text[body_start..], index + 3));
-        }
-        offset += line.len();
-    }
-    Err((1, "the front matter is not closed by a line `+++`".into()))
-}
-
-/// The front matter every kind of file shares.
-struct SharedFront {
-    title: String,
-    summary: String,
-    tags: Vec<String>,
-    published_at: Option<OffsetDateTime>,
-    draft: bool,
-}
-
-struct Parser<'a> {
-    file: &'a SourceFile,
-    front: &'a str,
-    errors: Vec<FileError>,
-}
-
-impl Parser<'_> {
-    fn error(&mut self, line: usize, message: impl Into<String>) {
-        self.errors.push(FileError {
-            path: self.file.path.clone(),
-            line,
-            message: message.into(),
-        });
-    }
-
-    /// The file line of `key = …` in the front matter, or the first line.
-    fn line_of(&self, key: &str) -> usize {
-        self.front
-            .lines()
-            .position(|l| {
-                l.trim_start().starts_with(key)
-                    && l[l.find(key).unwrap_or(0) + key.len()..]
-                        .trim_start()
-                        .starts_with('=')
-            })
-            .map_or(1, |i| i + 2)
-    }
-
-    fn date(&mut self, value: Option<DateValue>, draft: bool) -> Option<OffsetDateTime> {
-        let text = match value {
-            None if draft => return None,
-            None => {
-                self.error(1, "`published_at` is missing (or mark the file `draft = true`)");
-                return None;
-            }
-            Some(DateValue::Text(text)) => text,
-            Some(DateValue::Toml(date)) => date.to_string(),
-        };
-        match OffsetDateTime::parse(&text, &Rfc3339) {
-            Ok(date) => Some(date),
-            Err(_) => {
-                let line = self.line_of("published_at");
-                self.error(
-                    line,
-                    format!(
-                        "`published_at` = {text:?} is not an RFC 3339 date, e.g. \"2026-03-14T09:00:00Z\""
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn common(
-        &mut self,
-        meta: SharedFront,
-        body: &str,
-        body_line: usize,
-        options: MarkdownOptions,
-    ) -> Option<Common> {
-        let SharedFront {
-            title,
-            summary,
-            tags,
-            published_at,
-            draft,
-        } = meta;
-        let slug = self
-            .file
-            .path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned();
-        if !is_valid_slug(&slug, 80) {
-            self.error(1, format!("the file name {slug:?} is not a slug: use lower-case letters, digits and single hyphens, at most 80 characters"));
-        }
-        if title.trim().is_empty() || title.chars().count() > 200 {
-            let line = self.line_of("title");
-            self.error(line, "`title` must have 1 to 200 characters");
-        }
-        if summary.chars().count() > 500 {
-            let line = self.line_of("summary");
-            self.error(line, "`summary` must have at most 500 characters");
-        }
-        for tag in &tags {
-            if !is_valid_slug(tag, 40) {
-                let line = self.line_of("tags");
-                self.error(
-                    line,
-                    format!(
-                        "the tag {tag:?} is not a slug (lower-case letters, digits, hyphens; at most 40)"
-                    ),
-                );
-            }
-        }
-        let compiled = match compile_markdown(body, options) {
-            Ok(compiled) => compiled,
-            Err(super::markdown::MarkdownError::Invalid { line, message }) => {
-                self.error(body_line + line - 1, message);
-                return None;
-            }
-            Err(e) => {
-                self.error(body_line, e.to_string());
-                return None;
-            }
-        };
-        let mut tags = tags;
-        tags.sort();
-        tags.dedup();
-        Some(Common {
-            path: self.file.path.clone(),
-            slug,
-            title: title.trim().to_owned(),
-            summary: summary.trim().to_owned(),
-            body_source: body.to_owned(),
-            body_html: compiled.html,
-            teaser_html: compiled.teaser_html,
-            published_at,
-            draft,
-            tags,
-        })
-    }
-
-    fn url(&mut self, key: &str, value: &str) {
-        let ok = value.starts_with("https://")
-            || value.starts_with("http://")
-            || (value.starts_with('/') && !value.starts_with("//"));
-        if !ok || value.chars().any(char::is_whitespace) {
-            let line = self.line_of(key);
-            self.error(
-                line,
-                format!("`{key}` must be an http(s) URL or a path starting with /"),
-            );
-        }
-    }
-}
-
-fn front_matter<T: serde::de::DeserializeOwned>(parser: &mut Parser<'_>) -> Option<T> {
-    match toml::from_str::<T>(parser.front) {
-        Ok(value) => Some(value),
-        Err(e) => {
-            let line = e.span().map_or(1, |span| {
-                parser.front[..span.start.min(parser.front.len())]
-                    .matches('\n')
-                    .count()
-                    + 2
-            });
-            parser.error(line, e.message().to_owned());
-            None
-        }
-    }
-}
-
 /// Parses, validates and compiles every file; all problems at once.
 pub fn parse_files(files: &[SourceFile], options: MarkdownOptions) -> Result<Bundle, ImportError> {
     let mut bundle = Bundle::default();
     let mut errors = Vec::new();
     for file in files {
-        let kind = file
-            .path
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let (front, body, body_line) = match split_front_matter(&file.text) {
-            Ok(parts) => parts,
-            Err((line, message)) => {
-                errors.push(FileError {
-                    path: file.path.clone(),
-                    line,
-                    message,
-                });
-                continue;
-            }
-        };
-        let mut parser = Parser {
-            file,
-            front,
-            errors: Vec::new(),
-        };
-        match kind {
-            "series" => {
-                if let Some(meta) = front_matter::<SeriesFront>(&mut parser) {
-                    let common = parser.common(
-                        SharedFront {
-                            title: meta.title,
-                            summary: meta.summary,
-                            tags: Vec::new(),
-                            published_at: None,
-                            draft: false,
-                        },
-                        body,
-                        body_line,
-                        options,
-                    );
-                    if let Some(common) = common.filter(|_| parser.errors.is_empty()) {
-                        bundle.series.push(SeriesDoc {
-                            common,
-                            position: meta.position,
-                        });
-                    }
-                }
-            }
-            "episodes" => {
-                if let Some(meta) = front_matter::<EpisodeFront>(&mut parser) {
-                    let published_at = parser.date(meta.published_at, meta.draft);
-                    if meta.number <= 0 {
-                        let line = parser.line_of("number");
-                        parser.error(line, "`number` must be a positive integer");
-                    }
-                    let duration_secs = parse_duration(&meta.duration);
-                    if duration_secs.is_none() {
-                        let line = parser.line_of("duration");
-                        parser.error(
-                            line,
-                            format!("`duration` = {:?} must be MM:SS or H:MM:SS", meta.duration),
-                        );
-                    }
-                    parser.url("video", &meta.video);
-                    if let Some(poster) = &meta.poster {
-                        parser.url("poster", poster);
-                    }
-                    let series_line = parser.line_of("series");
-                    let series = match (meta.series, meta.position) {
-                        (Some(series), Some(position)) if position > 0 => Some((series, position)),
-                        (None, None) => None,
-                        (Some(_), None) => {
-                            parser.error(series_line, "an episode in a series needs its `position` too");
-                            None
-                        }
-                        (None, Some(_)) => {
-                            let line = parser.line_of("position");
-                            parser.error(line, "`position` needs a `series`");
-                            None
-                        }
-                        (Some(_), Some(_)) => {
-                            let line = parser.line_of("position");
-                            parser.error(line, "`position` must be a positive integer");
-                            None
-                        }
-                    };
-                    let common = parser.common(
-                        SharedFront {
-                            title: meta.title,
-                            summary: meta.summary,
-                            tags: meta.tags,
-                            published_at,
-                            draft: meta.draft,
-                        },
-                        body,
-                        body_line,
-                        options,
-                    );
-                    if let (Some(common), Some(duration_secs)) = (common, duration_secs) {
-                        if parser.errors.is_empty() {
-                            bundle.episodes.push(EpisodeDoc {
-                                common,
-                                number: meta.number,
-                                series,
-                                series_line,
-                                duration_secs,
-                                video_url: meta.video,
-                                poster_url: meta.poster,
-                                premium: meta.access == Access::Premium,
-                            });
-                        }
-                    }
-                }
-            }
-            "articles" => {
-                if let Some(meta) = front_matter::<ArticleFront>(&mut parser) {
-                    let published_at = parser.date(meta.published_at, meta.draft);
-                    let common = parser.common(
-                        SharedFront {
-                            title: meta.title,
-                            summary: meta.summary,
-                            tags: meta.tags,
-                            published_at,
-                            draft: meta.draft,
-                        },
-                        body,
-                        body_line,
-                        options,
-                    );
-                    if let Some(common) = common.filter(|_| parser.errors.is_empty()) {
-                        bundle.articles.push(ArticleDoc { common });
-                    }
-                }
-            }
-            other => parser.error(
-                1,
-                format!("files belong in series/, episodes/ or articles/, not {other:?}"),
-            ),
+        match parse_file(file, options) {
+            Ok(Document::Series(series)) => bundle.series.push(series),
+            Ok(Document::Episode(episode)) => bundle.episodes.push(episode),
+            Ok(Document::Article(article)) => bundle.articles.push(article),
+            Err(mut problems) => errors.append(&mut problems),
         }
-        errors.append(&mut parser.errors);
     }
     check_across_files(&bundle, &mut errors);
     if errors.is_empty() {
@@ -651,7 +183,8 @@ fn check_across_files(bundle: &Bundle, errors: &mut Vec<FileError>) {
                     path: episode.common.path.clone(),
                     line: episode.series_line,
                     message: format!(
-                        "position {position} in series {series:?} is also used by {}",
+                        "position {position} in series {:?} is also used by {}",
+                        series.as_str(),
                         other.common.path.display()
                     ),
                 });
@@ -699,10 +232,13 @@ pub async fn import_bundle(pool: &Pool, bundle: &Bundle) -> Result<ImportReport,
     Ok(report)
 }
 
-fn listing_topics(report: &mut ImportReport, listings: &[&str]) {
-    for topic in ["home", "feed", "sitemap", "search"].iter().chain(listings) {
-        report.topics.insert((*topic).to_owned());
-    }
+/// Any change shows on the home page, in the feed and the sitemap, and in
+/// the `listings` of its kind.
+fn listing_topics(report: &mut ImportReport, listings: &[Topic]) {
+    let every_change = [topics::HOME, topics::FEED, topics::SITEMAP];
+    report
+        .topics
+        .extend(every_change.into_iter().chain(listings.iter().cloned()));
 }
 
 async fn upsert_series(
@@ -727,13 +263,13 @@ async fn upsert_series(
         .is_some();
     if changed {
         report.changed.push(format!("series/{}", c.slug));
-        report.topics.insert(format!("series:{}", c.slug));
-        listing_topics(report, &["series"]);
+        report.topics.insert(topics::series(&c.slug));
+        listing_topics(report, &[topics::SERIES_INDEX]);
     }
     Ok(())
 }
 
-async fn tag_ids(txn: &Transaction<'_>, tags: &[String]) -> Result<Vec<i64>, ImportError> {
+async fn tag_ids(txn: &Transaction<'_>, tags: &[Slug]) -> Result<Vec<i64>, ImportError> {
     if tags.is_empty() {
         return Ok(Vec::new());
     }
@@ -760,7 +296,7 @@ async fn replace_tags(
     txn: &Transaction<'_>,
     kind: Tagging,
     id: i64,
-    tags: &[String],
+    tags: &[Slug],
 ) -> Result<(), ImportError> {
     let (delete, insert) = match kind {
         Tagging::Episode => (
@@ -794,7 +330,7 @@ async fn upsert_episode(
                 return Err(ImportError::Invalid(vec![FileError {
                     path: c.path.clone(),
                     line: doc.series_line,
-                    message: format!("there is no series {slug:?} (in series/ or already imported)"),
+                    message: no_such_series(slug.as_str()),
                 }]));
             };
             (Some(row.get::<_, i64>(0)), Some(*position))
@@ -815,26 +351,28 @@ async fn upsert_episode(
         .query_opt(
             "INSERT INTO episodes (slug, number, title, summary, body_source, body_html, teaser_html, \
                 duration_secs, video_url, poster_url, access, status, published_at, series_id, series_position, \
-                updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, COALESCE($13, now())) \
+                teaser_source, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, COALESCE($13, now())) \
              ON CONFLICT (slug) DO UPDATE SET number = EXCLUDED.number, title = EXCLUDED.title, \
                summary = EXCLUDED.summary, body_source = EXCLUDED.body_source, body_html = EXCLUDED.body_html, \
                teaser_html = EXCLUDED.teaser_html, duration_secs = EXCLUDED.duration_secs, \
                video_url = EXCLUDED.video_url, poster_url = EXCLUDED.poster_url, access = EXCLUDED.access, \
                status = EXCLUDED.status, published_at = EXCLUDED.published_at, series_id = EXCLUDED.series_id, \
-               series_position = EXCLUDED.series_position, updated_at = now() \
+               series_position = EXCLUDED.series_position, teaser_source = EXCLUDED.teaser_source, \
+               updated_at = now() \
              WHERE (episodes.number, episodes.title, episodes.summary, episodes.body_source, episodes.body_html, \
                     episodes.teaser_html, episodes.duration_secs, episodes.video_url, episodes.poster_url, \
-                    episodes.access, episodes.status, episodes.published_at, episodes.series_id, episodes.series_position) \
+                    episodes.access, episodes.status, episodes.published_at, episodes.series_id, episodes.series_position, \
+                    episodes.teaser_source) \
                IS DISTINCT FROM (EXCLUDED.number, EXCLUDED.title, EXCLUDED.summary, EXCLUDED.body_source, \
                     EXCLUDED.body_html, EXCLUDED.teaser_html, EXCLUDED.duration_secs, EXCLUDED.video_url, \
                     EXCLUDED.poster_url, EXCLUDED.access, EXCLUDED.status, EXCLUDED.published_at, \
-                    EXCLUDED.series_id, EXCLUDED.series_position) \
+                    EXCLUDED.series_id, EXCLUDED.series_position, EXCLUDED.teaser_source) \
              RETURNING id",
             &[
                 &c.slug, &doc.number, &c.title, &c.summary, &c.body_source, &c.body_html, &c.teaser_html,
                 &doc.duration_secs, &doc.video_url, &doc.poster_url, &access, &status, &c.published_at,
-                &series_id, &position,
+                &series_id, &position, &doc.teaser_source,
             ],
         )
         .await?;
@@ -845,22 +383,28 @@ async fn upsert_episode(
             .await?
             .get(0),
     };
-    let old_tags: Vec<String> = before.as_ref().map(|r| r.get(1)).unwrap_or_default();
+    let old_tags: Vec<Slug> = match &before {
+        Some(row) => row.try_get(1)?,
+        None => Vec::new(),
+    };
     let tags_changed = old_tags != c.tags;
     if tags_changed {
         replace_tags(txn, Tagging::Episode, episode_id, &c.tags).await?;
     }
     if upserted.is_some() || tags_changed {
         report.changed.push(format!("episodes/{}", c.slug));
-        report.topics.insert(format!("episode:{}", c.slug));
-        let old_series: Option<String> = before.as_ref().and_then(|r| r.get(0));
+        report.topics.insert(topics::episode(&c.slug));
+        let old_series: Option<Slug> = match &before {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        };
         for series in old_series.iter().chain(doc.series.as_ref().map(|(s, _)| s)) {
-            report.topics.insert(format!("series:{series}"));
+            report.topics.insert(topics::series(series));
         }
         for tag in old_tags.iter().chain(&c.tags) {
-            report.topics.insert(format!("tag:{tag}"));
+            report.topics.insert(topics::tag(tag));
         }
-        listing_topics(report, &["episodes", "series"]);
+        listing_topics(report, &[topics::EPISODES, topics::SERIES_INDEX]);
     }
     Ok(())
 }
@@ -871,15 +415,17 @@ async fn upsert_article(
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     let c = &doc.common;
-    let old_tags: Vec<String> = txn
+    let old_tags: Vec<Slug> = match txn
         .query_opt(
             "SELECT ARRAY(SELECT t.slug FROM article_tags at JOIN tags t ON t.id = at.tag_id \
                           WHERE at.article_id = a.id ORDER BY t.slug) FROM articles a WHERE a.slug = $1",
             &[&c.slug],
         )
         .await?
-        .map(|r| r.get(0))
-        .unwrap_or_default();
+    {
+        Some(row) => row.try_get(0)?,
+        None => Vec::new(),
+    };
     let status = c.status();
     let upserted = txn
         .query_opt(
@@ -909,11 +455,11 @@ async fn upsert_article(
     }
     if upserted.is_some() || tags_changed {
         report.changed.push(format!("articles/{}", c.slug));
-        report.topics.insert(format!("article:{}", c.slug));
+        report.topics.insert(topics::article(&c.slug));
         for tag in old_tags.iter().chain(&c.tags) {
-            report.topics.insert(format!("tag:{tag}"));
+            report.topics.insert(topics::tag(tag));
         }
-        listing_topics(report, &["articles"]);
+        listing_topics(report, &[topics::ARTICLES]);
     }
     Ok(())
 }
@@ -958,80 +504,26 @@ async fn check_uniqueness(txn: &Transaction<'_>) -> Result<(), ImportError> {
 mod tests {
     use super::*;
 
-    fn file(path: &str, text: &str) -> SourceFile {
+    fn episode(path: &str, number: u32) -> SourceFile {
         SourceFile {
             path: PathBuf::from(path),
-            text: text.to_owned(),
-        }
-    }
-
-    fn errors(files: &[SourceFile]) -> Vec<String> {
-        match parse_files(files, MarkdownOptions::default()) {
-            Err(ImportError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
-            other => panic!("expected errors, got {other:?}"),
-        }
-    }
-
-    const EPISODE: &str = "+++\ntitle = \"Ownership\"\nnumber = 1\nduration = \"12:30\"\nvideo = \"https://v.example/1.mp4\"\naccess = \"free\"\npublished_at = \"2026-01-02T09:00:00Z\"\ntags = [\"rust\"]\n+++\nBody *here*.\n";
-
-    #[test]
-    fn a_valid_episode_parses_and_compiles() {
-        let bundle = parse_files(
-            &[file("c/episodes/ownership.md", EPISODE)],
-            MarkdownOptions::default(),
-        )
-        .expect("valid");
-        let episode = &bundle.episodes[0];
-        assert_eq!(episode.common.slug, "ownership");
-        assert_eq!(episode.duration_secs, 750);
-        assert_eq!(episode.common.body_html, "<p>Body <em>here</em>.</p>\n");
-        assert_eq!(episode.common.tags, ["rust"]);
-    }
-
-    #[test]
-    fn errors_name_the_file_and_the_line() {
-        let bad_duration = EPISODE.replace("\"12:30\"", "\"12 minutes\"");
-        let unknown_key = EPISODE.replace("access = \"free\"", "acess = \"free\"");
-        let bad_date = EPISODE.replace("2026-01-02T09:00:00Z", "yesterday");
-        let found = errors(&[
-            file("c/episodes/a.md", &bad_duration),
-            file("c/episodes/b.md", &unknown_key),
-            file("c/episodes/c.md", &bad_date),
-            file("c/episodes/d.md", "no front matter"),
-            file(
-                "c/episodes/Bad_Name.md",
-                &EPISODE.replace("number = 1", "number = 9"),
+            text: format!(
+                "+++\ntitle = \"Ownership\"\nnumber = {number}\nduration = \"12:30\"\n\
+                 video = \"https://v.example/1.mp4\"\naccess = \"free\"\n\
+                 published_at = \"2026-01-02T09:00:00Z\"\n+++\nBody.\n"
             ),
-        ]);
-        assert_eq!(
-            found[0],
-            "c/episodes/a.md:4: `duration` = \"12 minutes\" must be MM:SS or H:MM:SS"
-        );
-        assert!(
-            found[1].starts_with("c/episodes/b.md:6: unknown field `acess`"),
-            "{}",
-            found[1]
-        );
-        assert!(
-            found[2].starts_with("c/episodes/c.md:7: `published_at` = \"yesterday\""),
-            "{}",
-            found[2]
-        );
-        assert!(
-            found[3].starts_with("c/episodes/d.md:1: the file must start with front matter"),
-            "{}",
-            found[3]
-        );
-        assert!(
-            found[4].starts_with("c/episodes/Bad_Name.md:1: the file name \"Bad_Name\" is not a slug"),
-            "{}",
-            found[4]
-        );
+        }
     }
 
     #[test]
     fn duplicate_numbers_and_positions_are_reported() {
-        let found = errors(&[file("c/episodes/a.md", EPISODE), file("c/episodes/b.md", EPISODE)]);
+        let found = match parse_files(
+            &[episode("c/episodes/a.md", 1), episode("c/episodes/b.md", 1)],
+            MarkdownOptions::default(),
+        ) {
+            Err(ImportError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            other => panic!("expected errors, got {other:?}"),
+        };
         assert_eq!(
             found,
             ["c/episodes/b.md:1: episode number 1 is also used by c/episodes/a.md"]
@@ -1039,21 +531,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_strictly() {
-        assert_eq!(parse_duration("04:05"), Some(245));
-        assert_eq!(parse_duration("1:02:03"), Some(3723));
-        for bad in ["", "5", "1:60", "a:10", "-1:10", "1:2:3:4", "1::2"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn slugs_are_lower_case_words_joined_by_single_hyphens() {
-        for good in ["a", "rust-2024", "web-services-with-actix"] {
-            assert!(is_valid_slug(good, 80), "{good}");
-        }
-        for bad in ["", "-a", "a-", "a--b", "A", "a_b", "é", "a b"] {
-            assert!(!is_valid_slug(bad, 80), "{bad}");
-        }
+    fn every_file_is_read_and_the_folder_decides_its_kind() {
+        let bundle = parse_files(
+            &[episode("c/episodes/a.md", 1), episode("c/episodes/b.md", 2)],
+            MarkdownOptions::default(),
+        )
+        .expect("valid");
+        assert_eq!(bundle.counts().published_episodes, 2);
+        assert!(matches!(
+            parse_files(&[episode("c/drafts/a.md", 1)], MarkdownOptions::default()),
+            Err(ImportError::Invalid(errors)) if errors[0].message.contains("not \"drafts\"")
+        ));
     }
 }

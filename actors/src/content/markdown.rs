@@ -56,19 +56,57 @@ pub fn compile_markdown(source: &str, options: MarkdownOptions) -> Result<Compil
     let mut parse = markdown::Options::gfm();
     parse.compile.allow_dangerous_html = options.allow_raw_html;
     parse.compile.allow_dangerous_protocol = false;
-    let html = markdown::to_html_with_options(source, &parse).map_err(|message| MarkdownError::Invalid {
-        line: message.place.as_ref().map_or(1, |place| match **place {
-            markdown::message::Place::Point(ref point) => point.line,
-            markdown::message::Place::Position(ref position) => position.start.line,
-        }),
-        message: message.reason.clone(),
-    })?;
+    let html = markdown::to_html_with_options(source, &parse).map_err(invalid)?;
     let html = highlight_code_blocks(&html).replace("<img ", "<img loading=\"lazy\" ");
     let teaser_html = match html.find("<h2") {
         Some(end) => html[..end].trim_end().to_owned(),
         None => html.clone(),
     };
     Ok(Compiled { html, teaser_html })
+}
+
+/// The Markdown of the teaser: the source up to its first second-level
+/// heading, where `compile_markdown` cuts the teaser's HTML. Search reads
+/// it for premium episodes, so where the two could differ it stops sooner.
+pub fn teaser_source(source: &str, options: MarkdownOptions) -> Result<&str, MarkdownError> {
+    let tree = markdown::to_mdast(source, &markdown::ParseOptions::gfm()).map_err(invalid)?;
+    let Some(end) = teaser_end(&tree, options.allow_raw_html) else {
+        return Ok(source.trim_end());
+    };
+    // From the start of its line: a heading in a quote or a list starts
+    // after the markers that open it.
+    let line_start = source[..end].rfind('\n').map_or(0, |i| i + 1);
+    Ok(source[..line_start].trim_end())
+}
+
+/// Where the first node that puts an `<h2` into the HTML starts: a heading,
+/// raw HTML (when passed through), or a footnote definition (footnotes are
+/// printed at the end under an `<h2>` label, outside the teaser).
+fn teaser_end(node: &markdown::mdast::Node, allow_raw_html: bool) -> Option<usize> {
+    use markdown::mdast::Node;
+    let ends_teaser = match node {
+        Node::Heading(heading) => heading.depth == 2,
+        Node::Html(html) => allow_raw_html && html.value.contains("<h2"),
+        Node::FootnoteDefinition(_) => true,
+        _ => false,
+    };
+    if ends_teaser {
+        // A node without a position cannot be placed: then nothing is teaser.
+        return Some(node.position().map_or(0, |p| p.start.offset));
+    }
+    node.children()?
+        .iter()
+        .find_map(|child| teaser_end(child, allow_raw_html))
+}
+
+fn invalid(message: markdown::message::Message) -> MarkdownError {
+    MarkdownError::Invalid {
+        line: message.place.as_ref().map_or(1, |place| match **place {
+            markdown::message::Place::Point(ref point) => point.line,
+            markdown::message::Place::Position(ref position) => position.start.line,
+        }),
+        message: message.reason,
+    }
 }
 
 fn syntaxes() -> &'static SyntaxSet {
@@ -205,6 +243,36 @@ mod tests {
             compile_markdown("Intro.\n\n## Details\n\nMore.", MarkdownOptions::default()).expect("ok");
         assert_eq!(compiled.teaser_html, "<p>Intro.</p>");
         assert!(compiled.html.contains("More."));
+    }
+
+    #[test]
+    fn the_teaser_source_ends_where_the_teaser_html_does() {
+        let teaser = |source| teaser_source(source, MarkdownOptions::default()).expect("parses");
+        assert_eq!(teaser("Intro.\n\n## Details\n\nMore."), "Intro.");
+        assert_eq!(
+            teaser("Café — ½ intro.\n\n## Détails\n\nMore."),
+            "Café — ½ intro."
+        );
+        assert_eq!(teaser("Intro.\n\nDetails\n-------\n\nMore."), "Intro.", "setext");
+        assert_eq!(teaser("Intro.\n\n> ## Quoted\n\nMore."), "Intro.");
+        assert_eq!(
+            teaser("Intro.\n\n```md\n## not a heading\n```\n\n### Deeper\n\nAll public."),
+            "Intro.\n\n```md\n## not a heading\n```\n\n### Deeper\n\nAll public."
+        );
+        assert_eq!(teaser("Intro.[^1]\n\n[^1]: Paid.\n\nMore."), "Intro.[^1]");
+        let raw = MarkdownOptions {
+            allow_raw_html: true,
+            ..MarkdownOptions::default()
+        };
+        assert_eq!(
+            teaser_source("Intro.\n\n<h2>Raw</h2>\n\nMore.", raw).expect("parses"),
+            "Intro."
+        );
+        assert_eq!(
+            teaser("Intro.\n\n<h2>Raw</h2>"),
+            "Intro.\n\n<h2>Raw</h2>",
+            "shown as text"
+        );
     }
 
     #[test]
