@@ -96,7 +96,7 @@ fn pages(c: &mut Criterion) {
         |b| b.iter(|| black_box(html.as_bytes().to_vec())),
     );
     group.bench_function("hit: look up the cached entry", |b| {
-        b.iter(|| table.get(black_box(&key)))
+        b.iter(|| table.get(black_box(key.borrowed())))
     });
     group.bench_function("miss: query the episode", |b| {
         b.iter(|| runtime.block_on(content::get_episode_by_slug(&pool, black_box(&slug))))

@@ -356,7 +356,10 @@ mod tests {
             user_id: Some(7),
         };
         let mut out = Vec::new();
-        line.write_json(&mut out, SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_460_800_123_456));
+        line.write_json(
+            &mut out,
+            SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_460_800_123_456),
+        );
         assert_eq!(out.last(), Some(&b'\n'));
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json["msg"], "request");
@@ -368,7 +371,11 @@ mod tests {
         assert_eq!(json["cache"], "hit");
         assert_eq!(json["user_id"], "7");
         let mut anonymous = Vec::new();
-        AccessLine { user_id: None, ..line }.write_json(&mut anonymous, SystemTime::now());
+        AccessLine {
+            user_id: None,
+            ..line
+        }
+        .write_json(&mut anonymous, SystemTime::now());
         let json: serde_json::Value = serde_json::from_slice(&anonymous).unwrap();
         assert_eq!(json["user_id"], "-");
     }

@@ -69,6 +69,52 @@ pub struct PageKey {
     pub viewer: ViewerClass,
 }
 
+/// A cache key to look a page up with, borrowing its path: a hit allocates
+/// nothing. It hashes as [`PageKey`] does (a `&str` as its `String`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PageKeyRef<'a> {
+    pub path: &'a str,
+    pub viewer: ViewerClass,
+}
+
+impl quick_cache::Equivalent<PageKey> for PageKeyRef<'_> {
+    fn equivalent(&self, key: &PageKey) -> bool {
+        self.path == key.path && self.viewer == key.viewer
+    }
+}
+
+impl PageKey {
+    pub fn borrowed(&self) -> PageKeyRef<'_> {
+        PageKeyRef {
+            path: &self.path,
+            viewer: self.viewer,
+        }
+    }
+}
+
+/// A page's strong ETags, one per encoding, quoted as the `ETag` header
+/// carries them: made once per cached page, not once per request. Empty
+/// for a page that is not cached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ETags {
+    pub identity: Bytes,
+    pub gzip: Bytes,
+    pub brotli: Bytes,
+}
+
+impl ETags {
+    fn of(etag: &str) -> ETags {
+        if etag.is_empty() {
+            return ETags::default();
+        }
+        ETags {
+            identity: Bytes::from(format!("\"{etag}\"")),
+            gzip: Bytes::from(format!("\"{etag}-gz\"")),
+            brotli: Bytes::from(format!("\"{etag}-br\"")),
+        }
+    }
+}
+
 /// A rendered response, compressed once, served many times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedPage {
@@ -80,6 +126,7 @@ pub struct CachedPage {
     /// A hash of the identity body; each encoding's ETag derives from it.
     /// Empty for a page that is not cached.
     pub etag: String,
+    pub etags: ETags,
     /// What the page shows, e.g. `episode:ownership`, `series:async-rust`.
     pub topics: Box<[Topic]>,
 }
@@ -89,12 +136,14 @@ impl CachedPage {
     /// the Renderer pool.
     pub fn build(status: u16, content_type: &'static str, body: String, topics: Vec<Topic>) -> CachedPage {
         let identity = Bytes::from(body);
+        let etag = content_hash(&identity);
         CachedPage {
             status,
             content_type,
             gzip: gzip(&identity),
             brotli: brotli(&identity),
-            etag: content_hash(&identity),
+            etags: ETags::of(&etag),
+            etag,
             identity,
             topics: topics.into_boxed_slice(),
         }
@@ -119,6 +168,7 @@ impl CachedPage {
             identity: body,
             gzip,
             brotli,
+            etags: ETags::of(&etag),
             etag,
             topics: Box::new([]),
         }
@@ -133,6 +183,7 @@ impl CachedPage {
             gzip: Bytes::new(),
             brotli: Bytes::new(),
             etag: String::new(),
+            etags: ETags::default(),
             identity: Bytes::from(body),
             topics: Box::new([]),
         }
@@ -270,8 +321,8 @@ impl PageTable {
     }
 
     /// The cached page, if any, without waiting.
-    pub fn get(&self, key: &PageKey) -> Option<Arc<CachedPage>> {
-        let page = self.table.get(key);
+    pub fn get(&self, key: PageKeyRef<'_>) -> Option<Arc<CachedPage>> {
+        let page = self.table.get(&key);
         if page.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -285,7 +336,7 @@ impl PageTable {
     where
         F: std::future::Future<Output = Result<Arc<CachedPage>, E>>,
     {
-        if let Some(page) = self.get(key) {
+        if let Some(page) = self.get(key.borrowed()) {
             return Ok((page, Lookup::Hit));
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -410,9 +461,9 @@ mod tests {
 
         table.invalidate(&topics(&["series:s", "home"]));
 
-        assert!(table.get(&key("/episodes/a")).is_none());
-        assert!(table.get(&key("/")).is_none());
-        assert!(table.get(&key("/episodes/b")).is_some());
+        assert!(table.get(key("/episodes/a").borrowed()).is_none());
+        assert!(table.get(key("/").borrowed()).is_none());
+        assert!(table.get(key("/episodes/b").borrowed()).is_some());
         table.invalidate(&BTreeSet::from([Topic::EVERYTHING]));
         assert_eq!(table.stats().entries, 0);
     }

@@ -112,7 +112,10 @@ impl RequestContext {
                     self.next_id.fetch_add(1, Ordering::Relaxed)
                 );
                 // Hex digits, a dash and digits: always a valid header value.
-                RequestId(HeaderValue::from_maybe_shared(web::Bytes::from(id)).unwrap_or(HeaderValue::from_static("-")))
+                RequestId(
+                    HeaderValue::from_maybe_shared(web::Bytes::from(id))
+                        .unwrap_or(HeaderValue::from_static("-")),
+                )
             }
         }
     }
@@ -134,9 +137,10 @@ pub async fn around_request(
     let started = Instant::now();
     let request_id = ctx.request_id(&req);
     req.extensions_mut().insert(request_id.clone());
-    // A second handle on the request (a reference count, not a copy), for
-    // the log line when actix itself answers with an error.
-    let request = req.request().clone();
+    // Kept for the log line should actix itself answer with an error; the
+    // request cannot be kept (routing needs it unshared), nor its path
+    // copied on every request for a branch that handlers never take.
+    let method = req.method().clone();
 
     if ctx.body_too_large(&req) {
         let refusal = HttpResponse::PayloadTooLarge()
@@ -149,15 +153,16 @@ pub async fn around_request(
         return Ok(finish(&ctx, response, &request_id, started));
     }
 
-    // Handlers' errors arrive as responses; an `Err` here comes from actix
-    // itself, which answers it without our headers. Log it all the same.
+    // Handlers' and extractors' errors arrive as responses; an `Err` here
+    // comes from actix itself, which answers it without our headers. Log it
+    // all the same.
     let response = match next.call(req).await {
         Ok(response) => answer_errors(&ctx, response.map_into_boxed_body(), &request_id).await,
         Err(error) => {
             ctx.access.record(&AccessLine {
                 request_id: request_id.as_str(),
-                method: request.method().as_str(),
-                path: &mask_tokens(request.path()),
+                method: method.as_str(),
+                path: "-",
                 status: error.as_response_error().status_code().as_u16(),
                 bytes: 0,
                 latency_us: elapsed_us(started),

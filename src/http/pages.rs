@@ -4,12 +4,13 @@
 //! misses render once, and a database outage gets the 503 page while cached
 //! pages keep being served. Handlers return `Result<_, PageError>`.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use lectern_actors::cache::{CachedPage, PageKey, Topic, ViewerClass};
+use lectern_actors::cache::{CachedPage, PageKey, PageKeyRef, Topic, ViewerClass};
 use lectern_actors::content::{self, topics, Listing, Slug};
 use lectern_actors::render::{RenderError, RenderPage};
 use lectern_actors::store::StoreError;
@@ -119,7 +120,7 @@ async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<Cach
 /// Serves `key` from the cache, or loads, renders and caches it. `load`
 /// makes the data's future only on a miss: a hit builds nothing (a handler's
 /// future is moved several times per request, so its size is paid on hits).
-async fn serve_page<F, Fut>(req: &HttpRequest, state: &AppState, key: String, load: F) -> Answer
+async fn serve_page<F, Fut>(req: &HttpRequest, state: &AppState, key: &str, load: F) -> Answer
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<View>, StoreError>>,
@@ -134,13 +135,14 @@ where
         let page = Box::pin(load_and_render(false)).await?;
         return Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL));
     }
-    let key = PageKey {
-        path: key,
-        viewer: ViewerClass::Anonymous,
-    };
-    if let Some(page) = state.actors.pages.get(&key) {
+    let viewer = ViewerClass::Anonymous;
+    if let Some(page) = state.actors.pages.get(PageKeyRef { path: key, viewer }) {
         return Ok(cached::send(req, &page, "hit", PAGE_CACHE_CONTROL));
     }
+    let key = PageKey {
+        path: key.to_owned(),
+        viewer,
+    };
     let miss = state.actors.pages.get_or_render(&key, load_and_render(true));
     let (page, lookup) = Box::pin(miss).await?;
     Ok(cached::send(req, &page, lookup.as_str(), PAGE_CACHE_CONTROL))
@@ -171,11 +173,22 @@ fn page_number(req: &HttpRequest) -> Option<i64> {
     }
 }
 
-fn listing_key(base: &str, page: i64) -> String {
+/// The cache key of a page named by the path segment `param` after
+/// `prefix`: the request's own path when it is already that (a hit copies
+/// nothing), else the path rebuilt from the decoded segment.
+fn named_key<'a>(req: &'a HttpRequest, prefix: &str, param: &str) -> Cow<'a, str> {
+    let segment = req.match_info().query(param);
+    match req.path().strip_prefix(prefix) {
+        Some(rest) if rest == segment => Cow::Borrowed(req.path()),
+        _ => Cow::Owned(format!("{prefix}{segment}")),
+    }
+}
+
+fn listing_key(base: &'static str, page: i64) -> Cow<'static, str> {
     if page == 1 {
-        base.to_owned()
+        Cow::Borrowed(base)
     } else {
-        format!("{base}?page={page}")
+        Cow::Owned(format!("{base}?page={page}"))
     }
 }
 
@@ -191,7 +204,7 @@ fn pagination<T: Serialize>(listing: Listing<T>) -> Value {
 }
 
 async fn home(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/".into(), || async {
+    serve_page(&req, &state, "/", || async {
         let home = content::get_home(&state.pool).await?;
         Ok(Some(View {
             template: "pages/home",
@@ -213,7 +226,7 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         return Err(PageError::NotFound);
     };
     let key = listing_key("/episodes", page);
-    serve_page(&req, &state, key.clone(), || async {
+    serve_page(&req, &state, &key, || async {
         let Some(listing) = content::list_episodes(&state.pool, page).await? else {
             return Ok(None);
         };
@@ -225,7 +238,7 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         Ok(Some(View {
             template: "pages/episodes",
             content_type: HTML,
-            meta: Meta::new(title, "Every screencast episode, newest first.", key),
+            meta: Meta::new(title, "Every screencast episode, newest first.", &*key),
             data: data([("listing", pagination(listing))]),
             topics: vec![topics::EPISODES],
         }))
@@ -233,12 +246,13 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Answer {
-    let Ok(slug) = Slug::parse(&slug) else {
-        return Err(PageError::NotFound);
-    };
-    let path = format!("/episodes/{slug}");
-    serve_page(&req, &state, path.clone(), || async {
+async fn episode(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let key = named_key(&req, "/episodes/", "slug");
+    serve_page(&req, &state, &key, || async {
+        let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
+            return Ok(None);
+        };
+        let path = format!("/episodes/{slug}");
         let Some(episode) = content::get_episode_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
@@ -264,7 +278,7 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
 }
 
 async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/series".into(), || async {
+    serve_page(&req, &state, "/series", || async {
         let series = content::list_series(&state.pool).await?;
         Ok(Some(View {
             template: "pages/series_index",
@@ -277,12 +291,13 @@ async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn series(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Answer {
-    let Ok(slug) = Slug::parse(&slug) else {
-        return Err(PageError::NotFound);
-    };
-    let path = format!("/series/{slug}");
-    serve_page(&req, &state, path.clone(), || async {
+async fn series(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let key = named_key(&req, "/series/", "slug");
+    serve_page(&req, &state, &key, || async {
+        let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
+            return Ok(None);
+        };
+        let path = format!("/series/{slug}");
         let Some(series) = content::get_series_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
@@ -304,7 +319,7 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         return Err(PageError::NotFound);
     };
     let key = listing_key("/articles", page);
-    serve_page(&req, &state, key.clone(), || async {
+    serve_page(&req, &state, &key, || async {
         let Some(listing) = content::list_articles(&state.pool, page).await? else {
             return Ok(None);
         };
@@ -316,7 +331,7 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         Ok(Some(View {
             template: "pages/articles",
             content_type: HTML,
-            meta: Meta::new(title, "Articles, newest first.", key),
+            meta: Meta::new(title, "Articles, newest first.", &*key),
             data: data([("listing", pagination(listing))]),
             topics: vec![topics::ARTICLES],
         }))
@@ -324,12 +339,13 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<String>) -> Answer {
-    let Ok(slug) = Slug::parse(&slug) else {
-        return Err(PageError::NotFound);
-    };
-    let path = format!("/articles/{slug}");
-    serve_page(&req, &state, path.clone(), || async {
+async fn article(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let key = named_key(&req, "/articles/", "slug");
+    serve_page(&req, &state, &key, || async {
+        let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
+            return Ok(None);
+        };
+        let path = format!("/articles/{slug}");
         let Some(article) = content::get_article_by_slug(&state.pool, &slug).await? else {
             return Ok(None);
         };
@@ -346,12 +362,13 @@ async fn article(req: HttpRequest, state: web::Data<AppState>, slug: web::Path<S
     .await
 }
 
-async fn tag(req: HttpRequest, state: web::Data<AppState>, tag: web::Path<String>) -> Answer {
-    let Ok(tag) = Slug::parse_tag(&tag) else {
-        return Err(PageError::NotFound);
-    };
-    let path = format!("/tags/{tag}");
-    serve_page(&req, &state, path.clone(), || async {
+async fn tag(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+    let key = named_key(&req, "/tags/", "tag");
+    serve_page(&req, &state, &key, || async {
+        let Ok(tag) = Slug::parse_tag(req.match_info().query("tag")) else {
+            return Ok(None);
+        };
+        let path = format!("/tags/{tag}");
         let Some(tagged) = content::list_tagged(&state.pool, &tag).await? else {
             return Ok(None);
         };
@@ -398,7 +415,7 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, client: ClientAddr
 }
 
 async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/feed.xml".into(), || async {
+    serve_page(&req, &state, "/feed.xml", || async {
         let entries = content::list_feed_entries(&state.pool, 20).await?;
         let updated = entries
             .iter()
@@ -420,7 +437,7 @@ async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Answer {
 }
 
 async fn sitemap(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/sitemap.xml".into(), || async {
+    serve_page(&req, &state, "/sitemap.xml", || async {
         let entries = content::list_sitemap_entries(&state.pool).await?;
         Ok(Some(View {
             template: "xml/sitemap",

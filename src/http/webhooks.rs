@@ -63,7 +63,10 @@ async fn ses(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, WebhookError> {
     let message = SnsMessage::parse(&body)?;
-    let request_id = req.extensions().get::<RequestId>().map(|id| id.as_str().to_owned());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.as_str().to_owned());
     let log = state.log.new(slog::o!(
         "webhook" => "ses",
         "request_id" => request_id,
