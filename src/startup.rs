@@ -266,7 +266,12 @@ fn http_server(
     access: AccessLog,
 ) -> Result<actix_web::dev::Server, StartupError> {
     let settings = Arc::clone(&state.settings);
-    let request_context = RequestContext::new(&settings, access, state.log.clone());
+    let request_context = RequestContext::new(
+        &settings,
+        Arc::clone(&state.actors.pages),
+        access,
+        state.log.clone(),
+    );
     let max_body = settings.server.max_body_bytes;
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {

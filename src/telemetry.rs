@@ -67,7 +67,7 @@ pub struct AccessLine<'a> {
     pub bytes: u64,
     pub latency_us: u64,
     /// hit, miss or bypass from the page cache; `-` where it was not asked.
-    pub cache: &'a str,
+    pub cache: &'static str,
     pub user_id: Option<i64>,
 }
 
@@ -76,61 +76,112 @@ impl AccessLine<'_> {
     /// `ts`, then the fields), written by hand: a serializer and a date
     /// formatter per request cost a pinned core measurable throughput.
     fn write_json(&self, out: &mut Vec<u8>, now: SystemTime) {
+        let mut number = itoa::Buffer::new();
         out.extend_from_slice(b"{\"msg\":\"request\",\"level\":\"INFO\",\"ts\":\"");
         write_timestamp(out, now);
-        out.extend_from_slice(b"\",\"request_id\":");
-        write_json_string(out, self.request_id);
-        out.extend_from_slice(b",\"method\":");
-        write_json_string(out, self.method);
-        out.extend_from_slice(b",\"path\":");
+        // The request id and the method are plain ASCII tokens (the
+        // middleware keeps no other id; actix parses no other method).
+        out.extend_from_slice(b"\",\"request_id\":\"");
+        out.extend_from_slice(self.request_id.as_bytes());
+        out.extend_from_slice(b"\",\"method\":\"");
+        out.extend_from_slice(self.method.as_bytes());
+        out.extend_from_slice(b"\",\"path\":");
         write_json_string(out, self.path);
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes\":{},\"latency_us\":{},\"cache\":",
-            self.status, self.bytes, self.latency_us
-        );
-        write_json_string(out, self.cache);
-        out.extend_from_slice(b",\"user_id\":\"");
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(number.format(self.status).as_bytes());
+        out.extend_from_slice(b",\"bytes\":");
+        out.extend_from_slice(number.format(self.bytes).as_bytes());
+        out.extend_from_slice(b",\"latency_us\":");
+        out.extend_from_slice(number.format(self.latency_us).as_bytes());
+        // The cache verdict is one of a few words of Lectern's own.
+        out.extend_from_slice(b",\"cache\":\"");
+        out.extend_from_slice(self.cache.as_bytes());
+        out.extend_from_slice(b"\",\"user_id\":\"");
         match self.user_id {
-            Some(id) => {
-                let _ = write!(out, "{id}");
-            }
+            Some(id) => out.extend_from_slice(number.format(id).as_bytes()),
             None => out.push(b'-'),
         }
         out.extend_from_slice(b"\"}\n");
     }
 }
 
-/// A JSON string: quotes, backslashes and control characters escaped.
+/// A JSON string: quotes, backslashes and control characters escaped; the
+/// runs between them copied whole.
 fn write_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    for &byte in text.as_bytes() {
-        match byte {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0..=0x1f | 0x7f => {
-                let _ = write!(out, "\\u{byte:04x}");
-            }
-            _ => out.push(byte),
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escaped.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 15)],
+            ]);
+        } else {
+            out.extend_from_slice(escaped);
         }
+        start = i + 1;
     }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
 /// `now` as RFC 3339 in UTC with microseconds, e.g. `2026-11-29T08:35:12.123456Z`.
+/// The date and time to the second are formatted once a second per thread.
 fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
     let since_epoch = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since_epoch.as_secs();
-    let (days, second_of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        since_epoch.subsec_micros()
-    );
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let (days, second_of_day) = (secs / 86_400, secs % 86_400);
+        let (year, month, day) = civil_from_days(days);
+        let mut text = Vec::with_capacity(20);
+        let _ = write!(
+            text,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.",
+            second_of_day / 3600,
+            second_of_day / 60 % 60,
+            second_of_day % 60
+        );
+        match <[u8; 20]>::try_from(text.as_slice()) {
+            Ok(text) => {
+                prefix = text;
+                SECOND.set((secs, prefix));
+            }
+            // A year past 9999: not kept, written as it is.
+            Err(_) => prefix.fill(0),
+        }
+        if prefix[0] == 0 {
+            out.extend_from_slice(&text);
+        }
+    }
+    if prefix[0] != 0 {
+        out.extend_from_slice(&prefix);
+    }
+    let micros = since_epoch.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
 }
 
 /// The calendar date `days` after 1970-01-01 (Howard Hinnant's algorithm).

@@ -120,6 +120,8 @@ impl ETags {
 pub struct CachedPage {
     pub status: u16,
     pub content_type: &'static str,
+    /// The body as rendered; empty for a page kept compressed, whose
+    /// [`CachedPage::identity_body`] is unpacked from its gzip form.
     pub identity: Bytes,
     pub gzip: Bytes,
     pub brotli: Bytes,
@@ -132,19 +134,23 @@ pub struct CachedPage {
 }
 
 impl CachedPage {
-    /// Compresses `body` (gzip and brotli) and hashes it: CPU work, done on
-    /// the Renderer pool.
+    /// Compresses `body` (gzip and brotli) and hashes it, keeping only the
+    /// compressed forms: CPU work, done on the Renderer pool.
     pub fn build(status: u16, content_type: &'static str, body: String, topics: Vec<Topic>) -> CachedPage {
         let identity = Bytes::from(body);
         let etag = content_hash(&identity);
+        let gzip = gzip(&identity);
         CachedPage {
             status,
             content_type,
-            gzip: gzip(&identity),
             brotli: brotli(&identity),
             etags: ETags::of(&etag),
             etag,
-            identity,
+            // Nearly every client takes gzip or brotli: keeping the plain
+            // body as well would take most of the cache's memory. A client
+            // that wants it gets it unpacked, as nginx's gunzip does.
+            identity: if gzip.is_empty() { identity } else { Bytes::new() },
+            gzip,
             topics: topics.into_boxed_slice(),
         }
     }
@@ -186,6 +192,20 @@ impl CachedPage {
             etags: ETags::default(),
             identity: Bytes::from(body),
             topics: Box::new([]),
+        }
+    }
+
+    /// The uncompressed body: kept, or unpacked from the gzip form.
+    pub fn identity_body(&self) -> Bytes {
+        if !self.identity.is_empty() || self.gzip.is_empty() {
+            return self.identity.clone();
+        }
+        use std::io::Read;
+        let mut body = Vec::with_capacity(self.gzip.len() * 8);
+        // Lectern compressed these bytes itself; they unpack.
+        match flate2::read::GzDecoder::new(&self.gzip[..]).read_to_end(&mut body) {
+            Ok(_) => Bytes::from(body),
+            Err(_) => Bytes::new(),
         }
     }
 
@@ -446,6 +466,9 @@ mod tests {
         brotli::BrotliDecompress(&mut &cached.brotli[..], &mut unbrotlied).expect("brotli");
         assert_eq!(unbrotlied, body.as_bytes());
         assert!(cached.brotli.len() < cached.gzip.len() && cached.gzip.len() < body.len() / 10);
+        // Only the compressed forms are kept; the plain body comes back whole.
+        assert!(cached.identity.is_empty());
+        assert_eq!(cached.identity_body(), body.as_bytes());
     }
 
     #[test]
@@ -470,7 +493,8 @@ mod tests {
 
     #[test]
     fn capacity_is_in_bytes_and_evictions_are_counted() {
-        let table = PageTable::new(200_000);
+        // Pages weigh what they keep: their compressed forms.
+        let table = PageTable::new(20_000);
         for i in 0..100 {
             table.table.insert(
                 key(&format!("/p/{i}")),
@@ -478,7 +502,7 @@ mod tests {
             );
         }
         let stats = table.stats();
-        assert!(stats.bytes <= 200_000, "{stats:?}");
+        assert!(stats.bytes <= 20_000, "{stats:?}");
         assert!(stats.evictions > 0, "{stats:?}");
     }
 

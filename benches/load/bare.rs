@@ -1,30 +1,53 @@
 //! The ceiling for anything built on actix-web: a bare handler that answers
 //! every request with the same pre-compressed bytes from memory, built with
 //! Lectern's own actix-web features. `benches/load/run` measures it beside
-//! Lectern and nginx in the same run.
+//! Lectern and nginx in the same run, twice: with only the headers a gzip
+//! body needs, and with the very headers Lectern's answer carries (read from
+//! a file of `Name: value` lines), so that both send the same bytes.
 //!
-//!   cargo run --release --example bare -- 127.0.0.1:4302 page.html.gz
+//!   cargo run --release --example bare -- 127.0.0.1:4302 page.html.gz [headers.txt]
 
-use actix_web::http::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(address), Some(file)) = (args.next(), args.next()) else {
-        eprintln!("usage: bare ADDRESS GZIP_FILE");
+        eprintln!("usage: bare ADDRESS GZIP_FILE [HEADERS_FILE]");
         std::process::exit(2);
     };
     let body = web::Bytes::from(std::fs::read(&file)?);
+    let mut headers = vec![
+        (CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+        (CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+    ];
+    if let Some(extra) = args.next() {
+        headers.clear();
+        for line in std::fs::read_to_string(&extra)?.lines() {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            match (
+                HeaderName::try_from(name.trim()),
+                HeaderValue::from_str(value.trim()),
+            ) {
+                (Ok(name), Ok(value)) => headers.push((name, value)),
+                _ => eprintln!("bare: skipping the header line {line:?}"),
+            }
+        }
+    }
+    let headers = std::sync::Arc::new(headers);
     HttpServer::new(move || {
-        let body = body.clone();
+        let (body, headers) = (body.clone(), std::sync::Arc::clone(&headers));
         App::new().default_service(web::to(move || {
-            let body = body.clone();
+            let (body, headers) = (body.clone(), std::sync::Arc::clone(&headers));
             async move {
-                HttpResponse::Ok()
-                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")))
-                    .insert_header((CONTENT_ENCODING, HeaderValue::from_static("gzip")))
-                    .body(body)
+                let mut response = HttpResponse::Ok();
+                for (name, value) in headers.iter() {
+                    response.insert_header((name.clone(), value.clone()));
+                }
+                response.body(body)
             }
         }))
     })

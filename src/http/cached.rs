@@ -1,13 +1,66 @@
 //! Answering from memory: a [`CachedPage`] (a page, or a static file) is
 //! sent in the encoding the client accepts, with a strong ETag per
-//! encoding, and as 304 when the client already has it.
+//! encoding, and as 304 when the client already has it; and the page
+//! cache's front door, which answers a visitor's request for a cached page
+//! before routing.
 
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
-use lectern_actors::cache::CachedPage;
+use lectern_actors::cache::{CachedPage, PageKeyRef, PageTable, ViewerClass};
 
+use super::extract::SESSION_COOKIE;
 use super::middleware::X_CACHE;
+
+/// What clients may do with a page: keep it, but ask each time whether it changed.
+pub const PAGE_CACHE_CONTROL: &str = "public, no-cache";
+
+/// The cached page a request asks for, answered without routing: a GET or
+/// HEAD with no query string (a handler decides which parameters matter)
+/// from a visitor without a session (whose viewer class is anonymous).
+/// Cache keys are canonical paths, so a page found under the request's own
+/// path is the page its handler would serve. Anything else, hit or miss,
+/// goes on to the router. The answer carries every header but the request
+/// id, the site's `security` headers among them.
+pub fn front_door(
+    req: &HttpRequest,
+    pages: &PageTable,
+    security: &[(HeaderName, HeaderValue)],
+) -> Option<HttpResponse> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) || !req.query_string().is_empty() {
+        return None;
+    }
+    let has_session = req.headers().get(header::COOKIE).is_some_and(|cookies| {
+        cookies
+            .as_bytes()
+            .windows(SESSION_COOKIE.len())
+            .any(|w| w == SESSION_COOKIE.as_bytes())
+    });
+    if has_session {
+        return None;
+    }
+    let page = pages.get(PageKeyRef {
+        path: req.path(),
+        viewer: ViewerClass::Anonymous,
+    })?;
+    let mut response = send(req, &page, "hit", PAGE_CACHE_CONTROL);
+    let headers = response.headers_mut();
+    for (name, value) in security {
+        headers.insert(name.clone(), value.clone());
+    }
+    Some(response)
+}
+
+/// A page's body in an encoding (the plain body unpacked when the page
+/// keeps only its compressed forms).
+fn body_in(page: &CachedPage, encoding: Encoding) -> Bytes {
+    match encoding {
+        Encoding::Brotli => page.brotli.clone(),
+        Encoding::Gzip => page.gzip.clone(),
+        Encoding::Identity => page.identity_body(),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -18,28 +71,34 @@ enum Encoding {
 
 /// The best encoding the client accepts that the page has.
 fn negotiate(req: &HttpRequest, page: &CachedPage) -> Encoding {
-    let Some(accept) = req
-        .headers()
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(accept) = req.headers().get(header::ACCEPT_ENCODING) else {
         return Encoding::Identity;
     };
-    let accepts = |name: &str| {
-        accept.split(',').any(|item| {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("q=")
-                    .is_some_and(|q| q.trim().parse::<f32>().map_or(true, |q| q <= 0.0))
-            });
-            coding.eq_ignore_ascii_case(name) && !refused
-        })
-    };
-    if !page.brotli.is_empty() && accepts("br") {
+    // One pass over the codings the client lists, each with its weight.
+    let (mut brotli, mut gzip) = (false, false);
+    for item in accept.as_bytes().split(|&b| b == b',') {
+        let mut parts = item.split(|&b| b == b';');
+        let coding = parts.next().unwrap_or_default().trim_ascii();
+        let refused = parts.any(|parameter| {
+            parameter.trim_ascii().strip_prefix(b"q=").is_some_and(|q| {
+                std::str::from_utf8(q)
+                    .ok()
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_none_or(|q| q <= 0.0)
+            })
+        });
+        if refused {
+            continue;
+        }
+        if coding.eq_ignore_ascii_case(b"br") {
+            brotli = true;
+        } else if coding.eq_ignore_ascii_case(b"gzip") {
+            gzip = true;
+        }
+    }
+    if brotli && !page.brotli.is_empty() {
         Encoding::Brotli
-    } else if !page.gzip.is_empty() && accepts("gzip") {
+    } else if gzip && !page.gzip.is_empty() {
         Encoding::Gzip
     } else {
         Encoding::Identity
@@ -67,37 +126,37 @@ pub fn send(
     verdict: &'static str,
     cache_control: &'static str,
 ) -> HttpResponse {
-    let (body, etag, content_encoding) = match negotiate(req, page) {
-        Encoding::Brotli => (&page.brotli, &page.etags.brotli, Some("br")),
-        Encoding::Gzip => (&page.gzip, &page.etags.gzip, Some("gzip")),
-        Encoding::Identity => (&page.identity, &page.etags.identity, None),
+    let encoding = negotiate(req, page);
+    let (etag, coding) = match encoding {
+        Encoding::Brotli => (&page.etags.brotli, Some("br")),
+        Encoding::Gzip => (&page.etags.gzip, Some("gzip")),
+        Encoding::Identity => (&page.etags.identity, None),
     };
-    let not_modified = page.status == 200 && !etag.is_empty() && client_has(req, etag);
-    let mut response = if not_modified {
-        HttpResponse::NotModified()
+    let whole = !(page.status == 200 && !etag.is_empty() && client_has(req, etag));
+    let mut response = if whole {
+        let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK);
+        HttpResponse::with_body(status, body_in(page, encoding)).map_into_boxed_body()
     } else {
-        HttpResponse::build(StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK))
+        HttpResponse::new(StatusCode::NOT_MODIFIED)
     };
+    let headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_maybe_shared(etag.clone()) {
         if !etag.is_empty() {
-            response.insert_header((header::ETAG, etag));
+            headers.insert(header::ETAG, etag);
         }
     }
-    response
-        .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static(cache_control)))
-        .insert_header((X_CACHE, HeaderValue::from_static(verdict)));
-    if not_modified {
-        return response.finish();
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.insert(X_CACHE, HeaderValue::from_static(verdict));
+    if whole {
+        if let Some(coding) = coding {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+        }
+        // Content types are Lectern's own constants or mime_guess's table:
+        // valid header values, which is all `from_static` asks.
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(page.content_type));
     }
-    if let Some(coding) = content_encoding {
-        response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static(coding)));
-    }
-    // Content types are Lectern's own constants or mime_guess's table:
-    // valid header values, which is all `from_static` asks.
     response
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(page.content_type)))
-        .body(body.clone())
 }
 
 #[cfg(test)]

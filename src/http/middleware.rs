@@ -1,7 +1,9 @@
 //! What every request passes through: a request id (`X-Request-Id`, kept when
-//! the client sent a sane one), the rendering and logging of error pages
-//! (see `errors`), security headers, `X-Cache` on every response, and one
-//! access log line, with the tokens of emailed links masked.
+//! the client sent a sane one), the page cache's front door (a visitor's GET
+//! for a cached page is answered here, before routing, as a plug reads an
+//! ETS table), the rendering and logging of error pages (see `errors`),
+//! security headers, `X-Cache` on every response, and one access log line,
+//! with the tokens of emailed links masked.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,9 +14,12 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web::BytesMut;
 use actix_web::{web, HttpMessage, HttpResponse};
+use lectern_actors::cache::PageTable;
 use slog::{error, info, Logger};
 
+use super::cached;
 use super::errors::{self, ErrorPage};
 use super::extract::UserId;
 use super::AppState;
@@ -40,6 +45,8 @@ impl RequestId {
 pub struct RequestContext {
     access: AccessLog,
     log: Logger,
+    /// The page table, when the cache is on.
+    pages: Option<Arc<PageTable>>,
     security_headers: Vec<(HeaderName, HeaderValue)>,
     max_body_bytes: usize,
     id_prefix: String,
@@ -51,7 +58,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: 
      base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 impl RequestContext {
-    pub fn new(settings: &Settings, access: AccessLog, log: Logger) -> Arc<RequestContext> {
+    pub fn new(
+        settings: &Settings,
+        pages: Arc<PageTable>,
+        access: AccessLog,
+        log: Logger,
+    ) -> Arc<RequestContext> {
         let mut security_headers = vec![
             (
                 HeaderName::from_static("content-security-policy"),
@@ -85,6 +97,7 @@ impl RequestContext {
         Arc::new(RequestContext {
             access,
             log,
+            pages: settings.cache.enabled.then_some(pages),
             security_headers,
             max_body_bytes: settings.server.max_body_bytes,
             id_prefix,
@@ -106,15 +119,15 @@ impl RequestContext {
         match req.headers().get(&REQUEST_ID) {
             Some(id) if id.to_str().is_ok_and(is_acceptable_request_id) => RequestId(id.clone()),
             _ => {
-                let id = format!(
-                    "{}-{}",
-                    self.id_prefix,
-                    self.next_id.fetch_add(1, Ordering::Relaxed)
-                );
+                let mut number = itoa::Buffer::new();
+                let number = number.format(self.next_id.fetch_add(1, Ordering::Relaxed));
+                let mut id = BytesMut::with_capacity(self.id_prefix.len() + 1 + number.len());
+                id.extend_from_slice(self.id_prefix.as_bytes());
+                id.extend_from_slice(b"-");
+                id.extend_from_slice(number.as_bytes());
                 // Hex digits, a dash and digits: always a valid header value.
                 RequestId(
-                    HeaderValue::from_maybe_shared(web::Bytes::from(id))
-                        .unwrap_or(HeaderValue::from_static("-")),
+                    HeaderValue::from_maybe_shared(id.freeze()).unwrap_or(HeaderValue::from_static("-")),
                 )
             }
         }
@@ -142,6 +155,15 @@ pub async fn around_request(
     // copied on every request for a branch that handlers never take.
     let method = req.method().clone();
 
+    let front_door = ctx
+        .pages
+        .as_ref()
+        .and_then(|pages| cached::front_door(req.request(), pages, &ctx.security_headers));
+    if let Some(hit) = front_door {
+        let response = req.into_response(hit);
+        return Ok(finish(&ctx, response, &request_id, started, Headers::Complete));
+    }
+
     if ctx.body_too_large(&req) {
         let refusal = HttpResponse::PayloadTooLarge()
             .content_type("text/plain; charset=utf-8")
@@ -150,7 +172,7 @@ pub async fn around_request(
                 ctx.max_body_bytes
             ));
         let response = req.into_response(refusal);
-        return Ok(finish(&ctx, response, &request_id, started));
+        return Ok(finish(&ctx, response, &request_id, started, Headers::OursOnly));
     }
 
     // Handlers' and extractors' errors arrive as responses; an `Err` here
@@ -172,7 +194,13 @@ pub async fn around_request(
             return Err(error);
         }
     };
-    Ok(finish(&ctx, response, &request_id, started))
+    Ok(finish(
+        &ctx,
+        response,
+        &request_id,
+        started,
+        Headers::HandlersMaySetThem,
+    ))
 }
 
 /// Logs a handler's error, and renders the error page it left (see
@@ -220,28 +248,46 @@ pub fn mask_tokens(path: &str) -> Cow<'_, str> {
     Cow::Borrowed(path)
 }
 
+/// What a response's headers hold before `finish`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Headers {
+    /// Everything but the request id (a page at the cache's front door).
+    Complete,
+    /// Nothing of the security headers.
+    OursOnly,
+    /// What the handler set: a security header of its own stays.
+    HandlersMaySetThem,
+}
+
 /// Adds the headers every response carries and writes the access log line.
 fn finish(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
     request_id: &RequestId,
     started: Instant,
+    set_by: Headers,
 ) -> ServiceResponse<BoxBody> {
     let headers = response.headers_mut();
-    for (name, value) in &ctx.security_headers {
-        if !headers.contains_key(name) {
-            headers.insert(name.clone(), value.clone());
+    if set_by != Headers::Complete {
+        for (name, value) in &ctx.security_headers {
+            if set_by == Headers::OursOnly || !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
         }
     }
     headers.insert(REQUEST_ID, request_id.0.clone());
-    let cache = match headers.get(&X_CACHE).map(HeaderValue::as_bytes) {
-        Some(b"hit") => "hit",
-        Some(b"miss") => "miss",
-        Some(b"bypass") => "bypass",
-        Some(_) => "other",
-        None => {
-            headers.insert(X_CACHE, HeaderValue::from_static("bypass"));
-            "-"
+    let cache = if set_by == Headers::Complete {
+        "hit"
+    } else {
+        match headers.get(&X_CACHE).map(HeaderValue::as_bytes) {
+            Some(b"hit") => "hit",
+            Some(b"miss") => "miss",
+            Some(b"bypass") => "bypass",
+            Some(_) => "other",
+            None => {
+                headers.insert(X_CACHE, HeaderValue::from_static("bypass"));
+                "-"
+            }
         }
     };
     let bytes = match response.response().body().size() {

@@ -17,7 +17,7 @@ use lectern_actors::store::StoreError;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::cached;
+use super::cached::{self, PAGE_CACHE_CONTROL};
 use super::errors::ErrorPage;
 use super::extract::ClientAddr;
 use super::layout::{layout_data, Meta};
@@ -94,9 +94,6 @@ impl ResponseError for PageError {
 }
 
 type Answer = Result<HttpResponse, PageError>;
-
-/// What clients may do with a page: keep it, but ask each time whether it changed.
-const PAGE_CACHE_CONTROL: &str = "public, no-cache";
 
 async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<CachedPage>, PageError> {
     let message = RenderPage {
