@@ -110,6 +110,11 @@ impl AccessLine<'_> {
 fn write_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
+    if !needs_escaping(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &byte) in bytes.iter().enumerate() {
         let escaped: &[u8] = match byte {
@@ -136,6 +141,27 @@ fn write_json_string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether `bytes` hold a quote, a backslash or a control character,
+/// eight bytes at a time: a path rarely does, and the log writes one per
+/// request.
+fn needs_escaping(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte of `word` is zero: the classic has-zero-byte test.
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
+    let (words, tail) = bytes.split_at(bytes.len() - bytes.len() % 8);
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f;
+    words.chunks_exact(8).any(|chunk| {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // Bytes below 0x20, or equal to '"', '\\' or 0x7f.
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+        below_space
+            || has_zero(word ^ (ONES * u64::from(b'"')))
+            || has_zero(word ^ (ONES * u64::from(b'\\')))
+            || has_zero(word ^ (ONES * 0x7f))
+    }) || tail.iter().any(|&b| special(b))
 }
 
 /// `now` as RFC 3339 in UTC with microseconds, e.g. `2026-11-29T08:35:12.123456Z`.
@@ -429,6 +455,30 @@ mod tests {
         .write_json(&mut anonymous, SystemTime::now());
         let json: serde_json::Value = serde_json::from_slice(&anonymous).unwrap();
         assert_eq!(json["user_id"], "-");
+    }
+
+    #[test]
+    fn escaping_is_needed_exactly_for_quotes_backslashes_and_controls() {
+        for text in [
+            "",
+            "/episodes/ownership-and-borrowing",
+            "/ü/€/😀/~!$&'()*+,;=:@",
+            "1234567",
+        ] {
+            assert!(!needs_escaping(text.as_bytes()), "{text:?}");
+        }
+        for special in ['"', '\\', '\u{0}', '\n', '\u{1f}', '\u{7f}'] {
+            for at in 0..20 {
+                let mut text = "x".repeat(20);
+                text.insert(at, special);
+                assert!(needs_escaping(text.as_bytes()), "{special:?} at {at}");
+            }
+        }
+        // Bytes just around the special ones do not count.
+        for byte in [0x20u8, b'!', b'#', b'[', b']', 0x7e, 0x80, 0xff] {
+            let text = [byte; 16];
+            assert!(!needs_escaping(&text), "{byte:#x}");
+        }
     }
 
     #[test]

@@ -149,12 +149,6 @@ pub async fn around_request(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = ctx.request_id(&req);
-    req.extensions_mut().insert(request_id.clone());
-    // Kept for the log line should actix itself answer with an error; the
-    // request cannot be kept (routing needs it unshared), nor its path
-    // copied on every request for a branch that handlers never take.
-    let method = req.method().clone();
-
     let front_door = ctx
         .pages
         .as_ref()
@@ -163,6 +157,13 @@ pub async fn around_request(
         let response = req.into_response(hit);
         return Ok(finish(&ctx, response, &request_id, started, Headers::Complete));
     }
+    // For the handlers (their log lines name the request); a cache hit at
+    // the front door has no handler, and is spared the allocation.
+    req.extensions_mut().insert(request_id.clone());
+    // Kept for the log line should actix itself answer with an error; the
+    // request cannot be kept (routing needs it unshared), nor its path
+    // copied on every request for a branch that handlers never take.
+    let method = req.method().clone();
 
     if ctx.body_too_large(&req) {
         let refusal = HttpResponse::PayloadTooLarge()
