@@ -278,7 +278,7 @@ impl Lifecycle<PageKey, Arc<CachedPage>> for CountEvictions {
 
 type Table = Cache<PageKey, Arc<CachedPage>, ByBytes, quick_cache::DefaultHashBuilder, CountEvictions>;
 
-/// Counters for `/readyz`, `/metrics` and the dashboard.
+/// Counters for `/readyz` (and, as they come, `/metrics` and the dashboard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CacheStats {
     pub entries: u64,
@@ -291,7 +291,9 @@ pub struct CacheStats {
 }
 
 /// The shared cache table. It lives outside the PageCache actor (in an
-/// `Arc` the supervisor keeps), so a restart of the actor loses nothing.
+/// `Arc` the supervisor keeps), so that handlers read it without the
+/// actor; a restarted PageCache empties it, since it may have missed
+/// invalidations while it was away.
 pub struct PageTable {
     table: Table,
     evictions: Arc<AtomicU64>,

@@ -11,7 +11,7 @@ use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
 
-/// One analytics or audit event, e.g. `actor.restarted` for `renderer`.
+/// One analytics or audit event, e.g. `server.started` or `mail.sent`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Dotted lower-case name; the database checks the shape.

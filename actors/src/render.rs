@@ -1,7 +1,7 @@
-//! The Renderer: Handlebars templates from `templates/`, compiled once per
-//! worker at start (re-read from disk on every render in debug builds, for
-//! live editing), rendered on a pool of sync threads so that CPU work never
-//! runs on the HTTP workers.
+//! The Renderer: Handlebars templates from `templates/`, compiled once at
+//! start and shared by every worker (re-read from disk on every render in
+//! debug builds, for live editing), rendered on a pool of sync threads so
+//! that CPU work never runs on the HTTP workers.
 
 use std::sync::Arc;
 

@@ -1,6 +1,7 @@
 //! Search: a premium episode's paid notes are neither found nor quoted, only
 //! its public teaser (also for episodes stored before search learnt that),
-//! and a long question is cut to a few terms and still answered.
+//! a long question is cut to a few terms and still answered, and one client
+//! may run only so many searches a minute.
 
 use std::path::Path;
 
@@ -145,4 +146,38 @@ async fn a_long_question_is_cut_to_a_few_terms_and_still_answered() {
     let searched = format!("“{}”", ["borrow checker"; 4].join(" "));
     assert!(page.contains(&searched), "eight words are searched: {page}");
     assert_eq!(nothing, "");
+}
+
+#[actix_rt::test]
+async fn one_client_runs_a_limited_number_of_searches_a_minute_and_others_are_not_held_up() {
+    let app = crate::helpers::spawn_app_with(&[
+        ("content.searches_per_minute", "3"),
+        ("server.client_ip_header", "\"X-Real-IP\""),
+    ])
+    .await;
+    let search = |ip: &'static str, query: &'static str| {
+        app.client
+            .get(app.url(&format!("/search?q={query}")))
+            .header("x-real-ip", ip)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for query in ["one", "two", "three", "four"] {
+        statuses.push(search("192.0.2.1", query).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let refused = search("192.0.2.1", "five").await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    // Another client, and the empty search form, are not limited.
+    assert_eq!(search("192.0.2.2", "six").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .get(app.url("/search"))
+            .header("x-real-ip", "192.0.2.1")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 }

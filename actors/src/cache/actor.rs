@@ -66,6 +66,11 @@ impl Actor for PageCache {
             },
         );
         ctx.spawn(listener.into_actor(self));
+        // A PageCache starting afresh (the watchdog's restart after a death
+        // outside a handler, or `restarting` after a stop) may have missed
+        // notifications while it was away: drop everything. At the process's
+        // start the table is empty anyway.
+        self.table.invalidate(&BTreeSet::from([Topic::EVERYTHING]));
         let pool = self.pool.clone();
         let address = ctx.address();
         let stats = Arc::clone(&self.stats);
@@ -75,8 +80,7 @@ impl Actor for PageCache {
 
 impl Supervised for PageCache {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        // Notifications may have been missed while the listener was down.
-        self.table.invalidate(&BTreeSet::from([Topic::EVERYTHING]));
+        // `started` runs again next and drops what may be stale.
         self.stats.record_restart("stopped");
     }
 }

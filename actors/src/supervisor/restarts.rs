@@ -68,7 +68,8 @@ pub struct ActorStats {
     tree: Arc<TreeShared>,
 }
 
-/// A point-in-time view of one actor, for `/readyz`, `/metrics` and the dashboard.
+/// A point-in-time view of one actor, for `/readyz` (and, as they come,
+/// `/metrics` and the dashboard).
 #[derive(Debug, Clone, Serialize)]
 pub struct ActorReport {
     pub name: &'static str,
@@ -95,7 +96,7 @@ impl ActorStats {
             .clone()
     }
 
-    /// Remembers an error the actor recovered from (shown on the dashboard).
+    /// Remembers an error the actor recovered from (shown by `/readyz`).
     pub fn record_error(&self, error: impl fmt::Display) {
         *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
     }
