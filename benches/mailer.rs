@@ -9,9 +9,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use lectern_actors::billing::actor::BillingSchedule;
+use lectern_actors::billing::{Billing, BillingConfig};
 use lectern_actors::cache::PageTable;
 use lectern_actors::mail::backend::{ses_client, SesBackend};
 use lectern_actors::mail::templates::MailTemplates;
@@ -110,10 +113,28 @@ fn main() {
                 },
                 housekeeping_every: Duration::from_secs(3600),
                 keep_mail: Duration::from_secs(86_400),
+                billing: BillingSchedule {
+                    reconcile_every: Duration::from_secs(3 * 3600),
+                    node: "bench".to_owned(),
+                },
             },
             pool.clone(),
             database,
             PageTable::new(1024 * 1024),
+            // No Stripe key: the billing actors start and stay idle.
+            Arc::new(
+                Billing::new(
+                    pool.clone(),
+                    BillingConfig {
+                        plans: Vec::new(),
+                        grace: time::Duration::days(7),
+                        stripe: None,
+                        urls: lectern::http::billing::urls("https://lectern.example"),
+                    },
+                    slog::Logger::root(slog::Discard, slog::o!()),
+                )
+                .expect("billing without Stripe"),
+            ),
             slog::Logger::root(slog::Discard, slog::o!()),
         )
         .expect("the actors start");

@@ -48,12 +48,55 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Subscriptions and grants.
+    Billing {
+        #[command(subcommand)]
+        action: BillingAction,
+    },
     /// Load sample data into the database.
     Seed {
         /// The demo content written for Lectern: series, episodes, articles.
         #[arg(long, required = true)]
         demo: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BillingAction {
+    /// Compare every live subscription with Stripe's, fix what drifted, and
+    /// check the plans' prices and the region coupons; prints each fix.
+    Reconcile,
+    /// Give EMAIL's account premium access for some months (paid by PayPal,
+    /// or complimentary), after any grant it already has.
+    Grant {
+        /// The member's email address (the account must exist).
+        #[arg(value_parser = parse_email)]
+        email: EmailAddress,
+        /// How many months, 1 to 120.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=120))]
+        months: u32,
+        /// How it was paid.
+        #[arg(long, value_enum, default_value = "paypal")]
+        source: GrantSource,
+        /// A note for the operator (a PayPal transaction id, say).
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum GrantSource {
+    Paypal,
+    Complimentary,
+}
+
+impl GrantSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantSource::Paypal => "paypal",
+            GrantSource::Complimentary => "complimentary",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +150,18 @@ pub fn run() -> ExitCode {
             action: UserAction::CreateAdmin { email },
         } => commands::create_admin(settings, email).map(Some),
         Command::Seed { demo: _ } => commands::seed_demo(settings).map(Some),
+        Command::Billing {
+            action: BillingAction::Reconcile,
+        } => commands::reconcile(settings).map(Some),
+        Command::Billing {
+            action:
+                BillingAction::Grant {
+                    email,
+                    months,
+                    source,
+                    note,
+                },
+        } => commands::grant(settings, email, months, source.as_str(), note).map(Some),
         Command::Config {
             action: ConfigAction::Show,
         } => Ok(Some(format!(

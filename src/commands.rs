@@ -1,6 +1,6 @@
 //! The one-off commands (`migrate`, `content import`, `seed --demo`, `user
-//! create-admin`): each opens the configured (or embedded) database, does
-//! its work, and says what it did.
+//! create-admin`, `billing reconcile|grant`): each opens the configured (or
+//! embedded) database, does its work, and says what it did.
 
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportReport};
@@ -8,7 +8,7 @@ use lectern_actors::mail::EmailAddress;
 use lectern_actors::store::{self, DbPool};
 
 use crate::config::Settings;
-use crate::startup::{accounts_context, ensure_embedded_database, open_database, StartupError};
+use crate::startup::{accounts_context, billing_context, ensure_embedded_database, open_database, StartupError};
 use crate::telemetry;
 
 /// Imports the built-in demo content.
@@ -81,5 +81,40 @@ pub fn migrate(settings: Settings) -> Result<String, StartupError> {
             report.applied.join(", "),
             report.current_version
         )
+    })
+}
+
+/// `lectern billing reconcile`: Stripe and the database compared and made to
+/// agree now (the running site does it on its own every few hours). The
+/// command is its own process, so it calls Stripe itself.
+pub fn reconcile(settings: Settings) -> Result<String, StartupError> {
+    with_database(settings, |pool, settings| async move {
+        store::migrate(&pool).await?;
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let billing = billing_context(&settings, pool, &settings.public_url(), &log)?;
+        Ok(billing.reconcile().await?.to_string())
+    })
+}
+
+/// `lectern billing grant EMAIL --months N`: premium access by hand.
+pub fn grant(
+    settings: Settings,
+    email: EmailAddress,
+    months: u32,
+    source: &'static str,
+    note: String,
+) -> Result<String, StartupError> {
+    with_database(settings, move |pool, settings| async move {
+        store::migrate(&pool).await?;
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let billing = billing_context(&settings, pool, &settings.public_url(), &log)?;
+        let grant = billing.grant(&email, months, source, note.trim()).await?;
+        let date = |at: time::OffsetDateTime| at.date().to_string();
+        Ok(format!(
+            "{email} has premium access ({source}, {months} month{}) from {} until {} (UTC).",
+            if months == 1 { "" } else { "s" },
+            date(grant.starts_at),
+            date(grant.expires_at)
+        ))
     })
 }

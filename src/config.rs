@@ -68,6 +68,7 @@ pub struct Settings {
     pub renderer: RendererSettings,
     pub stripe: StripeSettings,
     pub pricing: PricingSettings,
+    pub billing: BillingSettings,
     pub mail: MailSettings,
     pub backup: BackupSettings,
 }
@@ -178,7 +179,30 @@ pub struct RendererSettings {
 pub struct StripeSettings {
     pub api_base: String,
     pub secret_key: Option<Secret>,
+    /// One or more signing secrets, comma-separated (two while rotating).
     pub webhook_secret: Option<Secret>,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    /// The plans by their name in forms and URLs (`monthly`, `yearly`).
+    pub plans: std::collections::BTreeMap<String, PlanSettings>,
+    pub grace_days: u32,
+    pub reconcile_every_hours: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSettings {
+    pub name: String,
+    pub price_id: String,
+    /// In the currency's minor units: 1900 is 19.00 USD.
+    pub amount: i64,
+    pub currency: String,
+    /// `month` or `year`.
+    pub interval: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -490,6 +514,39 @@ impl Settings {
         {
             return fail("pricing.country_header", "must be an HTTP header name");
         }
+        if self.stripe.timeout_secs == 0 || self.stripe.timeout_secs > 120 {
+            return fail("stripe.timeout_secs", "must be between 1 and 120");
+        }
+        if self.billing.plans.is_empty() {
+            return fail("billing.plans", "must name at least one plan");
+        }
+        for (id, plan) in &self.billing.plans {
+            let key = |field: &str| format!("billing.plans.{id}.{field}");
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                return fail(&key("name"), "a plan's key must be lower-case letters, digits and hyphens");
+            }
+            if plan.name.trim().is_empty() || plan.name.len() > 60 {
+                return fail(&key("name"), "must be 1 to 60 characters");
+            }
+            if !plan.price_id.starts_with("price_") || plan.price_id.contains(char::is_whitespace) {
+                return fail(&key("price_id"), "must be a Stripe Price id (price_…)");
+            }
+            if plan.amount <= 0 || plan.amount > 100_000_000 {
+                return fail(&key("amount"), "must be a positive amount in minor units (1900 is 19.00)");
+            }
+            if plan.currency.len() != 3 || !plan.currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return fail(&key("currency"), "must be a three-letter currency code (usd, eur)");
+            }
+            if !matches!(plan.interval.as_str(), "month" | "year") {
+                return fail(&key("interval"), "must be month or year");
+            }
+        }
+        if self.billing.grace_days > 60 {
+            return fail("billing.grace_days", "must be at most 60");
+        }
+        if self.billing.reconcile_every_hours == 0 || self.billing.reconcile_every_hours > 168 {
+            return fail("billing.reconcile_every_hours", "must be between 1 and 168");
+        }
         let header = &self.server.client_ip_header;
         if !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return fail("server.client_ip_header", "must be empty or an HTTP header name");
@@ -567,6 +624,39 @@ impl Settings {
             allowed_url_prefixes: sns.allowed_url_prefixes.clone(),
             max_age: std::time::Duration::from_secs(sns.max_age_secs),
         }
+    }
+
+    /// The configured plans, in the order their keys sort.
+    pub fn plans(&self) -> Vec<lectern_actors::billing::Plan> {
+        use lectern_actors::billing::{Interval, Money, Plan};
+        self.billing
+            .plans
+            .iter()
+            .map(|(id, plan)| Plan {
+                id: id.clone(),
+                name: plan.name.clone(),
+                price_id: plan.price_id.clone(),
+                price: Money::new(plan.amount, &plan.currency),
+                interval: if plan.interval == "year" { Interval::Year } else { Interval::Month },
+            })
+            .collect()
+    }
+
+    /// The webhook's signing secrets: one, or several while rotating.
+    pub fn webhook_secrets(&self) -> Vec<String> {
+        self.stripe
+            .webhook_secret
+            .as_ref()
+            .map(|secret| {
+                secret
+                    .expose()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The site's public address, without a trailing slash: the configured

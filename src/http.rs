@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod assets;
+pub mod billing;
 pub mod cached;
 pub mod errors;
 pub mod extract;
@@ -31,6 +32,7 @@ use actix_web::guard;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::Route;
 use lectern_actors::accounts::Accounts;
+use lectern_actors::billing::Billing;
 use lectern_actors::mail::sns::SnsReceiver;
 use lectern_actors::store::DbPool;
 use lectern_actors::supervisor::RootSupervisor;
@@ -45,6 +47,7 @@ pub struct AppState {
     pub public_url: String,
     pub pool: DbPool,
     pub accounts: Accounts,
+    pub billing: Arc<Billing>,
     pub actors: Arc<RootSupervisor>,
     /// Checks and applies SES bounce and complaint notifications.
     pub sns: SnsReceiver,
@@ -63,6 +66,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     // want, come first.
     pages::routes(cfg);
     accounts::routes(cfg);
+    billing::routes(cfg);
     ops::routes(cfg);
     webhooks::routes(cfg);
     assets::routes(cfg);

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use lectern_actors::accounts::{Accounts, AccountsConfig, AccountsError, PasswordPolicy};
+use lectern_actors::billing::actor::BillingSchedule;
+use lectern_actors::billing::{Billing, BillingConfig, BillingError, StripeConfig};
 use lectern_actors::cache::PageTable;
 use lectern_actors::content::import::ImportError;
 use lectern_actors::content::{self};
@@ -68,6 +70,8 @@ pub enum StartupError {
     Accounts(#[from] AccountsError),
     #[error("{0}")]
     Sns(#[from] HttpClientError),
+    #[error("billing: {0}")]
+    Billing(#[from] BillingError),
 }
 
 /// Lectern's HTTP server and actors, bound and ready to run.
@@ -112,6 +116,7 @@ impl Application {
                 "email" => DEMO_ADMIN, "link" => link);
         }
         let pages = PageTable::new(settings.cache.capacity_mb * 1024 * 1024);
+        let billing = Arc::new(billing_context(&settings, pool.clone(), &public_url, &log)?);
 
         let actors = Arc::new(RootSupervisor::start(
             &SupervisorConfig {
@@ -124,10 +129,15 @@ impl Application {
                 mail: mailer_config(&settings, &public_url),
                 housekeeping_every: HOUSEKEEPING_EVERY,
                 keep_mail: Duration::from_secs(u64::from(settings.mail.keep_days) * 86_400),
+                billing: BillingSchedule {
+                    reconcile_every: Duration::from_secs(u64::from(settings.billing.reconcile_every_hours) * 3600),
+                    node: node_name(),
+                },
             },
             pool.clone(),
             database,
             pages,
+            Arc::clone(&billing),
             log.clone(),
         )?);
 
@@ -137,6 +147,7 @@ impl Application {
             public_url,
             pool,
             accounts,
+            billing,
             actors: Arc::clone(&actors),
             log: log.clone(),
         };
@@ -211,6 +222,33 @@ pub fn accounts_context(settings: &Settings, pool: DbPool, public_url: &str, log
         }),
         log.clone(),
     )
+}
+
+/// The billing context, with the web layer's URLs and Stripe when a key is set.
+pub fn billing_context(
+    settings: &Settings,
+    pool: DbPool,
+    public_url: &str,
+    log: &Logger,
+) -> Result<Billing, StartupError> {
+    let stripe = settings.stripe.secret_key.as_ref().map(|key| StripeConfig {
+        api_base: settings.stripe.api_base.clone(),
+        secret_key: key.expose().to_owned(),
+        timeout: Duration::from_secs(settings.stripe.timeout_secs),
+    });
+    let config = BillingConfig {
+        plans: settings.plans(),
+        grace: time::Duration::days(i64::from(settings.billing.grace_days)),
+        stripe,
+        urls: crate::http::billing::urls(public_url),
+    };
+    Ok(Billing::new(pool, config, log.clone())?)
+}
+
+/// This process's name in the table of scheduled runs: the host and pid.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
 }
 
 /// The Mailer's part of the configuration.

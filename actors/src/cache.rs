@@ -51,14 +51,16 @@ impl Topic {
     }
 }
 
-/// Who is looking: the one thing about a viewer a cached page may depend on.
-/// Visitors and members see the same pages (what is personal comes from
-/// `/me`), so today there is one class; subscribers, who see premium
-/// videos, get theirs with billing.
+/// Who is looking: the one thing about a viewer a cached page may depend
+/// on. Nothing personal (a name, a form token) is ever in a cached page:
+/// `/me` fills that in. A subscriber sees premium videos; a member is asked
+/// to subscribe where a visitor is asked to sign up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ViewerClass {
     Anonymous,
+    Member,
+    Subscriber,
 }
 
 /// A cache key: the canonical path (with only the query parameters that

@@ -30,6 +30,10 @@ pub enum EmailKind {
     PasswordReset,
     EmailChanged,
     Welcome,
+    SubscriptionStarted,
+    PaymentFailed,
+    CancellationConfirmed,
+    GrantExpiring,
 }
 
 impl EmailKind {
@@ -40,6 +44,10 @@ impl EmailKind {
             EmailKind::PasswordReset => "password_reset",
             EmailKind::EmailChanged => "email_changed",
             EmailKind::Welcome => "welcome",
+            EmailKind::SubscriptionStarted => "subscription_started",
+            EmailKind::PaymentFailed => "payment_failed",
+            EmailKind::CancellationConfirmed => "cancellation_confirmed",
+            EmailKind::GrantExpiring => "grant_expiring",
         }
     }
 }

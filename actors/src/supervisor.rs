@@ -14,6 +14,8 @@ use slog::{warn, Logger};
 
 use crate::cache::{PageCache, PageTable};
 use crate::events::{Event, EventLog, Flush, Record};
+use crate::billing::actor::{BillingSchedule, BillingSupervisor, StripeWorker};
+use crate::billing::Billing;
 use crate::housekeeping::Housekeeper;
 use crate::mail::messages::FinishSends;
 use crate::mail::templates::{MailTemplates, TemplateError};
@@ -40,7 +42,11 @@ pub struct SupervisorConfig {
     /// How often the Housekeeper purges, and how long sent emails are kept.
     pub housekeeping_every: Duration,
     pub keep_mail: Duration,
+    pub billing: BillingSchedule,
 }
+
+/// StripeWorkers under the BillingSupervisor: calls to Stripe at once.
+const STRIPE_WORKERS: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -61,6 +67,8 @@ pub struct RootSupervisor {
     pub page_cache: Arc<Child<PageCache>>,
     pub mailer: Arc<Child<Mailer>>,
     pub housekeeper: Arc<Child<Housekeeper>>,
+    /// The one way to Stripe.
+    pub billing: Arc<Child<BillingSupervisor>>,
     /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
     pub pages: Arc<PageTable>,
     arbiters: Vec<Arbiter>,
@@ -74,6 +82,7 @@ impl RootSupervisor {
         pool: Pool,
         database: DbConfig,
         pages: Arc<PageTable>,
+        billing: Arc<Billing>,
         log: Logger,
     ) -> Result<RootSupervisor, StartError> {
         let tree = Tree::new(config.policy, log.clone());
@@ -123,6 +132,7 @@ impl RootSupervisor {
             log.clone(),
         ));
         let mailer_arbiter = Arbiter::new();
+        let billing_database = database.clone();
         let mailer_config = mail.clone();
         let mailer_log = log.clone();
         let mailer = tree.supervise("mailer", mailer_arbiter.handle(), move |stats| {
@@ -148,6 +158,30 @@ impl RootSupervisor {
             )
         });
 
+        // 6. Billing: the StripeWorkers, then the BillingSupervisor that
+        //    hands them every call to Stripe, all on one arbiter.
+        let billing_arbiter = Arbiter::new();
+        let workers = (1..=STRIPE_WORKERS)
+            .map(|n| {
+                let billing = Arc::clone(&billing);
+                let name: &'static str = if n == 1 { "stripe_worker_1" } else { "stripe_worker_2" };
+                tree.supervise(name, billing_arbiter.handle(), move |stats| {
+                    StripeWorker::new(Arc::clone(&billing), stats)
+                })
+            })
+            .collect::<Vec<_>>();
+        let (schedule, billing_log) = (config.billing.clone(), log.clone());
+        let billing = tree.supervise("billing", billing_arbiter.handle(), move |stats| {
+            BillingSupervisor::new(
+                Arc::clone(&billing),
+                workers.clone(),
+                schedule.clone(),
+                billing_database.clone(),
+                stats,
+                billing_log.clone(),
+            )
+        });
+
         tree.watch(WATCHDOG_EVERY);
         Ok(RootSupervisor {
             tree,
@@ -156,12 +190,14 @@ impl RootSupervisor {
             page_cache,
             mailer,
             housekeeper,
+            billing,
             pages,
             arbiters: vec![
                 event_log_arbiter,
                 page_cache_arbiter,
                 mailer_arbiter,
                 housekeeper_arbiter,
+                billing_arbiter,
             ],
             log,
         })

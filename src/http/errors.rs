@@ -9,6 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use lectern_actors::cache::ViewerClass;
+
 use super::layout::{fallback_page, render_uncached, Meta};
 use super::AppState;
 
@@ -123,7 +125,7 @@ pub async fn render(req: &HttpRequest, state: &AppState, page: &ErrorPage) -> Ht
         if let Some(map) = data.as_object_mut() {
             map.insert("path".into(), json!(req.path()));
         }
-        render_uncached(state, page.status, meta, template, data).await
+        render_uncached(state, page.status, meta, ViewerClass::Anonymous, template, data).await
     } else {
         HttpResponse::build(page.status)
             .content_type("text/html; charset=utf-8")

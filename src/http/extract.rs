@@ -16,6 +16,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use lectern_actors::accounts::{constant_time_eq, is_token_shaped, AccountsError, Role, Session, User};
+use lectern_actors::billing::BillingError;
+use lectern_actors::cache::ViewerClass;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
@@ -33,6 +35,8 @@ type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, AccessError>>>>;
 pub enum AccessError {
     #[error("cannot read the session: {0}")]
     Unavailable(#[from] AccountsError),
+    #[error("cannot read the viewer's access: {0}")]
+    Access(#[from] BillingError),
     #[error("this page needs a login")]
     LoginRequired { next: String },
     #[error("this page is for administrators")]
@@ -48,7 +52,7 @@ pub enum AccessError {
 impl ResponseError for AccessError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AccessError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AccessError::Unavailable(_) | AccessError::Access(_) => StatusCode::SERVICE_UNAVAILABLE,
             AccessError::LoginRequired { .. } => StatusCode::SEE_OTHER,
             AccessError::AdminsOnly | AccessError::Forged(_) => StatusCode::FORBIDDEN,
             AccessError::BadForm(_) => StatusCode::BAD_REQUEST,
@@ -58,7 +62,7 @@ impl ResponseError for AccessError {
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            AccessError::Unavailable(_) => ErrorPage::unavailable().response(),
+            AccessError::Unavailable(_) | AccessError::Access(_) => ErrorPage::unavailable().response(),
             AccessError::LoginRequired { next } => {
                 // `next` is a path and query from the request line: only what
                 // would end or split a query value needs escaping.
@@ -154,6 +158,20 @@ impl Viewer {
 
     pub fn user(&self) -> Option<&User> {
         self.session.as_ref().map(|s| &s.user)
+    }
+
+    /// The class of pages this viewer sees: anonymous without a session,
+    /// subscriber with premium access (asked of PostgreSQL on each request,
+    /// so that a payment or a cancellation shows on the next one).
+    pub async fn class(&self, state: &AppState) -> Result<ViewerClass, AccessError> {
+        let Some(session) = &self.session else {
+            return Ok(ViewerClass::Anonymous);
+        };
+        Ok(if state.billing.has_premium_access(session.user.id).await? {
+            ViewerClass::Subscriber
+        } else {
+            ViewerClass::Member
+        })
     }
 }
 

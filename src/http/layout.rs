@@ -7,6 +7,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use lectern_actors::cache::ViewerClass;
 use lectern_actors::render::{RenderError, RenderPage};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -46,7 +47,7 @@ impl Meta {
 }
 
 /// A page's own data with what the layout needs: site, page and viewer.
-pub fn layout_data(state: &AppState, meta: Meta, mut data: Map<String, Value>) -> Value {
+pub fn layout_data(state: &AppState, meta: Meta, viewer: ViewerClass, mut data: Map<String, Value>) -> Value {
     data.insert(
         "site".into(),
         json!({ "name": "Lectern", "public_url": state.public_url }),
@@ -54,7 +55,7 @@ pub fn layout_data(state: &AppState, meta: Meta, mut data: Map<String, Value>) -
     data.insert("page".into(), serde_json::to_value(&meta).unwrap_or(Value::Null));
     data.insert(
         "viewer".into(),
-        json!({ "class": "anonymous", "subscriber": false }),
+        json!({ "class": viewer, "subscriber": viewer == ViewerClass::Subscriber }),
     );
     // Personal pages name their user; cached pages never do (`/me` fills it in).
     data.entry("user").or_insert(Value::Null);
@@ -67,6 +68,7 @@ pub async fn render_uncached(
     state: &AppState,
     status: StatusCode,
     meta: Meta,
+    viewer: ViewerClass,
     template: &'static str,
     data: Value,
 ) -> HttpResponse {
@@ -80,7 +82,7 @@ pub async fn render_uncached(
         .send(RenderPage {
             template,
             layout: Some("layouts/base"),
-            data: layout_data(state, meta, data),
+            data: layout_data(state, meta, viewer, data),
             status: status.as_u16(),
             content_type: "text/html; charset=utf-8",
             topics: Vec::new(),
@@ -123,6 +125,9 @@ pub struct PrivatePage {
     title: &'static str,
     template: &'static str,
     data: Value,
+    /// The viewer's class when the handler knows it (a subscriber); else
+    /// member or anonymous, by the session.
+    viewer: Option<ViewerClass>,
 }
 
 impl PrivatePage {
@@ -132,7 +137,13 @@ impl PrivatePage {
             title,
             template,
             data,
+            viewer: None,
         }
+    }
+
+    pub fn viewer(mut self, class: ViewerClass) -> PrivatePage {
+        self.viewer = Some(class);
+        self
     }
 
     pub fn status(mut self, status: StatusCode) -> PrivatePage {
@@ -156,8 +167,13 @@ impl PrivatePage {
             ),
         );
         let meta = Meta::new(self.title, self.title, req.path());
+        let class = self.viewer.unwrap_or(if session.is_some() {
+            ViewerClass::Member
+        } else {
+            ViewerClass::Anonymous
+        });
         let mut response =
-            render_uncached(state, self.status, meta, self.template, Value::Object(data)).await;
+            render_uncached(state, self.status, meta, class, self.template, Value::Object(data)).await;
         if let Some(cookie) = csrf_cookie {
             let _ = response.add_cookie(&cookie);
         }

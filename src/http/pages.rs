@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::cached::{self, PAGE_CACHE_CONTROL};
 use super::errors::ErrorPage;
-use super::extract::ClientAddr;
+use super::extract::{AccessError, ClientAddr, Viewer};
 use super::layout::{layout_data, Meta};
 use super::limits::{self, Limit, LimitError};
 use super::{get_or_head, AppState};
@@ -70,6 +70,8 @@ pub enum PageError {
     Render(#[from] RenderError),
     #[error(transparent)]
     Limited(#[from] LimitError),
+    #[error("cannot tell the viewer's class: {0}")]
+    Viewer(#[from] AccessError),
 }
 
 impl PageError {
@@ -79,6 +81,7 @@ impl PageError {
             PageError::Database(_) => ErrorPage::unavailable(),
             PageError::Render(_) => ErrorPage::server_error(),
             PageError::Limited(limited) => limited.page(),
+            PageError::Viewer(_) => ErrorPage::unavailable(),
         }
     }
 }
@@ -95,7 +98,7 @@ impl ResponseError for PageError {
 
 type Answer = Result<HttpResponse, PageError>;
 
-async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<CachedPage>, PageError> {
+async fn render(state: &AppState, view: View, viewer: ViewerClass, compress: bool) -> Result<Arc<CachedPage>, PageError> {
     let message = RenderPage {
         template: view.template,
         layout: (view.content_type == HTML).then_some("layouts/base"),
@@ -103,7 +106,7 @@ async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<Cach
         status: 200,
         topics: view.topics.clone(),
         compress,
-        data: layout_data(state, view.meta, view.data),
+        data: layout_data(state, view.meta, viewer, view.data),
     };
     state
         .actors
@@ -117,14 +120,14 @@ async fn render(state: &AppState, view: View, compress: bool) -> Result<Arc<Cach
 /// Serves `key` from the cache, or loads, renders and caches it. `load`
 /// makes the data's future only on a miss: a hit builds nothing (a handler's
 /// future is moved several times per request, so its size is paid on hits).
-async fn serve_page<F, Fut>(req: &HttpRequest, state: &AppState, key: &str, load: F) -> Answer
+async fn serve_page<F, Fut>(req: &HttpRequest, state: &AppState, viewer: ViewerClass, key: &str, load: F) -> Answer
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<View>, StoreError>>,
 {
     let load_and_render = |compress| async move {
         match load().await? {
-            Some(view) => render(state, view, compress).await,
+            Some(view) => render(state, view, viewer, compress).await,
             None => Err(PageError::NotFound),
         }
     };
@@ -132,7 +135,6 @@ where
         let page = Box::pin(load_and_render(false)).await?;
         return Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL));
     }
-    let viewer = ViewerClass::Anonymous;
     if let Some(page) = state.actors.pages.get(PageKeyRef { path: key, viewer }) {
         return Ok(cached::send(req, &page, "hit", PAGE_CACHE_CONTROL));
     }
@@ -146,11 +148,11 @@ where
 }
 
 /// A page that is never cached (search results): loaded and rendered each time.
-async fn serve_uncached<F>(req: &HttpRequest, state: &AppState, load: F) -> Answer
+async fn serve_uncached<F>(req: &HttpRequest, state: &AppState, viewer: ViewerClass, load: F) -> Answer
 where
     F: Future<Output = Result<View, StoreError>>,
 {
-    let page = render(state, load.await?, false).await?;
+    let page = render(state, load.await?, viewer, false).await?;
     Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL))
 }
 
@@ -200,8 +202,9 @@ fn pagination<T: Serialize>(listing: Listing<T>) -> Value {
     value
 }
 
-async fn home(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/", || async {
+async fn home(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
+    serve_page(&req, &state, class, "/", || async {
         let home = content::get_home(&state.pool).await?;
         Ok(Some(View {
             template: "pages/home",
@@ -218,12 +221,13 @@ async fn home(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+async fn episodes(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let Some(page) = page_number(&req) else {
         return Err(PageError::NotFound);
     };
     let key = listing_key("/episodes", page);
-    serve_page(&req, &state, &key, || async {
+    serve_page(&req, &state, class, &key, || async {
         let Some(listing) = content::list_episodes(&state.pool, page).await? else {
             return Ok(None);
         };
@@ -243,9 +247,10 @@ async fn episodes(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn episode(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+async fn episode(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let key = named_key(&req, "/episodes/", "slug");
-    serve_page(&req, &state, &key, || async {
+    serve_page(&req, &state, class, &key, || async {
         let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
             return Ok(None);
         };
@@ -257,7 +262,7 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>) -> Answer {
         if let Some(series) = &episode.summary.series {
             shows.push(topics::series(&series.slug));
         }
-        let can_watch = !episode.summary.premium;
+        let can_watch = !episode.summary.premium || class == ViewerClass::Subscriber;
         let meta = Meta::new(&episode.summary.title, &episode.summary.summary, path)
             .open_graph("video.episode", episode.summary.poster_url.clone());
         Ok(Some(View {
@@ -274,8 +279,9 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/series", || async {
+async fn series_index(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
+    serve_page(&req, &state, class, "/series", || async {
         let series = content::list_series(&state.pool).await?;
         Ok(Some(View {
             template: "pages/series_index",
@@ -288,9 +294,10 @@ async fn series_index(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn series(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+async fn series(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let key = named_key(&req, "/series/", "slug");
-    serve_page(&req, &state, &key, || async {
+    serve_page(&req, &state, class, &key, || async {
         let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
             return Ok(None);
         };
@@ -311,12 +318,13 @@ async fn series(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn articles(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+async fn articles(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let Some(page) = page_number(&req) else {
         return Err(PageError::NotFound);
     };
     let key = listing_key("/articles", page);
-    serve_page(&req, &state, &key, || async {
+    serve_page(&req, &state, class, &key, || async {
         let Some(listing) = content::list_articles(&state.pool, page).await? else {
             return Ok(None);
         };
@@ -336,9 +344,10 @@ async fn articles(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn article(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+async fn article(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let key = named_key(&req, "/articles/", "slug");
-    serve_page(&req, &state, &key, || async {
+    serve_page(&req, &state, class, &key, || async {
         let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
             return Ok(None);
         };
@@ -359,9 +368,10 @@ async fn article(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn tag(req: HttpRequest, state: web::Data<AppState>) -> Answer {
+async fn tag(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let key = named_key(&req, "/tags/", "tag");
-    serve_page(&req, &state, &key, || async {
+    serve_page(&req, &state, class, &key, || async {
         let Ok(tag) = Slug::parse_tag(req.match_info().query("tag")) else {
             return Ok(None);
         };
@@ -384,12 +394,13 @@ async fn tag(req: HttpRequest, state: web::Data<AppState>) -> Answer {
     .await
 }
 
-async fn search(req: HttpRequest, state: web::Data<AppState>, client: ClientAddr) -> Answer {
+async fn search(req: HttpRequest, state: web::Data<AppState>, client: ClientAddr, viewer: Viewer) -> Answer {
+    let class = viewer.class(&state).await?;
     let query = content::clean_query(&query_param(&req, "q").unwrap_or_default());
     if !query.is_empty() {
         limits::check(&state, &client, Limit::Search, None).await?;
     }
-    serve_uncached(&req, &state, async {
+    serve_uncached(&req, &state, class, async {
         let hits = content::search(&state.pool, &query).await?;
         let title = if query.is_empty() {
             "Search".to_owned()
@@ -412,7 +423,9 @@ async fn search(req: HttpRequest, state: web::Data<AppState>, client: ClientAddr
 }
 
 async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/feed.xml", || async {
+    // The same for every reader: feeds and sitemaps are for machines.
+    let class = ViewerClass::Anonymous;
+    serve_page(&req, &state, class, "/feed.xml", || async {
         let entries = content::list_feed_entries(&state.pool, 20).await?;
         let updated = entries
             .iter()
@@ -434,7 +447,9 @@ async fn feed(req: HttpRequest, state: web::Data<AppState>) -> Answer {
 }
 
 async fn sitemap(req: HttpRequest, state: web::Data<AppState>) -> Answer {
-    serve_page(&req, &state, "/sitemap.xml", || async {
+    // The same for every reader: feeds and sitemaps are for machines.
+    let class = ViewerClass::Anonymous;
+    serve_page(&req, &state, class, "/sitemap.xml", || async {
         let entries = content::list_sitemap_entries(&state.pool).await?;
         Ok(Some(View {
             template: "xml/sitemap",

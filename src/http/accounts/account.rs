@@ -11,7 +11,9 @@ use serde_json::json;
 use slog::info;
 
 use super::{password_limits, Answer};
-use crate::http::extract::{removed_session_cookie, see_other, ClientAddr, CsrfForm, Member, Viewer};
+use lectern_actors::cache::ViewerClass;
+
+use crate::http::extract::{removed_session_cookie, see_other, AccessError, ClientAddr, CsrfForm, Member, Viewer};
 use crate::http::layout::PrivatePage;
 use crate::http::limits::{self, Limit};
 use crate::http::{get_or_head, AppState};
@@ -209,22 +211,20 @@ async fn delete_account(
 }
 
 /// The personal bits that cached pages fill in with a few lines of script.
-async fn me(viewer: Viewer) -> HttpResponse {
+async fn me(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, AccessError> {
+    let class = viewer.class(&state).await?;
     let body = match viewer.user() {
         Some(user) => json!({
             "user": {
                 "name": user.name,
                 "email": user.email,
                 "role": user.role,
-                "subscriber": false,
+                "subscriber": class == ViewerClass::Subscriber,
             }
         }),
         None => json!({ "user": null }),
     };
-    HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        ))
-        .json(body)
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")))
+        .json(body))
 }
