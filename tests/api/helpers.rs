@@ -351,6 +351,11 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The app's supervision tree (to send its actors a message).
+    pub fn actors(&self) -> &Arc<RootSupervisor> {
+        &self.actors
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

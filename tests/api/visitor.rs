@@ -8,6 +8,8 @@ use crate::helpers::TestApp;
 pub struct Visitor<'a> {
     app: &'a TestApp,
     pub cookies: BTreeMap<String, String>,
+    /// Sent with every request (a proxy's country header, say).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A response, read whole.
@@ -40,6 +42,7 @@ impl<'a> Visitor<'a> {
         Visitor {
             app,
             cookies: BTreeMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -70,30 +73,33 @@ impl<'a> Visitor<'a> {
         }
     }
 
+    fn with_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+
     pub async fn get(&mut self, path: &str) -> Page {
-        let response = self
+        let request = self
             .app
             .client
             .get(self.app.url(path))
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .unwrap();
+            .header("cookie", self.cookie_header());
+        let response = self.with_headers(request).send().await.unwrap();
         self.read(response).await
     }
 
     /// Posts `fields` as a form from this site, with whatever token the caller put in.
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let response = self
+        let request = self
             .app
             .client
             .post(self.app.url(path))
             .header("cookie", self.cookie_header())
             .header("origin", &self.app.address)
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
+            .form(fields);
+        let response = self.with_headers(request).send().await.unwrap();
         self.read(response).await
     }
 
