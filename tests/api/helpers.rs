@@ -4,6 +4,7 @@
 //! and `spawn_app()`, which runs Lectern on port 0 against that database.
 
 pub mod moto;
+pub mod stripe;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -20,6 +20,7 @@ mod search;
 mod snapshots;
 mod static_files;
 mod store;
+mod stripe_server;
 mod supervision;
 mod telemetry;
 mod visitor;
