@@ -8,7 +8,9 @@ use lectern_actors::mail::EmailAddress;
 use lectern_actors::store::{self, DbPool};
 
 use crate::config::Settings;
-use crate::startup::{accounts_context, billing_context, ensure_embedded_database, open_database, StartupError};
+use crate::startup::{
+    accounts_context, billing_context, ensure_embedded_database, open_database, StartupError,
+};
 use crate::telemetry;
 
 /// Imports the built-in demo content.

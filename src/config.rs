@@ -522,8 +522,15 @@ impl Settings {
         }
         for (id, plan) in &self.billing.plans {
             let key = |field: &str| format!("billing.plans.{id}.{field}");
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                return fail(&key("name"), "a plan's key must be lower-case letters, digits and hyphens");
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return fail(
+                    &key("name"),
+                    "a plan's key must be lower-case letters, digits and hyphens",
+                );
             }
             if plan.name.trim().is_empty() || plan.name.len() > 60 {
                 return fail(&key("name"), "must be 1 to 60 characters");
@@ -532,10 +539,16 @@ impl Settings {
                 return fail(&key("price_id"), "must be a Stripe Price id (price_…)");
             }
             if plan.amount <= 0 || plan.amount > 100_000_000 {
-                return fail(&key("amount"), "must be a positive amount in minor units (1900 is 19.00)");
+                return fail(
+                    &key("amount"),
+                    "must be a positive amount in minor units (1900 is 19.00)",
+                );
             }
             if plan.currency.len() != 3 || !plan.currency.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return fail(&key("currency"), "must be a three-letter currency code (usd, eur)");
+                return fail(
+                    &key("currency"),
+                    "must be a three-letter currency code (usd, eur)",
+                );
             }
             if !matches!(plan.interval.as_str(), "month" | "year") {
                 return fail(&key("interval"), "must be month or year");
@@ -637,9 +650,29 @@ impl Settings {
                 name: plan.name.clone(),
                 price_id: plan.price_id.clone(),
                 price: Money::new(plan.amount, &plan.currency),
-                interval: if plan.interval == "year" { Interval::Year } else { Interval::Month },
+                interval: if plan.interval == "year" {
+                    Interval::Year
+                } else {
+                    Interval::Month
+                },
             })
             .collect()
+    }
+
+    /// Where Stripe serves the pages Lectern sends members to (Checkout, the
+    /// customer portal): Stripe's own hosts, or a stand-in's host when
+    /// `stripe.api_base` names one (tests, a local mock).
+    pub fn stripe_page_origins(&self) -> Vec<String> {
+        match url::Url::parse(&self.stripe.api_base) {
+            Ok(url) if url.host_str() == Some("api.stripe.com") => {
+                vec![
+                    "https://checkout.stripe.com".into(),
+                    "https://billing.stripe.com".into(),
+                ]
+            }
+            Ok(url) => vec![url.origin().ascii_serialization()],
+            Err(_) => Vec::new(),
+        }
     }
 
     /// The webhook's signing secrets: one, or several while rotating.
@@ -964,5 +997,21 @@ mod tests {
         assert_eq!(kv.redacted(), "host=db user=app password=*** dbname=lectern");
         let plain = DatabaseUrl::parse("host=/run/postgresql dbname=lectern").expect("valid");
         assert_eq!(plain.redacted(), "host=/run/postgresql dbname=lectern");
+    }
+
+    #[test]
+    fn forms_may_lead_to_stripes_pages_or_to_a_stand_in() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert_eq!(
+                settings.stripe_page_origins(),
+                ["https://checkout.stripe.com", "https://billing.stripe.com"]
+            );
+            jail.set_env("LECTERN__STRIPE__API_BASE", "http://127.0.0.1:9999/");
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert_eq!(settings.stripe_page_origins(), ["http://127.0.0.1:9999"]);
+            Ok(())
+        });
     }
 }

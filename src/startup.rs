@@ -130,7 +130,9 @@ impl Application {
                 housekeeping_every: HOUSEKEEPING_EVERY,
                 keep_mail: Duration::from_secs(u64::from(settings.mail.keep_days) * 86_400),
                 billing: BillingSchedule {
-                    reconcile_every: Duration::from_secs(u64::from(settings.billing.reconcile_every_hours) * 3600),
+                    reconcile_every: Duration::from_secs(
+                        u64::from(settings.billing.reconcile_every_hours) * 3600,
+                    ),
                     node: node_name(),
                 },
             },

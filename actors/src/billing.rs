@@ -184,8 +184,10 @@ const PREMIUM_ACCESS: &str = "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user
 pub struct SubscriptionView {
     pub id: String,
     pub status: String,
+    /// The plan's name, as configured.
     pub plan: Option<String>,
-    pub amount: Money,
+    /// What each period costs, as people write it (`19.00 USD`).
+    pub amount: String,
     pub current_period_end: Option<String>,
     pub cancel_at_period_end: bool,
 }
@@ -266,8 +268,10 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 /// A date as emails write it: `4 March 2026`.
 fn long_date(at: OffsetDateTime) -> String {
-    at.format(time::macros::format_description!("[day padding:none] [month repr:long] [year]"))
-        .unwrap_or_default()
+    at.format(time::macros::format_description!(
+        "[day padding:none] [month repr:long] [year]"
+    ))
+    .unwrap_or_default()
 }
 
 fn from_unix(secs: i64) -> Option<OffsetDateTime> {
@@ -320,7 +324,10 @@ impl Billing {
         self.config.grace.as_seconds_f64()
     }
 
-    pub async fn region_discount(&self, country: Option<&CountryCode>) -> Result<Option<RegionDiscount>, BillingError> {
+    pub async fn region_discount(
+        &self,
+        country: Option<&CountryCode>,
+    ) -> Result<Option<RegionDiscount>, BillingError> {
         let Some(country) = country else {
             return Ok(None);
         };
@@ -342,7 +349,10 @@ impl Billing {
     pub async fn list_region_discounts(&self) -> Result<Vec<RegionDiscount>, BillingError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT country, percent, coupon FROM region_discounts ORDER BY country", &[])
+            .query(
+                "SELECT country, percent, coupon FROM region_discounts ORDER BY country",
+                &[],
+            )
             .await?;
         rows.iter()
             .map(|row| {
@@ -370,9 +380,7 @@ impl Billing {
     /// Whether `user_id` may watch premium episodes now.
     pub async fn has_premium_access(&self, user_id: i64) -> Result<bool, BillingError> {
         let client = self.pool.get().await?;
-        let statement = client
-            .prepare_cached(&format!("SELECT {PREMIUM_ACCESS}"))
-            .await?;
+        let statement = client.prepare_cached(&format!("SELECT {PREMIUM_ACCESS}")).await?;
         Ok(client
             .query_one(&statement, &[&user_id, &self.grace_secs()])
             .await?
@@ -394,8 +402,10 @@ impl Billing {
             .map(|row| SubscriptionView {
                 id: row.get(0),
                 status: row.get(1),
-                plan: row.get(2),
-                amount: Money::new(i64::from(row.get::<_, i32>(3)), row.get(4)),
+                plan: row
+                    .get::<_, Option<String>>(2)
+                    .map(|id| self.plan(&id).map_or(id.clone(), |plan| plan.name.clone())),
+                amount: Money::new(i64::from(row.get::<_, i32>(3)), row.get(4)).to_string(),
                 current_period_end: row.get::<_, Option<OffsetDateTime>>(5).map(rfc3339),
                 cancel_at_period_end: row.get(6),
             });
@@ -430,11 +440,17 @@ impl Billing {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let user = txn
-            .query_opt("SELECT email, name FROM users WHERE id = $1 FOR UPDATE", &[&user_id])
+            .query_opt(
+                "SELECT email, name FROM users WHERE id = $1 FOR UPDATE",
+                &[&user_id],
+            )
             .await?
             .ok_or_else(|| BillingError::NoAccount(user_id.to_string()))?;
         if let Some(row) = txn
-            .query_opt("SELECT customer_id FROM billing_customers WHERE user_id = $1", &[&user_id])
+            .query_opt(
+                "SELECT customer_id FROM billing_customers WHERE user_id = $1",
+                &[&user_id],
+            )
             .await?
         {
             return Ok(row.get(0));
@@ -549,7 +565,10 @@ impl Billing {
         let stripe = self.stripe()?;
         let client = self.pool.get().await?;
         let customer: String = client
-            .query_opt("SELECT customer_id FROM billing_customers WHERE user_id = $1", &[&user_id])
+            .query_opt(
+                "SELECT customer_id FROM billing_customers WHERE user_id = $1",
+                &[&user_id],
+            )
             .await?
             .ok_or(BillingError::NoSubscription)?
             .get(0);
@@ -582,7 +601,8 @@ impl Billing {
         let subscription = stripe.set_cancel_at_period_end(&id, cancel, &key).await?;
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        self.store_subscription(&txn, &subscription, Some(user_id)).await?;
+        self.store_subscription(&txn, &subscription, Some(user_id))
+            .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -704,12 +724,12 @@ impl Billing {
                     None => Ok("checkout without a subscription".into()),
                 }
             }
-            "customer.subscription.created" | "customer.subscription.updated" | "customer.subscription.deleted" => {
-                match text("id") {
-                    Some(subscription) => self.sync_subscription(txn, &subscription, user_hint).await,
-                    None => Ok("subscription without an id".into()),
-                }
-            }
+            "customer.subscription.created"
+            | "customer.subscription.updated"
+            | "customer.subscription.deleted" => match text("id") {
+                Some(subscription) => self.sync_subscription(txn, &subscription, user_hint).await,
+                None => Ok("subscription without an id".into()),
+            },
             "invoice.paid" | "invoice.payment_failed" => {
                 let subscription = text("subscription").or_else(|| {
                     object
@@ -722,18 +742,25 @@ impl Billing {
                     None => "invoice without a subscription".into(),
                 };
                 if kind == "invoice.paid" {
-                    if let (Some(id), Some(amount)) = (text("id"), object.get("amount_paid").and_then(|v| v.as_i64())) {
+                    if let (Some(id), Some(amount)) =
+                        (text("id"), object.get("amount_paid").and_then(|v| v.as_i64()))
+                    {
                         self.record_payment(txn, &id, "invoice", amount, object).await?;
                     }
                 } else if let Some(subscription) = &subscription {
-                    if self.mail_subscriber(txn, subscription, EmailKind::PaymentFailed).await? {
+                    if self
+                        .mail_subscriber(txn, subscription, EmailKind::PaymentFailed)
+                        .await?
+                    {
                         outcome.push_str("; payment failure mailed");
                     }
                 }
                 Ok(outcome)
             }
             "charge.refunded" => {
-                if let (Some(id), Some(amount)) = (text("id"), object.get("amount_refunded").and_then(|v| v.as_i64())) {
+                if let (Some(id), Some(amount)) =
+                    (text("id"), object.get("amount_refunded").and_then(|v| v.as_i64()))
+                {
                     self.record_payment(txn, &format!("refund:{id}"), "refund", -amount, object)
                         .await?;
                 }
@@ -751,7 +778,10 @@ impl Billing {
         amount: i64,
         object: &serde_json::Value,
     ) -> Result<(), BillingError> {
-        let customer = object.get("customer").and_then(|v| v.as_str()).unwrap_or_default();
+        let customer = object
+            .get("customer")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         let currency = object.get("currency").and_then(|v| v.as_str()).unwrap_or("usd");
         let created = object
             .get("created")
@@ -887,7 +917,10 @@ impl Billing {
         let user_id: Option<i64> = row.get(0);
         let mut outcome = format!("{} is {}", subscription.id, subscription.status);
         let Some(user_id) = user_id else {
-            return Ok(format!("{outcome}; no account known for {}", subscription.customer));
+            return Ok(format!(
+                "{outcome}; no account known for {}",
+                subscription.customer
+            ));
         };
         let was_started = before.as_ref().is_some_and(|row| row.get::<_, bool>(2));
         let was_cancelling = before.as_ref().is_some_and(|row| row.get::<_, bool>(1));
@@ -969,7 +1002,10 @@ impl Billing {
         kind: EmailKind,
     ) -> Result<bool, BillingError> {
         let user: Option<i64> = txn
-            .query_opt("SELECT user_id FROM subscriptions WHERE id = $1", &[&subscription])
+            .query_opt(
+                "SELECT user_id FROM subscriptions WHERE id = $1",
+                &[&subscription],
+            )
             .await?
             .and_then(|row| row.get(0));
         match user {
@@ -1013,7 +1049,10 @@ impl Billing {
             let cancelling: bool = row.get(3);
             let period_end: Option<OffsetDateTime> = row.get(4);
             let remote_end = remote.period_end().and_then(from_unix);
-            if remote.status != status || remote.cancel_at_period_end != cancelling || remote_end != period_end {
+            if remote.status != status
+                || remote.cancel_at_period_end != cancelling
+                || remote_end != period_end
+            {
                 let mut client = self.pool.get().await?;
                 let txn = client.transaction().await?;
                 self.store_subscription(&txn, &remote, row.get(1)).await?;
@@ -1026,8 +1065,9 @@ impl Billing {
         }
         for plan in &self.config.plans {
             match stripe.get_price(&plan.price_id).await {
-                Ok(price) if price.unit_amount == Some(plan.price.amount)
-                    && price.currency.eq_ignore_ascii_case(&plan.price.currency) => {}
+                Ok(price)
+                    if price.unit_amount == Some(plan.price.amount)
+                        && price.currency.eq_ignore_ascii_case(&plan.price.currency) => {}
                 Ok(price) => report.problems.push(format!(
                     "plan {}: Stripe's price {} charges {:?} {}, the configuration says {}",
                     plan.id, price.id, price.unit_amount, price.currency, plan.price
@@ -1048,12 +1088,17 @@ impl Billing {
         coupons.dedup();
         for (coupon, percent) in coupons {
             match stripe.get_coupon(&coupon).await {
-                Ok(found) if found.percent_off.is_some_and(|p| (p - f64::from(percent)).abs() < 0.001) => {}
+                Ok(found)
+                    if found
+                        .percent_off
+                        .is_some_and(|p| (p - f64::from(percent)).abs() < 0.001) => {}
                 Ok(found) => report.problems.push(format!(
                     "coupon {coupon}: Stripe takes {:?}% off, the region table says {percent}%",
                     found.percent_off
                 )),
-                Err(StripeError::NotFound(_)) => report.problems.push(format!("coupon {coupon} is missing in Stripe")),
+                Err(StripeError::NotFound(_)) => report
+                    .problems
+                    .push(format!("coupon {coupon} is missing in Stripe")),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -1068,7 +1113,12 @@ impl Billing {
 
     /// Claims `job`'s run for `period` for this node: true for exactly one
     /// node per period.
-    pub async fn claim_job(&self, job: &str, period: OffsetDateTime, node: &str) -> Result<bool, BillingError> {
+    pub async fn claim_job(
+        &self,
+        job: &str,
+        period: OffsetDateTime,
+        node: &str,
+    ) -> Result<bool, BillingError> {
         let client = self.pool.get().await?;
         Ok(client
             .execute(
@@ -1109,7 +1159,10 @@ impl Billing {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let user_id: i64 = txn
-            .query_opt("SELECT id FROM users WHERE email = $1 FOR UPDATE", &[&email.as_str()])
+            .query_opt(
+                "SELECT id FROM users WHERE email = $1 FOR UPDATE",
+                &[&email.as_str()],
+            )
             .await?
             .ok_or_else(|| BillingError::NoAccount(email.to_string()))?
             .get(0);
@@ -1120,7 +1173,12 @@ impl Billing {
                  INSERT INTO grants (user_id, source, months, note, starts_at, expires_at) \
                  SELECT $1, $2, $3, $4, at, at + make_interval(months => $3) FROM start \
                  RETURNING starts_at, expires_at",
-                &[&user_id, &source, &i32::try_from(months).unwrap_or(i32::MAX), &note],
+                &[
+                    &user_id,
+                    &source,
+                    &i32::try_from(months).unwrap_or(i32::MAX),
+                    &note,
+                ],
             )
             .await?;
         txn.commit().await?;

@@ -12,10 +12,10 @@ use actix::prelude::*;
 use deadpool_postgres::Pool;
 use slog::{warn, Logger};
 
-use crate::cache::{PageCache, PageTable};
-use crate::events::{Event, EventLog, Flush, Record};
 use crate::billing::actor::{BillingSchedule, BillingSupervisor, StripeWorker};
 use crate::billing::Billing;
+use crate::cache::{PageCache, PageTable};
+use crate::events::{Event, EventLog, Flush, Record};
 use crate::housekeeping::Housekeeper;
 use crate::mail::messages::FinishSends;
 use crate::mail::templates::{MailTemplates, TemplateError};
@@ -164,7 +164,11 @@ impl RootSupervisor {
         let workers = (1..=STRIPE_WORKERS)
             .map(|n| {
                 let billing = Arc::clone(&billing);
-                let name: &'static str = if n == 1 { "stripe_worker_1" } else { "stripe_worker_2" };
+                let name: &'static str = if n == 1 {
+                    "stripe_worker_1"
+                } else {
+                    "stripe_worker_2"
+                };
                 tree.supervise(name, billing_arbiter.handle(), move |stats| {
                     StripeWorker::new(Arc::clone(&billing), stats)
                 })

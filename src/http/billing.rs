@@ -219,7 +219,14 @@ struct ButtonForm {}
 
 /// On to Stripe's customer portal (cards, invoices, plan changes).
 async fn portal(state: web::Data<AppState>, member: Member, _: CsrfForm<ButtonForm>) -> Answer {
-    match ask(&state, Job::OpenPortal { user_id: member.user().id }).await {
+    match ask(
+        &state,
+        Job::OpenPortal {
+            user_id: member.user().id,
+        },
+    )
+    .await
+    {
         Ok(Done::Url(url)) => Ok(see_other(&url)),
         Err(BillingError::NoSubscription) => Ok(see_other("/pricing")),
         Ok(_) => Err(BillingError::Stripe(StripeError::Unreadable("an unexpected answer".into())).into()),

@@ -172,8 +172,15 @@ impl PrivatePage {
         } else {
             ViewerClass::Anonymous
         });
-        let mut response =
-            render_uncached(state, self.status, meta, class, self.template, Value::Object(data)).await;
+        let mut response = render_uncached(
+            state,
+            self.status,
+            meta,
+            class,
+            self.template,
+            Value::Object(data),
+        )
+        .await;
         if let Some(cookie) = csrf_cookie {
             let _ = response.add_cookie(&cookie);
         }

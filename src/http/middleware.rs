@@ -53,9 +53,16 @@ pub struct RequestContext {
     next_id: AtomicU64,
 }
 
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: https:; \
-     media-src 'self' https:; script-src 'self'; style-src 'self'; object-src 'none'; \
-     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+/// The Content-Security-Policy; `form-action` names the hosts a form may
+/// lead to besides this site (Stripe's Checkout and portal, which a form's
+/// answer redirects to: browsers hold redirects after a form to it too).
+fn content_security_policy(form_targets: &[String]) -> String {
+    format!(
+        "default-src 'self'; img-src 'self' data: https:; media-src 'self' https:; script-src 'self'; \
+         style-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'{}; frame-ancestors 'none'",
+        form_targets.iter().map(|t| format!(" {t}")).collect::<String>()
+    )
+}
 
 impl RequestContext {
     pub fn new(
@@ -67,7 +74,8 @@ impl RequestContext {
         let mut security_headers = vec![
             (
                 HeaderName::from_static("content-security-policy"),
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+                HeaderValue::from_str(&content_security_policy(&settings.stripe_page_origins()))
+                    .unwrap_or(HeaderValue::from_static("default-src 'self'")),
             ),
             (
                 HeaderName::from_static("x-content-type-options"),

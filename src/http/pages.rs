@@ -98,7 +98,12 @@ impl ResponseError for PageError {
 
 type Answer = Result<HttpResponse, PageError>;
 
-async fn render(state: &AppState, view: View, viewer: ViewerClass, compress: bool) -> Result<Arc<CachedPage>, PageError> {
+async fn render(
+    state: &AppState,
+    view: View,
+    viewer: ViewerClass,
+    compress: bool,
+) -> Result<Arc<CachedPage>, PageError> {
     let message = RenderPage {
         template: view.template,
         layout: (view.content_type == HTML).then_some("layouts/base"),
@@ -120,7 +125,13 @@ async fn render(state: &AppState, view: View, viewer: ViewerClass, compress: boo
 /// Serves `key` from the cache, or loads, renders and caches it. `load`
 /// makes the data's future only on a miss: a hit builds nothing (a handler's
 /// future is moved several times per request, so its size is paid on hits).
-async fn serve_page<F, Fut>(req: &HttpRequest, state: &AppState, viewer: ViewerClass, key: &str, load: F) -> Answer
+async fn serve_page<F, Fut>(
+    req: &HttpRequest,
+    state: &AppState,
+    viewer: ViewerClass,
+    key: &str,
+    load: F,
+) -> Answer
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<View>, StoreError>>,

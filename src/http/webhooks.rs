@@ -55,7 +55,9 @@ impl ResponseError for WebhookError {
             WebhookError::Rejected(_) => {
                 "refused: the signature, certificate, topic or timestamp is not acceptable\n".into()
             }
-            WebhookError::Unavailable(_) | WebhookError::Unrecorded(_) => "unavailable, try again later\n".into(),
+            WebhookError::Unavailable(_) | WebhookError::Unrecorded(_) => {
+                "unavailable, try again later\n".into()
+            }
             WebhookError::BadSignature(e) => format!("{e}\n"),
             WebhookError::NotAnEvent(e) => format!("{e}\n"),
         };
@@ -107,8 +109,15 @@ async fn ses(
 /// A Stripe event: its signature checked on the raw body, then recorded
 /// once (a duplicate changes nothing) and answered at once; the
 /// BillingSupervisor acts on it, re-reading what it names from Stripe.
-async fn stripe(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, WebhookError> {
-    let signature = req.headers().get("Stripe-Signature").and_then(|v| v.to_str().ok());
+async fn stripe(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, WebhookError> {
+    let signature = req
+        .headers()
+        .get("Stripe-Signature")
+        .and_then(|v| v.to_str().ok());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if let Err(e) = webhook::verify(signature, &body, &state.settings.webhook_secrets(), now) {
         if e == SignatureError::NoSecret {

@@ -1,6 +1,8 @@
 //! End to end in headless Chromium over WebDriver: a new member signs up,
 //! confirms, logs out, logs in with a password and with an emailed link,
-//! resets the password and deletes the account. Links come from the outbox.
+//! resets the password and deletes the account; a member subscribes and
+//! watches a premium episode until the subscription ends. Links come from
+//! the delivered emails, payments from a Stripe-shaped server.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -255,5 +257,85 @@ async fn a_member_signs_up_confirms_logs_in_three_ways_and_leaves() {
     browser.goto(&app.url("/account")).await.unwrap();
     wait_for_heading(&browser, "Log in").await;
 
+    browser.close().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_member_subscribes_watches_a_premium_episode_and_loses_it_when_cancelled() {
+    use crate::billing::{app_with, stripe, PREMIUM};
+    use crate::helpers::stripe::Outcome;
+
+    let stripe = stripe().await;
+    let app = app_with(&stripe, &[]).await;
+    let (browser, _driver) = browser().await;
+    let email = "ada@example.org";
+    browser.goto(&app.url("/signup")).await.unwrap();
+    fill_and_submit(
+        &browser,
+        "/signup",
+        &[("name", "Ada"), ("email", email), ("password", PASSWORD)],
+    )
+    .await;
+    wait_for_heading(&browser, "Check your email").await;
+    let link = emailed_link(&app, email, "confirm_email").await;
+    browser.goto(&link).await.unwrap();
+    fill_and_submit(&browser, &link[app.address.len()..], &[]).await;
+    wait_for_heading(&browser, "Your account").await;
+
+    // A premium episode shows its teaser and the way to subscribe.
+    browser.goto(&app.url(PREMIUM)).await.unwrap();
+    assert!(browser.find(Locator::Css("video")).await.is_err());
+    browser
+        .find(Locator::LinkText("Subscribe to watch"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_heading(&browser, "Pricing").await;
+    fill_and_submit(&browser, "/checkout", &[]).await;
+
+    // Lectern sent the browser on to Stripe Checkout; Stripe's side of the
+    // payment follows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let session = loop {
+        if let Some(session) = stripe.checkout_sessions().first() {
+            break session["id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no Checkout Session was made");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    wait_for_heading(&browser, "Stripe Checkout").await;
+    assert!(browser
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with(&format!("/c/pay/{session}")));
+    app.deliver_all(&stripe.complete_checkout(&session, Outcome::Paid { card_country: "US" }))
+        .await;
+    browser.goto(&stripe.success_url(&session)).await.unwrap();
+    wait_for_heading(&browser, "Billing").await;
+
+    browser.goto(&app.url(PREMIUM)).await.unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".player video"))
+        .await
+        .expect("a subscriber sees the video");
+
+    // Cancelled in Stripe: the next visit shows the teaser again.
+    let subscription = stripe.subscriptions()[0]["id"].as_str().unwrap().to_owned();
+    app.deliver_all(&[stripe.cancel_subscription(&subscription)])
+        .await;
+    browser.goto(&app.url(PREMIUM)).await.unwrap();
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::LinkText("Subscribe to watch"))
+        .await
+        .unwrap();
+    assert!(browser.find(Locator::Css("video")).await.is_err());
     browser.close().await.unwrap();
 }

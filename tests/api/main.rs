@@ -5,6 +5,7 @@
 
 mod account_security;
 mod accounts;
+mod billing;
 mod browser;
 mod cli;
 mod content;

@@ -36,7 +36,16 @@ async fn readyz_is_green_when_database_migrations_and_actors_are() {
         .collect();
     assert_eq!(
         actors,
-        ["event_log", "renderer", "page_cache", "mailer", "housekeeper"]
+        [
+            "event_log",
+            "renderer",
+            "page_cache",
+            "mailer",
+            "housekeeper",
+            "stripe_worker_1",
+            "stripe_worker_2",
+            "billing",
+        ]
     );
 }
 

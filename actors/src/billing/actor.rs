@@ -98,9 +98,13 @@ impl SupervisedActor for StripeWorker {
 /// What a worker does with its job.
 async fn run(billing: Arc<Billing>, job: Job) -> Result<Done, BillingError> {
     Ok(match job {
-        Job::StartCheckout { user_id, plan, country } => {
-            Done::Checkout(Box::new(billing.start_checkout(user_id, &plan, country.as_ref()).await?))
-        }
+        Job::StartCheckout {
+            user_id,
+            plan,
+            country,
+        } => Done::Checkout(Box::new(
+            billing.start_checkout(user_id, &plan, country.as_ref()).await?,
+        )),
         Job::OpenPortal { user_id } => Done::Url(billing.portal_url(user_id).await?),
         Job::SetCancelAtPeriodEnd { user_id, cancel } => {
             billing.set_cancel_at_period_end(user_id, cancel).await?;
@@ -123,7 +127,9 @@ impl Handler<Run> for StripeWorker {
 
     fn handle(&mut self, Run(job): Run, _: &mut Context<Self>) -> Self::Result {
         let work = run(Arc::clone(&self.billing), job);
-        Box::pin(guard_future(self, "Run", work).map(|outcome, _, _| outcome.unwrap_or_else(|c| Err(crashed(&c)))))
+        Box::pin(
+            guard_future(self, "Run", work).map(|outcome, _, _| outcome.unwrap_or_else(|c| Err(crashed(&c)))),
+        )
     }
 }
 
@@ -352,7 +358,9 @@ impl Handler<Ask> for BillingSupervisor {
 
     fn handle(&mut self, Ask(job): Ask, _: &mut Context<Self>) -> Self::Result {
         let work = self.dispatch(job);
-        Box::pin(guard_future(self, "Ask", work).map(|outcome, _, _| outcome.unwrap_or_else(|c| Err(crashed(&c)))))
+        Box::pin(
+            guard_future(self, "Ask", work).map(|outcome, _, _| outcome.unwrap_or_else(|c| Err(crashed(&c)))),
+        )
     }
 }
 

@@ -264,12 +264,20 @@ impl Stripe {
         name: &str,
         idempotency_key: &str,
     ) -> Result<Customer, StripeError> {
-        let mut form = vec![("email", email.to_owned()), ("metadata[user_id]", user_id.to_string())];
+        let mut form = vec![
+            ("email", email.to_owned()),
+            ("metadata[user_id]", user_id.to_string()),
+        ];
         if !name.is_empty() {
             form.push(("name", name.to_owned()));
         }
-        self.call(reqwest::Method::POST, "/v1/customers", &form, Some(idempotency_key))
-            .await
+        self.call(
+            reqwest::Method::POST,
+            "/v1/customers",
+            &form,
+            Some(idempotency_key),
+        )
+        .await
     }
 
     pub async fn create_checkout_session(
@@ -308,8 +316,13 @@ impl Stripe {
     /// The subscription as Stripe has it now, with its payment method.
     pub async fn get_subscription(&self, id: &str) -> Result<Subscription, StripeError> {
         let form = [("expand[]", "default_payment_method".to_owned())];
-        self.call(reqwest::Method::GET, &format!("/v1/subscriptions/{}", path_segment(id)), &form, None)
-            .await
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/subscriptions/{}", path_segment(id)),
+            &form,
+            None,
+        )
+        .await
     }
 
     pub async fn set_cancel_at_period_end(
@@ -332,13 +345,23 @@ impl Stripe {
     }
 
     pub async fn get_price(&self, id: &str) -> Result<Price, StripeError> {
-        self.call(reqwest::Method::GET, &format!("/v1/prices/{}", path_segment(id)), &[], None)
-            .await
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/prices/{}", path_segment(id)),
+            &[],
+            None,
+        )
+        .await
     }
 
     pub async fn get_coupon(&self, id: &str) -> Result<Coupon, StripeError> {
-        self.call(reqwest::Method::GET, &format!("/v1/coupons/{}", path_segment(id)), &[], None)
-            .await
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/coupons/{}", path_segment(id)),
+            &[],
+            None,
+        )
+        .await
     }
 }
 

@@ -60,7 +60,9 @@ pub fn verify(header: Option<&str>, body: &[u8], secrets: &[String], now: i64) -
     let matches = secrets.iter().any(|secret| {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
         // `verify` compares in constant time.
-        signatures.iter().any(|signature| hmac::verify(&key, &signed, signature).is_ok())
+        signatures
+            .iter()
+            .any(|signature| hmac::verify(&key, &signed, signature).is_ok())
     });
     if matches {
         Ok(())
@@ -123,7 +125,10 @@ pub fn sign(body: &[u8], secret: &str, timestamp: i64) -> String {
     let mut signed = timestamp.to_string().into_bytes();
     signed.push(b'.');
     signed.extend_from_slice(body);
-    format!("t={timestamp},v1={}", hex::encode(hmac::sign(&key, &signed).as_ref()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(hmac::sign(&key, &signed).as_ref())
+    )
 }
 
 #[cfg(test)]
@@ -154,10 +159,22 @@ mod tests {
         let header = sign(body, SECRET, 1_000);
         let secrets = [SECRET.to_owned()];
         assert_eq!(verify(None, body, &secrets, 1_000), Err(SignatureError::Missing));
-        assert_eq!(verify(Some("v1=00"), body, &secrets, 1_000), Err(SignatureError::Malformed));
-        assert_eq!(verify(Some("t=1000"), body, &secrets, 1_000), Err(SignatureError::Malformed));
-        assert_eq!(verify(Some(&header), body, &secrets, 1_301), Err(SignatureError::Stale(301)));
-        assert_eq!(verify(Some(&header), body, &secrets, 699), Err(SignatureError::Stale(-301)));
+        assert_eq!(
+            verify(Some("v1=00"), body, &secrets, 1_000),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(Some("t=1000"), body, &secrets, 1_000),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(Some(&header), body, &secrets, 1_301),
+            Err(SignatureError::Stale(301))
+        );
+        assert_eq!(
+            verify(Some(&header), body, &secrets, 699),
+            Err(SignatureError::Stale(-301))
+        );
         assert_eq!(
             verify(Some(&header), br#"{"id":"evt_2"}"#, &secrets, 1_000),
             Err(SignatureError::Mismatch)
@@ -166,7 +183,10 @@ mod tests {
             verify(Some(&header), body, &["whsec_other".into()], 1_000),
             Err(SignatureError::Mismatch)
         );
-        assert_eq!(verify(Some(&header), body, &[], 1_000), Err(SignatureError::NoSecret));
+        assert_eq!(
+            verify(Some(&header), body, &[], 1_000),
+            Err(SignatureError::NoSecret)
+        );
     }
 
     proptest! {
@@ -192,7 +212,10 @@ mod tests {
             br#"{"id":"evt_1","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1"}}}"#,
         )
         .unwrap();
-        assert_eq!((event.id.as_str(), event.kind.as_str()), ("evt_1", "invoice.paid"));
+        assert_eq!(
+            (event.id.as_str(), event.kind.as_str()),
+            ("evt_1", "invoice.paid")
+        );
         assert_eq!(event.object["id"], "in_1");
         for bad in [
             &b"not json"[..],
@@ -200,7 +223,11 @@ mod tests {
             br#"{"id":"x","type":"t","created":1,"data":{"object":{}}}"#,
             br#"{"id":"evt_1","type":"t t","created":1,"data":{"object":{}}}"#,
         ] {
-            assert!(StripeEvent::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                StripeEvent::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -13,7 +13,9 @@ use slog::info;
 use super::{password_limits, Answer};
 use lectern_actors::cache::ViewerClass;
 
-use crate::http::extract::{removed_session_cookie, see_other, AccessError, ClientAddr, CsrfForm, Member, Viewer};
+use crate::http::extract::{
+    removed_session_cookie, see_other, AccessError, ClientAddr, CsrfForm, Member, Viewer,
+};
 use crate::http::layout::PrivatePage;
 use crate::http::limits::{self, Limit};
 use crate::http::{get_or_head, AppState};
@@ -225,6 +227,9 @@ async fn me(state: web::Data<AppState>, viewer: Viewer) -> Result<HttpResponse, 
         None => json!({ "user": null }),
     };
     Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ))
         .json(body))
 }

@@ -89,9 +89,12 @@ impl StripeServer {
     /// that it answers whatever runtime the test and Lectern run on. Only
     /// requests bearing `secret_key` get past authentication.
     pub async fn start(secret_key: &str) -> StripeServer {
-        let account = Arc::new(Mutex::new(Account::new(secret_key)));
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
         let port = listener.local_addr().expect("a bound port").port();
+        let account = Arc::new(Mutex::new(Account::new(
+            secret_key,
+            format!("http://127.0.0.1:{port}"),
+        )));
         let state = web::Data::from(Arc::clone(&account));
         let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -99,6 +102,7 @@ impl StripeServer {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(state.clone())
+                        .route("/c/pay/{id}", web::get().to(api::checkout_page))
                         .default_service(web::to(api::answer))
                 })
                 .workers(1)

@@ -56,6 +56,8 @@ const SUBSCRIPTION_STATUSES: [&str; 8] = [
 #[derive(Debug)]
 pub(super) struct Account {
     pub secret_key: String,
+    /// Where this server's stand-in for Checkout's payment page is.
+    pub checkout_base: String,
     pub customers: Vec<Value>,
     pub checkout_sessions: Vec<CheckoutSession>,
     pub portal_sessions: Vec<Value>,
@@ -109,9 +111,10 @@ fn set_period(subscription: &mut Value, start: i64, end: i64) {
 }
 
 impl Account {
-    pub(super) fn new(secret_key: &str) -> Account {
+    pub(super) fn new(secret_key: &str, checkout_base: String) -> Account {
         Account {
             secret_key: secret_key.to_owned(),
+            checkout_base,
             customers: Vec::new(),
             checkout_sessions: Vec::new(),
             portal_sessions: Vec::new(),

@@ -291,6 +291,17 @@ pub(super) fn lock(account: &Mutex<Account>) -> MutexGuard<'_, Account> {
 }
 
 /// Every request to the server comes here.
+/// The stand-in for Checkout's payment page: what a browser sent to a
+/// session's `url` sees.
+pub(super) async fn checkout_page(id: web::Path<String>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!doctype html><title>Stripe Checkout</title><h1>Stripe Checkout</h1><p id=\"session\">{}</p>",
+            id.replace(['<', '&'], "")
+        ))
+}
+
 pub(super) async fn answer(
     request: HttpRequest,
     body: web::Bytes,
@@ -606,7 +617,7 @@ impl Account {
                 "client_reference_id can be up to 200 characters long.".to_owned(),
             ));
         }
-        let object = objects::checkout_session(&NewCheckoutSession {
+        let mut object = objects::checkout_session(&NewCheckoutSession {
             customer: customer.and_then(|c| c["id"].as_str()),
             customer_email,
             price,
@@ -621,6 +632,10 @@ impl Account {
             billing_address_collection: params.get("billing_address_collection"),
             automatic_tax: params.boolean("automatic_tax[enabled]")?.unwrap_or(false),
         });
+        // The payer's page is served by this server, so that a browser in
+        // the tests can follow Lectern's redirect to it.
+        let id = object["id"].as_str().expect("objects have an id").to_owned();
+        object["url"] = json!(format!("{}/c/pay/{id}", self.checkout_base));
         self.checkout_sessions.push(CheckoutSession {
             object: object.clone(),
             price: price["id"].as_str().expect("objects have an id").to_owned(),
