@@ -18,9 +18,10 @@ use crate::{commands, startup};
     about = "A learning platform for screencasts and articles, in one binary"
 )]
 pub struct Cli {
-    /// Directory holding default overrides: $LECTERN_ENV.toml and local.toml.
-    #[arg(long, global = true, default_value = "config", value_name = "DIR")]
-    pub config_dir: PathBuf,
+    /// Directory of files overriding the built-in configuration:
+    /// $LECTERN_ENV.toml, then local.toml [default: config, if it exists]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -133,7 +134,18 @@ pub enum ConfigAction {
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(&cli.config_dir) {
+    let config_dir = match cli.config_dir {
+        Some(dir) if !dir.is_dir() => {
+            eprintln!(
+                "lectern: --config-dir {}: no such directory (leave it out to use the built-in configuration)",
+                dir.display()
+            );
+            return ExitCode::from(2);
+        }
+        Some(dir) => dir,
+        None => PathBuf::from(crate::config::DEFAULT_CONFIG_DIR),
+    };
+    let settings = match Settings::load(&config_dir) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("lectern: {e}");

@@ -1,5 +1,7 @@
-//! Configuration: `config/default.toml` (built into the binary), then
-//! `config/$LECTERN_ENV.toml`, then `config/local.toml`, then `DATABASE_URL`
+//! Configuration: `config/default.toml`, then the profile
+//! `config/$LECTERN_ENV.toml` (both built into the binary, so that it runs
+//! from anywhere), then the same profile's file in the configuration
+//! directory if there is one, then `local.toml` there, then `DATABASE_URL`
 //! and `LECTERN__SECTION__KEY` environment variables. A bad value is one
 //! error that names the key and where the value came from.
 
@@ -14,6 +16,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The documented defaults, built in so that the binary runs from anywhere.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+/// The shipped profiles, built in for the same reason; a file of the same
+/// name in the configuration directory overrides them key by key.
+const PROFILE_TOMLS: [(Environment, &str); 3] = [
+    (
+        Environment::Development,
+        include_str!("../config/development.toml"),
+    ),
+    (Environment::Test, include_str!("../config/test.toml")),
+    (Environment::Production, include_str!("../config/production.toml")),
+];
+/// Where the configuration directory is looked for when `--config-dir` is
+/// not given (it need not exist).
+pub const DEFAULT_CONFIG_DIR: &str = "config";
 const ENV_PREFIX: &str = "LECTERN__";
 
 /// Which `config/NAME.toml` is layered over the defaults (`LECTERN_ENV`).
@@ -334,25 +349,45 @@ impl DatabaseUrl {
         &self.parsed
     }
 
-    /// The string with any password replaced by `***`.
+    /// The string with any password replaced by `***`: in a URL's user
+    /// information or its query string, or a key=value pair.
     pub fn redacted(&self) -> String {
-        if self.parsed.get_password().is_none() {
+        fn is_secret(key: &str) -> bool {
+            matches!(key, "password" | "sslpassword")
+        }
+        if self.parsed.get_password().is_none() && !self.raw.contains("password=") {
             return self.raw.clone();
         }
         if let Some((scheme, rest)) = self.raw.split_once("://") {
-            if let Some((credentials, host)) = rest.rsplit_once('@') {
-                let user = credentials.split(':').next().unwrap_or("");
-                return format!("{scheme}://{user}:***@{host}");
-            }
+            let (location, query) = match rest.split_once('?') {
+                Some((location, query)) => (location, Some(query)),
+                None => (rest, None),
+            };
+            let location = match location.rsplit_once('@') {
+                Some((credentials, host)) if credentials.contains(':') => {
+                    let user = credentials.split(':').next().unwrap_or("");
+                    format!("{user}:***@{host}")
+                }
+                _ => location.to_owned(),
+            };
+            let Some(query) = query else {
+                return format!("{scheme}://{location}");
+            };
+            let query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if is_secret(key) => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            return format!("{scheme}://{location}?{query}");
         }
         self.raw
             .split_whitespace()
-            .map(|pair| {
-                if pair.starts_with("password=") {
-                    "password=***"
-                } else {
-                    pair
-                }
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
             })
             .collect::<Vec<_>>()
             .join(" ")
@@ -388,14 +423,20 @@ pub struct ConfigError {
 }
 
 impl Settings {
-    /// Reads the layers from `config_dir` and the process environment.
+    /// Reads the built-in layers, those in `config_dir` (missing files are
+    /// skipped) and the process environment.
     pub fn load(config_dir: &Path) -> Result<Settings, ConfigError> {
         let environment = match std::env::var("LECTERN_ENV") {
             Ok(name) => name.parse()?,
             Err(_) => Environment::Development,
         };
+        let profile = PROFILE_TOMLS
+            .iter()
+            .find(|(name, _)| *name == environment)
+            .map_or("", |(_, toml)| *toml);
         let figment = Figment::new()
             .merge(Toml::string(DEFAULT_TOML))
+            .merge(Toml::string(profile))
             .merge(Toml::file(
                 config_dir.join(format!("{}.toml", environment.as_str())),
             ))
@@ -485,6 +526,31 @@ impl Settings {
                     "server.public_url",
                     "must be an http:// or https:// URL with a host and nothing after it, e.g. https://example.com",
                 );
+            }
+        }
+        if self.environment == Environment::Production {
+            let loopback = self
+                .server
+                .public_url
+                .as_deref()
+                .and_then(|url| url::Url::parse(url).ok())
+                .is_none_or(|url| match url.host() {
+                    Some(url::Host::Domain(name)) => name == "localhost" || name.ends_with(".localhost"),
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+                    None => true,
+                });
+            if loopback {
+                return Err(ConfigError {
+                    key: "server.public_url".into(),
+                    origin: figment
+                        .find_metadata("server.public_url")
+                        .map_or_else(|| "unset, under LECTERN_ENV=production".into(), origin_of),
+                    message: "the production profile needs the site's public address, which emailed links, \
+                              feeds and the sitemap use: set LECTERN__SERVER__PUBLIC_URL=https://your.domain \
+                              or server.public_url in config/local.toml"
+                        .into(),
+                });
             }
         }
         if self.cache.schedule_check_secs == 0 {
@@ -818,7 +884,7 @@ mod tests {
             jail.set_env("LECTERN_ENV", "production");
             jail.create_file(
                 "config/production.toml",
-                "[server]\nbind = \"0.0.0.0:5000\"\nworkers = 3\n[database]\npool_size = 4\n[log]\nlevel = \"error\"",
+                "[server]\nbind = \"0.0.0.0:5000\"\nworkers = 3\npublic_url = \"https://lectern.example\"\n[database]\npool_size = 4\n[log]\nlevel = \"error\"",
             )?;
             jail.create_file(
                 "config/local.toml",
@@ -838,7 +904,8 @@ mod tests {
             assert_eq!(settings.log.level, LogLevel::Error, "environment file");
             assert_eq!(settings.server.workers, 7, "local.toml over the environment file");
             assert_eq!(settings.database.pool_size, 6, "variables over files");
-            assert_eq!(settings.server.hsts_max_age_secs, 0, "default kept");
+            assert_eq!(settings.server.hsts_max_age_secs, 31_536_000, "built-in profile");
+            assert_eq!(settings.server.shutdown_timeout_secs, 30, "default kept");
             let url = settings.database.url.expect("DATABASE_URL is honoured");
             assert_eq!(url.config().get_dbname(), Some("lectern"));
             Ok(())
@@ -869,6 +936,58 @@ mod tests {
             assert!(settings.database.url.is_none());
             assert_eq!(settings.server.bind.to_string(), "127.0.0.1:4000");
             assert_eq!(settings.log_file(), PathBuf::from("var/log/lectern.log"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_shipped_profiles_are_built_in_and_files_on_disk_override_them() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            // No configuration directory at all: the built-in development profile.
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert!(settings.log.terminal, "development logs to the terminal");
+            assert!(settings.content.demo_when_empty, "development has demo content");
+
+            jail.create_dir("config")?;
+            jail.create_file("config/development.toml", "[log]\nterminal = false")?;
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert!(!settings.log.terminal, "the file on disk wins");
+            assert!(
+                settings.content.demo_when_empty,
+                "keys it does not set stay built in"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn production_refuses_an_unset_or_loopback_public_url_and_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("LECTERN_ENV", "production");
+            let error = load(jail).expect_err("unset");
+            assert_eq!(error.key, "server.public_url");
+            assert!(
+                error.message.contains("LECTERN__SERVER__PUBLIC_URL"),
+                "{}",
+                error.message
+            );
+
+            for loopback in [
+                "http://127.0.0.1:4000",
+                "http://localhost:4200",
+                "http://[::1]",
+                "http://0.0.0.0",
+            ] {
+                jail.set_env("LECTERN__SERVER__PUBLIC_URL", loopback);
+                let error = load(jail).expect_err(loopback);
+                assert_eq!(error.key, "server.public_url", "{loopback}");
+            }
+
+            jail.set_env("LECTERN__SERVER__PUBLIC_URL", "https://lectern.example");
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert_eq!(settings.public_url(), "https://lectern.example");
             Ok(())
         });
     }
@@ -997,6 +1116,20 @@ mod tests {
         assert_eq!(kv.redacted(), "host=db user=app password=*** dbname=lectern");
         let plain = DatabaseUrl::parse("host=/run/postgresql dbname=lectern").expect("valid");
         assert_eq!(plain.redacted(), "host=/run/postgresql dbname=lectern");
+        let query =
+            DatabaseUrl::parse("postgres://app@db/lectern?sslmode=require&password=s3cret").expect("valid");
+        assert_eq!(
+            query.redacted(),
+            "postgres://app@db/lectern?sslmode=require&password=***"
+        );
+        let both = DatabaseUrl::parse("postgresql://app:one@db/lectern?password=two").expect("valid");
+        assert_eq!(both.redacted(), "postgresql://app:***@db/lectern?password=***");
+        let at_in_query =
+            DatabaseUrl::parse("postgres://db/lectern?application_name=a@b&password=x").expect("valid");
+        assert_eq!(
+            at_in_query.redacted(),
+            "postgres://db/lectern?application_name=a@b&password=***"
+        );
     }
 
     #[test]

@@ -72,6 +72,13 @@ pub enum StartupError {
     Sns(#[from] HttpClientError),
     #[error("billing: {0}")]
     Billing(#[from] BillingError),
+    #[error(
+        "the data directory {dir} is in use by another `lectern serve` (pid {pid}): \
+         stop that one, or give this one its own server.data_dir"
+    )]
+    DataDirInUse { dir: String, pid: String },
+    #[error("cannot lock the data directory: {path}: {source}")]
+    DataDirLock { path: String, source: std::io::Error },
 }
 
 /// Lectern's HTTP server and actors, bound and ready to run.
@@ -347,7 +354,12 @@ pub(crate) fn open_database(
             let data_dir = settings.data_path("postgres".as_ref());
             let server =
                 EmbeddedPostgres::start(&data_dir, &settings.data_path("log/postgres.log".as_ref()))?;
-            info!(log, "embedded PostgreSQL started"; "data_dir" => %server.data_dir().display(), "pid" => server.pid());
+            if server.is_owned() {
+                info!(log, "embedded PostgreSQL started"; "data_dir" => %server.data_dir().display(), "pid" => server.pid());
+            } else {
+                info!(log, "attached to the embedded PostgreSQL a running Lectern started";
+                    "data_dir" => %server.data_dir().display(), "pid" => server.pid());
+            }
             Ok((server.config(EMBEDDED_DATABASE), Some(server)))
         }
     }
@@ -365,6 +377,7 @@ pub(crate) async fn ensure_embedded_database(
 /// `lectern serve`: runs until SIGTERM (graceful: requests in flight finish)
 /// or SIGINT (Ctrl-C: immediate), or until the supervision tree escalates.
 pub fn serve(settings: Settings) -> Result<(), StartupError> {
+    let _data_dir = lock_data_dir(&settings.server.data_dir)?;
     let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
     let log = telemetry.log.clone();
     let reopener = telemetry.reopener();
@@ -388,6 +401,49 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
     }
     drop(telemetry);
     served
+}
+
+/// `lectern serve`'s claim on its data directory, held while it runs (the
+/// kernel lets go of it when the process ends, however it ends): a second
+/// server on the same directory is refused at once, naming the first.
+/// One-off commands take no claim: they attach to the running server's
+/// embedded PostgreSQL.
+struct DataDirLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, StartupError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let path = dir.join("lectern.pid");
+    let failed = |source: std::io::Error| StartupError::DataDirLock {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(failed)?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut file) => {
+            file.set_len(0).map_err(failed)?;
+            writeln!(*file, "{}", std::process::id()).map_err(failed)?;
+            Ok(DataDirLock { _file: file })
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(StartupError::DataDirInUse {
+            dir: dir.display().to_string(),
+            pid: std::fs::read_to_string(&path)
+                .map(|pid| pid.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+        }),
+        Err((_, errno)) => Err(failed(errno.into())),
+    }
 }
 
 fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReopener, log: Logger) {

@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -392,9 +393,11 @@ fn open_append(path: &Path) -> io::Result<File> {
         fs::create_dir_all(parent)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", parent.display())))?;
     }
+    // Readable by the owner and the group (the operator's), nobody else.
     OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }

@@ -1,17 +1,52 @@
 //! Static files under `/static/`, served from memory like cached pages
 //! (compressed, with a strong ETag and 304); a URL that carries the file's
 //! current version (`?v=`, as templates write it) may be cached for a year.
+//! Also the two files every site is asked for at its root: `/favicon.ico`
+//! and `/robots.txt`.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use lectern_actors::assets::get_served_asset;
 use serde::Deserialize;
 
-use super::cached;
 use super::errors::ErrorPage;
-use super::get_or_head;
+use super::{cached, get_or_head, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/static/{path:.*}", get_or_head().to(static_file));
+    cfg.route("/static/{path:.*}", get_or_head().to(static_file))
+        .route("/favicon.ico", get_or_head().to(favicon))
+        .route("/robots.txt", get_or_head().to(robots));
+}
+
+async fn favicon(req: HttpRequest) -> HttpResponse {
+    match get_served_asset("favicon.ico") {
+        Some(icon) => cached::send(&req, &icon, "hit", "public, max-age=86400"),
+        None => ErrorPage::not_found().response(),
+    }
+}
+
+/// Crawlers may read every public page; the sitemap lists them. Pages
+/// that are a member's own, or that only act, are left out.
+async fn robots(state: web::Data<AppState>) -> HttpResponse {
+    let mut text = String::from("User-agent: *\n");
+    for path in [
+        "/account",
+        "/me",
+        "/checkout",
+        "/login/",
+        "/confirm/",
+        "/reset/",
+        "/webhooks/",
+    ] {
+        text.push_str("Disallow: ");
+        text.push_str(path);
+        text.push('\n');
+    }
+    text.push_str(&format!("\nSitemap: {}/sitemap.xml\n", state.public_url));
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(text)
 }
 
 #[derive(Deserialize)]

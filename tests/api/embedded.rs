@@ -29,6 +29,14 @@ fn wait_until_no_postgres(data_dir: &std::path::Path, within: Duration) -> Vec<u
 }
 
 async fn started_events(data_dir: &std::path::Path) -> i64 {
+    started_events_before(
+        data_dir,
+        time::OffsetDateTime::now_utc() + time::Duration::days(1),
+    )
+    .await
+}
+
+async fn started_events_before(data_dir: &std::path::Path, before: time::OffsetDateTime) -> i64 {
     let mut config = tokio_postgres::Config::new();
     config
         .host_path(data_dir.join("postgres"))
@@ -37,7 +45,10 @@ async fn started_events(data_dir: &std::path::Path) -> i64 {
     let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client
-        .query_one("SELECT count(*) FROM events WHERE kind = 'server.started'", &[])
+        .query_one(
+            "SELECT count(*) FROM events WHERE kind = 'server.started' AND occurred_at < $1",
+            &[&before],
+        )
         .await
         .unwrap()
         .get(0)
@@ -72,12 +83,20 @@ async fn the_embedded_database_lives_and_dies_with_lectern() {
         "Ctrl-C stops Lectern within 5 s"
     );
     assert!(wait_until_no_postgres(&root, Duration::from_millis(500)).is_empty());
+    assert_eq!(
+        started_events_after_stop(&root).await,
+        1,
+        "the first run wrote its start event before it stopped"
+    );
 
-    // Second start reuses the data: the first run's event is there.
+    // Second start reuses the data: the first run's event is still there
+    // beside its own.
+    let second_started = time::OffsetDateTime::now_utc();
     let mut second = LecternProcess::start(Arc::clone(&data_dir), None);
     assert_eq!(ready(&second).await["status"], "ready");
-    assert!(
-        started_events(&root).await >= 1,
+    assert_eq!(
+        started_events_before(&root, second_started).await,
+        1,
         "the first run's data is still there"
     );
 

@@ -11,6 +11,7 @@ mod cli;
 mod content;
 mod embedded;
 mod events;
+mod first_hour;
 mod helpers;
 mod mail;
 mod middleware;

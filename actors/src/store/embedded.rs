@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -152,6 +152,7 @@ impl EmbeddedPostgres {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o640)
             .open(log_file)
             .map_err(io_error(log_file))?;
         let log_err = log.try_clone().map_err(io_error(log_file))?;
