@@ -610,19 +610,24 @@ impl Billing {
     /// Records a verified Stripe event once; false when it was seen before.
     pub async fn record_event(&self, event: &StripeEvent) -> Result<bool, BillingError> {
         let client = self.pool.get().await?;
+        // One statement, one commit: the row and the wake-up, or neither.
         let inserted = client
-            .execute(
-                "INSERT INTO stripe_events (id, type, created, payload) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
-                &[&event.id, &event.kind, &event.created, &event.payload],
+            .query(
+                "WITH inserted AS (\
+                     INSERT INTO stripe_events (id, type, created, payload) \
+                     VALUES ($1, $2, $3, $4::text::jsonb) \
+                     ON CONFLICT (id) DO NOTHING RETURNING id) \
+                 SELECT pg_notify($5, '') FROM inserted",
+                &[
+                    &event.id,
+                    &event.kind,
+                    &event.created,
+                    &event.payload,
+                    &actor::NOTIFY_CHANNEL,
+                ],
             )
             .await?;
-        if inserted == 1 {
-            client
-                .batch_execute(&format!("NOTIFY {}", actor::NOTIFY_CHANNEL))
-                .await?;
-        }
-        Ok(inserted == 1)
+        Ok(inserted.len() == 1)
     }
 
     /// Handles the longest-due unhandled event, if any: its effects and its
