@@ -743,3 +743,73 @@ async fn a_session_opened_on_one_node_is_read_and_ended_on_another() {
     assert_eq!(out.status, 303);
     assert!(on_first.me().await.is_null(), "logged out on the other node too");
 }
+
+/// The one session's expiry, as seconds from now (negative: in the past).
+async fn session_expires_in_secs(app: &TestApp) -> f64 {
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT extract(epoch FROM expires_at - now())::float8 FROM sessions",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Makes the one session look last used `idle` ago, expiring in `left`.
+async fn age_session(app: &TestApp, idle: &str, left: &str) {
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            &format!(
+                "UPDATE sessions SET last_seen_at = now() - interval '{idle}', \
+                 expires_at = now() + interval '{left}'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_session_lasts_while_it_is_used_and_ends_when_it_expires() {
+    const DAY: f64 = 86_400.0;
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let fresh = session_expires_in_secs(&app).await;
+    assert!((29.9 * DAY..=30.0 * DAY).contains(&fresh), "{fresh}");
+
+    // Used ten minutes ago: the session is read, its expiry not written again.
+    age_session(&app, "10 minutes", "1 day").await;
+    assert_eq!(visitor.me().await["email"], "ada@example.org");
+    let unchanged = session_expires_in_secs(&app).await;
+    assert!(
+        (0.9 * DAY..=DAY).contains(&unchanged),
+        "written at most once an hour: {unchanged}"
+    );
+
+    // Idle for two hours, a day left: using it gives it 30 days again.
+    age_session(&app, "2 hours", "1 day").await;
+    assert_eq!(visitor.get("/account").await.status, 200);
+    let extended = session_expires_in_secs(&app).await;
+    assert!(
+        (29.9 * DAY..=30.0 * DAY).contains(&extended),
+        "use moves the expiry forward: {extended}"
+    );
+    assert_eq!(visitor.me().await["email"], "ada@example.org");
+
+    // Idle for 30 days: expired, refused, and not brought back by the visit.
+    age_session(&app, "30 days 1 second", "-1 second").await;
+    assert!(visitor.me().await.is_null(), "/me knows no user");
+    let account = visitor.get("/account").await;
+    assert_eq!(account.status, 303);
+    assert_eq!(account.location(), Some("/login?next=/account"));
+    let expired = session_expires_in_secs(&app).await;
+    assert!(expired < 0.0, "an expired session is not extended: {expired}");
+}
