@@ -97,6 +97,7 @@ fn main() {
                 policy: RestartPolicy::default(),
                 render_threads: 1,
                 schedule_check: Duration::from_secs(3600),
+                events_flush: Duration::from_secs(1),
                 mail: MailerConfig {
                     backend: BackendConfig::Ses {
                         endpoint: Some(endpoint.clone()),

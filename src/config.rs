@@ -134,6 +134,8 @@ pub struct LogSettings {
     pub level: LogLevel,
     pub file: PathBuf,
     pub terminal: bool,
+    /// How often the events table gets the events recorded since the last write.
+    pub events_flush_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -561,6 +563,9 @@ impl Settings {
         }
         if self.content.max_markdown_kb == 0 || self.content.max_markdown_kb > 16_384 {
             return fail("content.max_markdown_kb", "must be between 1 and 16384");
+        }
+        if self.log.events_flush_secs == 0 {
+            return fail("log.events_flush_secs", "must be at least 1");
         }
         if self.supervisor.max_restarts == 0 {
             return fail("supervisor.max_restarts", "must be at least 1");

@@ -133,6 +133,7 @@ impl Application {
                 },
                 render_threads: threads_or_cores(settings.renderer.threads),
                 schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
+                events_flush: Duration::from_secs(settings.log.events_flush_secs),
                 mail: mailer_config(&settings, &public_url),
                 housekeeping_every: HOUSEKEEPING_EVERY,
                 keep_mail: Duration::from_secs(u64::from(settings.mail.keep_days) * 86_400),

@@ -38,6 +38,8 @@ pub struct SupervisorConfig {
     pub render_threads: usize,
     /// How often PageCache looks for scheduled content that came due.
     pub schedule_check: Duration,
+    /// How often the EventLog writes what it holds.
+    pub events_flush: Duration,
     pub mail: MailerConfig,
     /// How often the Housekeeper purges, and how long sent emails are kept.
     pub housekeeping_every: Duration,
@@ -90,8 +92,9 @@ impl RootSupervisor {
         // 1. EventLog first: the others record into it.
         let event_log_arbiter = Arbiter::new();
         let event_log_pool = pool.clone();
+        let events_flush = config.events_flush;
         let event_log = tree.supervise("event_log", event_log_arbiter.handle(), move |stats| {
-            EventLog::new(event_log_pool.clone(), stats)
+            EventLog::new(event_log_pool.clone(), stats, events_flush)
         });
 
         // 2. The Renderer pool; templates are compiled once, here, so that a

@@ -520,8 +520,14 @@ async fn cached_pages_carry_no_token_and_no_name() {
     let app = spawn_app().await;
     let mut visitor = Visitor::new(&app);
     confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let first = visitor.get("/").await;
+    assert_eq!(first.status, 200);
     let home = visitor.get("/").await;
-    assert!(home.headers.get("x-cache").is_some());
+    assert_eq!(
+        home.headers.get("x-cache").unwrap(),
+        "hit",
+        "a member's second visit is served from the cache"
+    );
     assert!(!home.body.contains("csrf_token"));
     assert!(!home.body.contains("Ada"));
     let me = visitor.get("/me").await;
@@ -584,26 +590,74 @@ async fn bad_input_gets_a_clear_answer() {
     assert!(app.outbox().await.is_empty());
 }
 
+/// What a visitor sees of an answer: its status and its text, with the
+/// address they typed and the form's per-visitor token taken out.
+fn as_seen(page: &crate::visitor::Page, email: &str) -> (u16, String) {
+    let mut body = page.body.replace(email, "ADDRESS");
+    let marker = "name=\"csrf_token\" value=\"";
+    let mut from = 0;
+    while let Some(found) = body[from..].find(marker) {
+        let start = from + found + marker.len();
+        let end = start + body[start..].find('"').unwrap();
+        body.replace_range(start..end, "TOKEN");
+        from = start;
+    }
+    (page.status, body)
+}
+
 #[actix_rt::test]
 async fn too_many_requests_get_429_whether_or_not_the_address_exists() {
     let app = spawn_app_with(&[("accounts.rate_limit.per_email", "2")]).await;
     let mut member = Visitor::new(&app);
     confirmed_member(&app, &mut member, "ada@example.org").await;
-    for email in ["ada@example.org", "nobody@example.org"] {
-        let mut visitor = Visitor::new(&app);
-        let mut statuses = Vec::new();
-        for _ in 0..3 {
-            let page = visitor
-                .submit("/login/magic", "/login/magic", &[("email", email)])
-                .await;
-            statuses.push(page.status);
-            if page.status == 429 {
-                let retry: u32 = page.headers["retry-after"].to_str().unwrap().parse().unwrap();
-                assert!((1..=900).contains(&retry), "{retry}");
-                assert!(page.body.contains("Too many attempts"));
+    // Two addresses of one length: one with a confirmed account, one without.
+    let (registered, unregistered) = ("ada@example.org", "bob@example.org");
+    for (path, message) in [("/login/magic", "magic_link"), ("/reset", "password_reset")] {
+        let mut answers = Vec::new();
+        for email in [registered, unregistered] {
+            let mut visitor = Visitor::new(&app);
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let page = visitor.submit(path, path, &[("email", email)]).await;
+                if page.status == 429 {
+                    let retry: u32 = page.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                    assert!((1..=900).contains(&retry), "{retry}");
+                    assert!(page.body.contains("Too many attempts"));
+                }
+                seen.push(as_seen(&page, email));
             }
+            let statuses: Vec<u16> = seen.iter().map(|(status, _)| *status).collect();
+            assert_eq!(statuses, [200, 200, 429], "{path} {email}");
+            answers.push(seen);
         }
-        assert_eq!(statuses, [200, 200, 429], "{email}");
+        for (n, (known, unknown)) in answers[0].iter().zip(&answers[1]).enumerate() {
+            let request = n + 1;
+            assert_eq!(
+                known.0, unknown.0,
+                "{path}, request {request}: the status differs"
+            );
+            if let Some((registered_line, unregistered_line)) =
+                known.1.lines().zip(unknown.1.lines()).find(|(a, b)| a != b)
+            {
+                panic!(
+                    "{path}, request {request}: the answer tells a registered address from an \
+                     unregistered one:\n  registered:   {registered_line}\n  unregistered: {unregistered_line}"
+                );
+            }
+            assert_eq!(known.1, unknown.1, "{path}, request {request}");
+        }
+        let sent: Vec<_> = app
+            .outbox()
+            .await
+            .into_iter()
+            .filter(|e| e.message == message)
+            .map(|e| e.recipient)
+            .collect();
+        assert_eq!(
+            sent,
+            [registered, registered],
+            "{path}: only the account's owner gets mail"
+        );
     }
     // Per client address too.
     let app = spawn_app_with(&[("accounts.rate_limit.per_ip", "2")]).await;
@@ -688,4 +742,74 @@ async fn a_session_opened_on_one_node_is_read_and_ended_on_another() {
     let out = on_second.post_with_token("/logout", &[]).await;
     assert_eq!(out.status, 303);
     assert!(on_first.me().await.is_null(), "logged out on the other node too");
+}
+
+/// The one session's expiry, as seconds from now (negative: in the past).
+async fn session_expires_in_secs(app: &TestApp) -> f64 {
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT extract(epoch FROM expires_at - now())::float8 FROM sessions",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Makes the one session look last used `idle` ago, expiring in `left`.
+async fn age_session(app: &TestApp, idle: &str, left: &str) {
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            &format!(
+                "UPDATE sessions SET last_seen_at = now() - interval '{idle}', \
+                 expires_at = now() + interval '{left}'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_session_lasts_while_it_is_used_and_ends_when_it_expires() {
+    const DAY: f64 = 86_400.0;
+    let app = spawn_app().await;
+    let mut visitor = Visitor::new(&app);
+    confirmed_member(&app, &mut visitor, "ada@example.org").await;
+    let fresh = session_expires_in_secs(&app).await;
+    assert!((29.9 * DAY..=30.0 * DAY).contains(&fresh), "{fresh}");
+
+    // Used ten minutes ago: the session is read, its expiry not written again.
+    age_session(&app, "10 minutes", "1 day").await;
+    assert_eq!(visitor.me().await["email"], "ada@example.org");
+    let unchanged = session_expires_in_secs(&app).await;
+    assert!(
+        (0.9 * DAY..=DAY).contains(&unchanged),
+        "written at most once an hour: {unchanged}"
+    );
+
+    // Idle for two hours, a day left: using it gives it 30 days again.
+    age_session(&app, "2 hours", "1 day").await;
+    assert_eq!(visitor.get("/account").await.status, 200);
+    let extended = session_expires_in_secs(&app).await;
+    assert!(
+        (29.9 * DAY..=30.0 * DAY).contains(&extended),
+        "use moves the expiry forward: {extended}"
+    );
+    assert_eq!(visitor.me().await["email"], "ada@example.org");
+
+    // Idle for 30 days: expired, refused, and not brought back by the visit.
+    age_session(&app, "30 days 1 second", "-1 second").await;
+    assert!(visitor.me().await.is_null(), "/me knows no user");
+    let account = visitor.get("/account").await;
+    assert_eq!(account.status, 303);
+    assert_eq!(account.location(), Some("/login?next=/account"));
+    let expired = session_expires_in_secs(&app).await;
+    assert!(expired < 0.0, "an expired session is not extended: {expired}");
 }

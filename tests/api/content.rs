@@ -33,6 +33,27 @@ async fn count(database: &tokio_postgres::Config, table: &str) -> i64 {
         .get(0)
 }
 
+/// Every row version of the content tables: a row rewritten by an UPDATE,
+/// or deleted and inserted again, gets a new `xmin` and `ctid`.
+async fn row_versions(database: &tokio_postgres::Config) -> Vec<String> {
+    let (client, connection) = database.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mut versions = Vec::new();
+    for table in ["series", "episodes", "tags", "episode_tags"] {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT '{table} ' || ctid::text || ' xmin ' || xmin::text FROM {table} ORDER BY ctid"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        versions.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    }
+    versions
+}
+
 fn import(database: &tokio_postgres::Config, folder: &Path) -> std::process::Output {
     let work = tempfile::tempdir().unwrap();
     lectern_command(work.path())
@@ -61,12 +82,24 @@ async fn importing_twice_writes_once() {
     );
 
     let first = import(&database, folder.path());
+    let after_first = row_versions(&database).await;
     let second = import(&database, folder.path());
 
     assert!(
         first.status.success(),
         "{}",
         String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(after_first.len(), 1 + 2 + 1 + 2, "{after_first:?}");
+    assert_eq!(
+        row_versions(&database).await,
+        after_first,
+        "the second import rewrote rows"
     );
     let first = String::from_utf8_lossy(&first.stdout);
     assert!(

@@ -653,3 +653,69 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no email to {recipient} in the outbox"))
     }
 }
+
+/// A response read off the wire: the status line and headers as sent, and
+/// every byte that followed them until the server closed the connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names in lower case, in the order sent.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `method path` with `headers` over a plain TCP connection, asking
+/// the server to close it, and reads everything until it does. An HTTP
+/// client stops reading after the headers of a HEAD or 304 answer; this
+/// shows the bytes a server sent there.
+pub async fn raw_request(app: &TestApp, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let authority = app.address.strip_prefix("http://").expect("an http address");
+    let mut stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server closes the connection within 10 s")
+        .expect("response read");
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(&bytes)));
+    let head = std::str::from_utf8(&bytes[..end]).expect("headers are ASCII");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .map(|l| {
+            let (name, value) = l.split_once(':').expect("a header line");
+            (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: bytes[end + 4..].to_vec(),
+    }
+}

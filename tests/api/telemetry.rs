@@ -47,9 +47,25 @@ async fn the_log_level_comes_from_the_configuration() {
         .await
         .unwrap();
 
-    let lines = app.log_lines_for("below-the-level").await;
+    // A page that cannot be loaded fails with an error, which is above the level.
+    app.cut_off_database().await;
+    let failed = app
+        .client
+        .get(app.url("/episodes/no-database"))
+        .header("X-Request-Id", "above-the-level")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 503);
 
-    assert!(lines.is_empty(), "info lines are filtered at warning: {lines:?}");
+    let failure = app.log_lines_for("above-the-level").await;
+    let below = app.log_lines_for("below-the-level").await;
+
+    assert_eq!(failure.len(), 1, "the error and no access line: {failure:?}");
+    assert_eq!(failure[0]["msg"], "request failed");
+    assert_eq!(failure[0]["level"], "ERRO");
+    assert_eq!(failure[0]["status"], 503);
+    assert!(below.is_empty(), "info lines are filtered at warning: {below:?}");
 }
 
 #[actix_rt::test]

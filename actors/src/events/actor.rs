@@ -1,6 +1,6 @@
 //! The EventLog actor: buffers events and writes them in batches, every
-//! second or when a batch is full, and once more when it is told to flush at
-//! shutdown. While the database is away it keeps a bounded backlog.
+//! `log.events_flush_secs` (a second by default) or when a batch is full,
+//! and once more when it is told to flush at shutdown. While the database is away it keeps a bounded backlog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,6 @@ use deadpool_postgres::Pool;
 use super::{insert_events, Event};
 use crate::supervisor::restarts::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
 
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const BATCH: usize = 500;
 /// Past this many unwritten events the oldest are dropped (and counted).
 const MAX_BACKLOG: usize = 50_000;
@@ -19,15 +18,18 @@ const MAX_BACKLOG: usize = 50_000;
 pub struct EventLog {
     pool: Pool,
     stats: Arc<ActorStats>,
+    flush_every: Duration,
     buffer: Vec<Event>,
     dropped: u64,
 }
 
 impl EventLog {
-    pub fn new(pool: Pool, stats: Arc<ActorStats>) -> EventLog {
+    /// An EventLog that writes what it holds every `flush_every` (and when told to flush).
+    pub fn new(pool: Pool, stats: Arc<ActorStats>, flush_every: Duration) -> EventLog {
         EventLog {
             pool,
             stats,
+            flush_every,
             buffer: Vec::new(),
             dropped: 0,
         }
@@ -76,7 +78,7 @@ impl Actor for EventLog {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(FLUSH_EVERY, |act, ctx| {
+        ctx.run_interval(self.flush_every, |act, ctx| {
             if !act.buffer.is_empty() {
                 ctx.wait(act.write_buffer().map(|_, _, _| ()));
             }
@@ -97,7 +99,7 @@ impl SupervisedActor for EventLog {
     }
 }
 
-/// Record one event; it is written within a second.
+/// Record one event; it is written within the flush interval.
 #[derive(Message)]
 #[rtype(result = "Result<(), Crashed>")]
 pub struct Record(pub Event);
