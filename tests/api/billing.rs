@@ -423,20 +423,23 @@ async fn stripe_down_shows_try_again_with_nothing_charged_and_pages_keep_their_s
 
     // Stripe hangs: the member is answered within the client's timeouts,
     // and pages are served meanwhile.
+    // No stopwatch: the page must be answered while the checkout still
+    // waits for Stripe (three attempts of 2 s each), however slow the machine.
     stripe.fail_next("/v1/customers", Fault::Hang, 3);
-    let slow = check_out(&mut visitor, "monthly");
-    let page = async {
-        let started = Instant::now();
-        let home = Visitor::new(&app).get("/").await;
-        (home.status, started.elapsed())
+    let checkout_answered = std::cell::Cell::new(false);
+    let slow = async {
+        let page = check_out(&mut visitor, "monthly").await;
+        checkout_answered.set(true);
+        page
     };
-    let (refused, (home, home_took)) = tokio::join!(slow, page);
+    let page = async {
+        let home = Visitor::new(&app).get("/").await;
+        (home.status, checkout_answered.get())
+    };
+    let (refused, (home, checkout_first)) = tokio::join!(slow, page);
     assert_eq!(refused.status, 503);
     assert_eq!(home, 200);
-    assert!(
-        home_took < Duration::from_secs(2),
-        "a page waited for Stripe: {home_took:?}"
-    );
+    assert!(!checkout_first, "a page waited for Stripe");
 
     // Once Stripe is back, the same checkout goes through, with one customer.
     let checkout = check_out(&mut visitor, "monthly").await;
