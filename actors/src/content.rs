@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod front_matter;
 pub mod import;
+pub mod inventory;
 pub mod markdown;
 mod slug;
 pub mod topics;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::helpers::{conninfo, fresh_database, lectern_command, spawn_app_with};
+use crate::helpers::{conninfo, fresh_database, lectern_command, spawn_app, spawn_app_with};
 
 const SERIES: &str =
     "+++\ntitle = \"Tiny series\"\nsummary = \"Two episodes.\"\nposition = 1\n+++\nA series for the tests.\n";
@@ -34,14 +34,56 @@ async fn count(database: &tokio_postgres::Config, table: &str) -> i64 {
 }
 
 fn import(database: &tokio_postgres::Config, folder: &Path) -> std::process::Output {
+    content(database, &["import"], Some(folder))
+}
+
+/// `lectern content ARGS [FOLDER]` against `database`.
+fn content(database: &tokio_postgres::Config, args: &[&str], folder: Option<&Path>) -> std::process::Output {
     let work = tempfile::tempdir().unwrap();
     lectern_command(work.path())
         .env("DATABASE_URL", conninfo(database))
         .arg("content")
-        .arg("import")
-        .arg(folder)
+        .args(args)
+        .args(folder)
         .output()
         .unwrap()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The tiny series with its two episodes.
+fn tiny_folder() -> tempfile::TempDir {
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "series/tiny.md", SERIES);
+    write(
+        folder.path(),
+        "episodes/first-steps.md",
+        &episode(1, 1, "First steps"),
+    );
+    write(
+        folder.path(),
+        "episodes/second-steps.md",
+        &episode(2, 2, "Second steps"),
+    );
+    folder
+}
+
+async fn query_strings(database: &tokio_postgres::Config, sql: &str) -> Vec<String> {
+    let (client, connection) = database.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 #[actix_rt::test]
@@ -103,7 +145,7 @@ async fn one_bad_file_stops_the_import_and_says_where() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("1 file(s) cannot be imported; nothing was written"),
+        stderr.contains("1 file has 1 error; nothing was written"),
         "{stderr}"
     );
     assert!(
@@ -200,4 +242,257 @@ async fn content_scheduled_for_later_appears_when_its_time_comes() {
         );
     }
     assert_eq!(app.get("/episodes/coming-soon").await.status(), 200);
+}
+
+#[actix_rt::test]
+async fn what_the_importer_passes_over_is_named_with_why() {
+    let database = fresh_database().await;
+    let folder = tiny_folder();
+    write(folder.path(), "episode/third-steps.md", &episode(3, 3, "Third"));
+    write(folder.path(), "episodes/intro.MD", &episode(4, 4, "Intro"));
+    write(folder.path(), "articles/notes.markdown", "+++\n+++\n");
+    write(folder.path(), "episodes/cover.png", "not markdown");
+    write(folder.path(), "README.md", "About this folder.");
+    write(folder.path(), ".DS_Store", "");
+    write(folder.path(), "episodes/.first-steps.md.swp", "");
+
+    let output = import(&database, folder.path());
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("Read 1 series, 2 episodes, 0 articles; 3 changed"),
+        "{}",
+        stdout(&output)
+    );
+    let warnings: Vec<String> = stderr(&output).lines().map(str::to_owned).collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: README.md: ignored, content files go in series/, episodes/, articles/ (e.g. episodes/README.md)",
+            "warning: articles/notes.markdown: ignored, content files end in .md (rename it notes.md)",
+            "warning: episode/: not a content folder (expected series/, episodes/, articles/)",
+            "warning: episodes/cover.png: ignored, content files end in .md",
+            "warning: episodes/intro.MD: ignored, content files end in .md (rename it intro.md)",
+        ],
+        "hidden files pass silently"
+    );
+}
+
+#[actix_rt::test]
+async fn a_folder_with_nothing_to_import_fails_and_says_what_was_expected() {
+    let database = fresh_database().await;
+    let folder = tiny_folder();
+    let misspelt = tempfile::tempdir().unwrap();
+    write(misspelt.path(), "episode/first-steps.md", &episode(1, 1, "First"));
+
+    let kind_folder = import(&database, &folder.path().join("episodes"));
+    let wrong_layout = import(&database, misspelt.path());
+    let empty = import(&database, tempfile::tempdir().unwrap().path());
+
+    assert_eq!(kind_folder.status.code(), Some(1));
+    let said = stderr(&kind_folder);
+    assert!(
+        said.contains(&format!(
+            "nothing to import in {}: content files go in series/, episodes/ and articles/ inside it \
+             (e.g. episodes/first-steps.md); did you mean the parent folder?",
+            folder.path().join("episodes").display()
+        )),
+        "{said}"
+    );
+    assert_eq!(wrong_layout.status.code(), Some(1));
+    let said = stderr(&wrong_layout);
+    assert!(
+        said.starts_with(
+            "warning: episode/: not a content folder (expected series/, episodes/, articles/)\n"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("lectern: nothing to import in"), "{said}");
+    assert!(!said.contains("parent folder"), "{said}");
+    assert_eq!(empty.status.code(), Some(1));
+    assert!(stderr(&empty).contains("nothing to import in"));
+    assert_eq!(count(&database, "episodes").await, 0);
+}
+
+#[actix_rt::test]
+async fn every_error_of_every_file_is_reported_in_one_run() {
+    let database = fresh_database().await;
+    let folder = tiny_folder();
+    write(
+        folder.path(),
+        "episodes/first-steps.md",
+        &episode(1, 1, "First steps")
+            .replace("access = \"free\"", "access = \"sometimes\"")
+            .replace("\"10:00\"", "\"ten minutes\""),
+    );
+    write(
+        folder.path(),
+        "episodes/second-steps.md",
+        &episode(2, 2, "Second steps").replace("series = \"tiny\"", "series = \"tinny\""),
+    );
+
+    let output = import(&database, folder.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(
+        said.starts_with("lectern: 2 files have 3 errors; nothing was written:\n"),
+        "{said}"
+    );
+    for error in [
+        "episodes/first-steps.md:7: `duration` = \"ten minutes\" must be MM:SS or H:MM:SS",
+        "episodes/first-steps.md:9: unknown variant `sometimes`",
+        "episodes/second-steps.md:5: there is no series \"tinny\"",
+    ] {
+        assert!(said.contains(error), "{error} in {said}");
+    }
+    assert_eq!(count(&database, "series").await, 0);
+}
+
+#[actix_rt::test]
+async fn a_dry_run_says_what_would_change_and_writes_nothing() {
+    let database = fresh_database().await;
+    let folder = tiny_folder();
+
+    let first = content(&database, &["import", "--dry-run"], Some(folder.path()));
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        stdout(&first),
+        "Dry run: read 1 series, 2 episodes, 0 articles; 3 would change\n  series/tiny\n  \
+         episodes/first-steps\n  episodes/second-steps\nDry run: nothing was written.\n"
+    );
+    for table in ["series", "episodes", "tags"] {
+        assert_eq!(count(&database, table).await, 0, "{table}");
+    }
+
+    assert!(import(&database, folder.path()).status.success());
+    write(
+        folder.path(),
+        "episodes/second-steps.md",
+        &episode(2, 2, "Renamed steps"),
+    );
+    std::fs::remove_file(folder.path().join("episodes/first-steps.md")).unwrap();
+    let second = content(
+        &database,
+        &["import", "--dry-run", "--prune"],
+        Some(folder.path()),
+    );
+
+    assert!(second.status.success(), "{}", stderr(&second));
+    let said = stdout(&second);
+    assert!(
+        said.contains("1 series, 1 episodes, 0 articles; 1 would change\n  episodes/second-steps\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "1 would be unpublished (no file here; set to draft, not deleted):\n  episodes/first-steps\n"
+        ),
+        "{said}"
+    );
+    assert_eq!(
+        query_strings(
+            &database,
+            "SELECT title || ' ' || status FROM episodes ORDER BY number"
+        )
+        .await,
+        ["First steps published", "Second steps published"]
+    );
+}
+
+#[actix_rt::test]
+async fn content_list_shows_published_scheduled_and_draft_items() {
+    let database = fresh_database().await;
+    let folder = tiny_folder();
+    write(
+        folder.path(),
+        "episodes/second-steps.md",
+        &episode(2, 2, "Second steps").replace("2026-01-02", "2099-01-02"),
+    );
+    write(
+        folder.path(),
+        "articles/unfinished.md",
+        "+++\ntitle = \"Unfinished\"\ndraft = true\n+++\nLater.\n",
+    );
+    assert!(import(&database, folder.path()).status.success());
+
+    let output = content(&database, &["list"], None);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "ITEM                   STATUS     PUBLISHED AT          TITLE\n\
+         series/tiny            listed     -                     Tiny series\n\
+         episodes/first-steps   published  2026-01-01T09:00:00Z  First steps\n\
+         episodes/second-steps  scheduled  2099-01-02T09:00:00Z  Second steps\n\
+         articles/unfinished    draft      -                     Unfinished\n\
+         1 series; 1 published, 1 scheduled, 1 drafts\n"
+    );
+}
+
+#[actix_rt::test]
+async fn items_without_a_file_are_named_and_prune_unpublishes_them_from_every_page() {
+    let app = spawn_app().await;
+    let folder = tiny_folder();
+    write(
+        folder.path(),
+        "articles/old-news.md",
+        "+++\ntitle = \"Old news\"\npublished_at = \"2026-01-01T09:00:00Z\"\n+++\nNews.\n",
+    );
+    assert!(import(&app.database, folder.path()).status.success());
+    assert_eq!(app.get("/episodes/second-steps").await.status(), 200);
+    assert!(app
+        .get("/episodes")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("Second steps"));
+    assert_eq!(app.get("/episodes").await.headers()["x-cache"], "hit");
+    std::fs::remove_file(folder.path().join("episodes/second-steps.md")).unwrap();
+    std::fs::remove_file(folder.path().join("articles/old-news.md")).unwrap();
+
+    let warned = import(&app.database, folder.path());
+
+    assert!(warned.status.success(), "{}", stderr(&warned));
+    assert_eq!(
+        stderr(&warned),
+        "warning: 2 published items in the database have no file here; --prune unpublishes them:\n  \
+         episodes/second-steps\n  articles/old-news\n"
+    );
+    assert_eq!(app.get("/episodes/second-steps").await.status(), 200);
+
+    let pruned = content(&app.database, &["import", "--prune"], Some(folder.path()));
+
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert_eq!(
+        stdout(&pruned),
+        "Read 1 series, 1 episodes, 0 articles; 0 changed\n\
+         2 unpublished (no file here; set to draft, not deleted):\n  episodes/second-steps\n  articles/old-news\n"
+    );
+    assert_eq!(stderr(&pruned), "");
+    let started = std::time::Instant::now();
+    while app
+        .get("/episodes")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("Second steps")
+    {
+        assert!(started.elapsed().as_secs() < 5, "the listing stayed cached");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.get("/episodes/second-steps").await.status(), 404);
+    assert_eq!(app.get("/articles/old-news").await.status(), 404);
+    assert_eq!(
+        query_strings(
+            &app.database,
+            "SELECT slug || ' ' || status FROM episodes ORDER BY number"
+        )
+        .await,
+        ["first-steps published", "second-steps draft"],
+        "unpublished, not deleted"
+    );
 }
