@@ -7,6 +7,7 @@ pub mod front_matter;
 pub mod import;
 pub mod inventory;
 pub mod markdown;
+pub mod media;
 mod slug;
 pub mod topics;
 

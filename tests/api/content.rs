@@ -270,7 +270,7 @@ async fn what_the_importer_passes_over_is_named_with_why() {
         [
             "warning: README.md: ignored, content files go in series/, episodes/, articles/ (e.g. episodes/README.md)",
             "warning: articles/notes.markdown: ignored, content files end in .md (rename it notes.md)",
-            "warning: episode/: not a content folder (expected series/, episodes/, articles/)",
+            "warning: episode/: not a content folder (expected series/, episodes/, articles/, media/)",
             "warning: episodes/cover.png: ignored, content files end in .md",
             "warning: episodes/intro.MD: ignored, content files end in .md (rename it intro.md)",
         ],
@@ -294,7 +294,7 @@ async fn a_folder_with_nothing_to_import_fails_and_says_what_was_expected() {
     assert!(
         said.contains(&format!(
             "nothing to import in {}: content files go in series/, episodes/ and articles/ inside it \
-             (e.g. episodes/first-steps.md); did you mean the parent folder?",
+             (e.g. episodes/first-steps.md), media files in media/; did you mean the parent folder?",
             folder.path().join("episodes").display()
         )),
         "{said}"
@@ -303,7 +303,7 @@ async fn a_folder_with_nothing_to_import_fails_and_says_what_was_expected() {
     let said = stderr(&wrong_layout);
     assert!(
         said.starts_with(
-            "warning: episode/: not a content folder (expected series/, episodes/, articles/)\n"
+            "warning: episode/: not a content folder (expected series/, episodes/, articles/, media/)\n"
         ),
         "{said}"
     );
@@ -495,4 +495,183 @@ async fn items_without_a_file_are_named_and_prune_unpublishes_them_from_every_pa
         ["first-steps published", "second-steps draft"],
         "unpublished, not deleted"
     );
+}
+
+/// A stand-in for an image: the server sends bytes as they are.
+fn image_bytes() -> Vec<u8> {
+    (0..=255u8).cycle().take(5000).collect()
+}
+
+#[actix_rt::test]
+async fn authors_media_are_imported_and_served_with_their_hash() {
+    let app = spawn_app().await;
+    let folder = tiny_folder();
+    let image = image_bytes();
+    write(folder.path(), "media/posters/tiny.png", "");
+    std::fs::write(folder.path().join("media/posters/tiny.png"), &image).unwrap();
+    write(
+        folder.path(),
+        "media/diagram.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    );
+    write(folder.path(), "media/page.html", "<p>no</p>");
+    write(
+        folder.path(),
+        "episodes/first-steps.md",
+        &(episode(1, 1, "First steps")
+            .replace("access = ", "poster = \"/media/posters/tiny.png\"\naccess = ")
+            + "\n![The diagram](/media/diagram.svg)\n"),
+    );
+
+    let first = import(&app.database, folder.path());
+    let second = import(&app.database, folder.path());
+
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).starts_with(
+            "Read 1 series, 2 episodes, 0 articles, 2 media files; 5 changed\n  series/tiny\n  \
+             episodes/first-steps\n  episodes/second-steps\n  media/diagram.svg\n  media/posters/tiny.png\n"
+        ),
+        "{}",
+        stdout(&first)
+    );
+    assert_eq!(
+        stderr(&first),
+        "warning: media/page.html: ignored, media files are png, jpg, jpeg, gif, webp, svg, avif, mp4, webm, pdf, mp3\n"
+    );
+    assert!(
+        stdout(&second).starts_with("Read 1 series, 2 episodes, 0 articles, 2 media files; 0 changed"),
+        "unchanged files are not written again: {}",
+        stdout(&second)
+    );
+
+    let response = app.get("/media/posters/tiny.png").await;
+    assert_eq!(response.status(), 200);
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &image))
+    );
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.headers()["etag"], etag.as_str());
+    assert_eq!(response.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), image.as_slice());
+    let revalidated = app
+        .client
+        .get(app.url("/media/posters/tiny.png"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert_eq!(revalidated.headers()["etag"], etag.as_str());
+    let head = app
+        .client
+        .head(app.url("/media/posters/tiny.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["etag"], etag.as_str());
+    assert_eq!(head.headers()["content-length"], image.len().to_string().as_str());
+    let svg = app.get("/media/diagram.svg").await;
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    assert!(
+        svg.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox"),
+        "an SVG opened by itself runs nothing"
+    );
+
+    let page = app.get("/episodes/first-steps").await.text().await.unwrap();
+    assert!(page.contains("poster=\"/media/posters/tiny.png\""), "{page}");
+    assert!(
+        page.contains("<img loading=\"lazy\" src=\"/media/diagram.svg\" alt=\"The diagram\""),
+        "{page}"
+    );
+
+    std::fs::remove_file(folder.path().join("media/diagram.svg")).unwrap();
+    let warned = import(&app.database, folder.path());
+    assert!(
+        stderr(&warned).contains(
+            "warning: 1 media file in the database has no file here; --prune removes it:\n  media/diagram.svg\n"
+        ),
+        "{}",
+        stderr(&warned)
+    );
+    assert_eq!(app.get("/media/diagram.svg").await.status(), 200);
+    let pruned = content(&app.database, &["import", "--prune"], Some(folder.path()));
+    assert!(
+        stdout(&pruned).ends_with("1 media removed (no file here):\n  media/diagram.svg\n"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(app.get("/media/diagram.svg").await.status(), 404);
+    assert_eq!(app.get("/media/posters/tiny.png").await.status(), 200);
+}
+
+#[actix_rt::test]
+async fn a_media_path_that_leaves_the_table_is_404() {
+    let app = spawn_app().await;
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "media/posters/tiny.png", "an image");
+    assert!(import(&app.database, folder.path()).status.success());
+    assert_eq!(app.get("/media/posters/tiny.png").await.status(), 200);
+
+    // Sent as they are: an HTTP client would resolve the dots itself.
+    for path in [
+        "/media/posters/../posters/tiny.png",
+        "/media/../../Cargo.toml",
+        "/media/posters/%2e%2e/posters/tiny.png",
+        "/media/..%2f..%2fCargo.toml",
+        "/media/%2fetc%2fpasswd",
+        "/media//etc/passwd",
+        "/media/posters//tiny.png",
+        "/media/posters/.tiny.png",
+        "/media/posters/tiny.png%00.txt",
+        "/media/",
+    ] {
+        let answer = raw_get(&app, path).await;
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{path}: {answer}");
+        assert!(answer.contains("Page not found"), "{path}: {answer}");
+    }
+}
+
+/// The answer to `GET path`, the path sent byte for byte.
+async fn raw_get(app: &crate::helpers::TestApp, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[actix_rt::test]
+async fn an_oversize_media_file_is_named_and_nothing_is_written() {
+    let database = fresh_database().await;
+    let folder = tiny_folder();
+    write(folder.path(), "media/small.png", "an image");
+    write(folder.path(), "media/talk.mp4", "");
+    // Sparse: 20 MiB and one byte, written in a blink.
+    std::fs::File::options()
+        .write(true)
+        .open(folder.path().join("media/talk.mp4"))
+        .unwrap()
+        .set_len(20 * 1024 * 1024 + 1)
+        .unwrap();
+
+    let output = import(&database, folder.path());
+
+    assert_eq!(output.status.code(), Some(1));
+    let said = stderr(&output);
+    assert!(said.contains("1 file has 1 error; nothing was written"), "{said}");
+    assert!(
+        said.contains("media/talk.mp4:1: 20971521 bytes is more than a media file may have (20 MiB)"),
+        "{said}"
+    );
+    assert_eq!(count(&database, "media").await, 0);
+    assert_eq!(count(&database, "episodes").await, 0);
 }

@@ -4,8 +4,9 @@
 //! is written; a bad file is reported with its path, line and what is wrong,
 //! and then nothing is written. What the importer passes over in the folder
 //! is named as a warning, and a folder with nothing to import is an error.
-//! Importing the same files again changes nothing. A dry run rolls the
-//! transaction back; pruning unpublishes what has no file any more.
+//! Importing the same files again changes nothing. Files under `media/` are
+//! stored as they are (see `media`). A dry run rolls the transaction back;
+//! pruning unpublishes what has no file any more.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -19,6 +20,7 @@ use super::front_matter::{
     SourceFile,
 };
 use super::markdown::MarkdownOptions;
+use super::media::{self, MediaSource};
 use super::{topics, Slug};
 use crate::cache::{publish_invalidation, Topic};
 use crate::store::StoreError;
@@ -29,7 +31,7 @@ pub enum ImportError {
     Invalid(Vec<FileError>),
     #[error(
         "nothing to import in {}: content files go in series/, episodes/ and articles/ inside it \
-         (e.g. episodes/first-steps.md){}",
+         (e.g. episodes/first-steps.md), media files in media/{}",
         .dir.display(),
         if *.looks_like_kind_folder { "; did you mean the parent folder?" } else { "" }
     )]
@@ -78,6 +80,7 @@ pub struct ImportReport {
     pub series: usize,
     pub episodes: usize,
     pub articles: usize,
+    pub media: usize,
     /// A dry run: the changes were rolled back.
     pub dry_run: bool,
     /// Slugs of the items inserted or changed, e.g. `episodes/ownership`.
@@ -86,6 +89,10 @@ pub struct ImportReport {
     pub unpublished: Vec<String>,
     /// Published items with no file in the folder, left alone (no `--prune`).
     pub without_file: Vec<String>,
+    /// Media with no file in the folder, deleted by `--prune`.
+    pub removed_media: Vec<String>,
+    /// Media with no file in the folder, left alone (no `--prune`).
+    pub media_without_file: Vec<String>,
     /// The cache topics invalidated.
     pub topics: BTreeSet<Topic>,
 }
@@ -102,6 +109,9 @@ impl fmt::Display for ImportReport {
             "{read} {} series, {} episodes, {} articles",
             self.series, self.episodes, self.articles
         )?;
+        if self.media > 0 {
+            write!(f, ", {} media files", self.media)?;
+        }
         write!(f, "; {} {change}", self.changed.len())?;
         for item in &self.changed {
             write!(f, "\n  {item}")?;
@@ -113,6 +123,21 @@ impl fmt::Display for ImportReport {
                 self.unpublished.len()
             )?;
             for item in &self.unpublished {
+                write!(f, "\n  {item}")?;
+            }
+        }
+        if !self.removed_media.is_empty() {
+            let removed = if self.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            };
+            write!(
+                f,
+                "\n{} media {removed} (no file here):",
+                self.removed_media.len()
+            )?;
+            for item in &self.removed_media {
                 write!(f, "\n  {item}")?;
             }
         }
@@ -145,6 +170,7 @@ impl ImportReport {
             warnings.push(warning);
         };
         warn(&self.without_file, "published item", "unpublishes");
+        warn(&self.media_without_file, "media file", "removes");
         warnings
     }
 }
@@ -158,17 +184,20 @@ pub struct ImportOptions {
     pub prune: bool,
 }
 
-/// What a content folder holds for the importer: the content files, and
-/// what it passed over, each with why.
+/// What a content folder holds for the importer: the content and media
+/// files, what it passed over, each with why, and the media files it
+/// refuses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scan {
     pub files: Vec<SourceFile>,
+    pub media: Vec<MediaSource>,
     pub warnings: Vec<String>,
+    pub errors: Vec<FileError>,
 }
 
 impl Scan {
-    /// Every file parsed, validated and compiled, and the series episodes
-    /// name looked for in the database too; all problems at
+    /// Every file parsed, validated and compiled, with the media, and the
+    /// series episodes name looked for in the database too; all problems at
     /// once, or an error when there is nothing to import.
     pub async fn check(
         self,
@@ -176,10 +205,10 @@ impl Scan {
         dir: &Path,
         options: MarkdownOptions,
     ) -> Result<Bundle, ImportError> {
-        if self.files.is_empty() {
+        if self.files.is_empty() && self.media.is_empty() {
             return Err(nothing_to_import(dir));
         }
-        let (bundle, mut errors) = parse_all(&self.files, options);
+        let (mut bundle, mut errors) = parse_all(&self.files, options);
         // A series file with errors still names its series.
         let series: BTreeSet<&str> = self
             .files
@@ -191,6 +220,8 @@ impl Scan {
             .collect();
         let client = pool.get().await.map_err(StoreError::from)?;
         errors.extend(missing_series(&**client, &bundle.episodes, &series).await?);
+        errors.extend(self.errors);
+        bundle.media = self.media;
         if errors.is_empty() {
             Ok(bundle)
         } else {
@@ -254,9 +285,12 @@ pub fn scan_dir(dir: &Path) -> Result<Scan, ImportError> {
             ));
         } else if FileKind::ALL.iter().any(|kind| kind.folder() == name) {
             scan_kind_folder(&name, &path, &mut scan)?;
+        } else if name == MEDIA {
+            scan_media(dir, &path, &mut scan)?;
         } else {
-            scan.warnings
-                .push(format!("{name}/: not a content folder (expected {kinds})"));
+            scan.warnings.push(format!(
+                "{name}/: not a content folder (expected {kinds}, {MEDIA}/)"
+            ));
         }
     }
     Ok(scan)
@@ -293,6 +327,59 @@ fn scan_kind_folder(name: &str, folder: &Path, scan: &mut Scan) -> Result<(), Im
     Ok(())
 }
 
+/// The folder of a content folder that holds media files.
+const MEDIA: &str = "media";
+
+/// Every media file under `folder` (the content folder's `media/`, at any
+/// depth): warnings for the paths and types that are not served, errors for
+/// files too large.
+fn scan_media(dir: &Path, folder: &Path, scan: &mut Scan) -> Result<(), ImportError> {
+    for (_, path) in visible_entries(folder)? {
+        let shown = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+        if path.is_dir() {
+            scan_media(dir, &path, scan)?;
+            continue;
+        }
+        let below = shown.strip_prefix("media/").unwrap_or(&shown).to_owned();
+        if !media::valid_path(&below) {
+            scan.warnings.push(format!(
+                "{shown}: ignored, media paths use only letters, digits, '.', '_' and '-' \
+                 (at most {} characters)",
+                media::MAX_PATH_LEN
+            ));
+            continue;
+        }
+        let Some(content_type) = media::content_type(&below) else {
+            scan.warnings
+                .push(format!("{shown}: ignored, media files are {}", media::EXTENSIONS));
+            continue;
+        };
+        let size = std::fs::metadata(&path)
+            .map_err(|source| ImportError::Read {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        if size > media::MAX_BYTES {
+            scan.errors.push(FileError {
+                path: path.clone(),
+                line: 1,
+                message: format!(
+                    "{size} bytes is more than a media file may have ({} MiB)",
+                    media::MAX_BYTES / 1024 / 1024
+                ),
+            });
+            continue;
+        }
+        scan.media.push(MediaSource {
+            path: below,
+            file: path,
+            content_type,
+        });
+    }
+    Ok(())
+}
+
 /// A folder's entries but the hidden ones (`.git`, `.DS_Store`), by name.
 fn visible_entries(folder: &Path) -> Result<Vec<(String, PathBuf)>, ImportError> {
     let read_error = |source| ImportError::Read {
@@ -317,6 +404,7 @@ pub struct Bundle {
     series: Vec<SeriesDoc>,
     episodes: Vec<EpisodeDoc>,
     articles: Vec<ArticleDoc>,
+    media: Vec<MediaSource>,
 }
 
 /// How much a bundle holds (for reports and tests).
@@ -433,6 +521,7 @@ pub async fn apply(
         series: bundle.series.len(),
         episodes: bundle.episodes.len(),
         articles: bundle.articles.len(),
+        media: bundle.media.len(),
         dry_run: options.dry_run,
         ..ImportReport::default()
     };
@@ -450,7 +539,9 @@ pub async fn apply(
     for article in &bundle.articles {
         upsert_article(&txn, article, &mut report).await?;
     }
+    upsert_media(&txn, &bundle.media, &mut report).await?;
     without_file(&txn, bundle, options.prune, &mut report).await?;
+    media_without_file(&txn, &bundle.media, options.prune, &mut report).await?;
     check_uniqueness(&txn).await?;
     if options.dry_run {
         txn.rollback().await?;
@@ -461,6 +552,78 @@ pub async fn apply(
     }
     txn.commit().await?;
     Ok(report)
+}
+
+/// Writes the media files whose bytes or type differ from the stored ones,
+/// reading one file at a time.
+async fn upsert_media(
+    txn: &Transaction<'_>,
+    files: &[MediaSource],
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let stored: BTreeMap<String, (String, String)> = txn
+        .query(
+            "SELECT path, content_type, sha256 FROM media WHERE path = ANY($1)",
+            &[&paths],
+        )
+        .await?
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect();
+    for file in files {
+        let (bytes, sha256) = file.read().map_err(|source| ImportError::Read {
+            path: file.file.clone(),
+            source,
+        })?;
+        let unchanged = stored.get(&file.path).is_some_and(|(content_type, stored_sha)| {
+            content_type == file.content_type && *stored_sha == sha256
+        });
+        if unchanged {
+            continue;
+        }
+        txn.execute(
+            "INSERT INTO media (path, content_type, sha256, bytes) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (path) DO UPDATE SET content_type = EXCLUDED.content_type, \
+               sha256 = EXCLUDED.sha256, bytes = EXCLUDED.bytes, updated_at = now()",
+            &[&file.path, &file.content_type, &sha256, &bytes],
+        )
+        .await?;
+        report.changed.push(format!("{MEDIA}/{}", file.path));
+    }
+    Ok(())
+}
+
+/// The stored media with no file in the folder: deleted when pruning
+/// (pages only link to them), otherwise listed.
+async fn media_without_file(
+    txn: &Transaction<'_>,
+    files: &[MediaSource],
+    prune: bool,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let sql = if prune {
+        "DELETE FROM media WHERE NOT (path = ANY($1)) RETURNING path"
+    } else {
+        "SELECT path FROM media WHERE NOT (path = ANY($1))"
+    };
+    let mut gone: Vec<String> = txn
+        .query(sql, &[&paths])
+        .await?
+        .iter()
+        .map(|row| format!("{MEDIA}/{}", row.get::<_, String>(0)))
+        .collect();
+    gone.sort();
+    if prune {
+        report.removed_media = gone;
+    } else {
+        report.media_without_file = gone;
+    }
+    Ok(())
 }
 
 /// The episodes that name a series neither among `series` (the slugs
