@@ -336,6 +336,13 @@ const MEDIA: &str = "media";
 fn scan_media(dir: &Path, folder: &Path, scan: &mut Scan) -> Result<(), ImportError> {
     for (_, path) in visible_entries(folder)? {
         let shown = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+        if path.is_symlink() && path.is_dir() {
+            // A link to a folder may lead back to its own.
+            scan.warnings.push(format!(
+                "{shown}/: ignored, links to folders are not followed in media/"
+            ));
+            continue;
+        }
         if path.is_dir() {
             scan_media(dir, &path, scan)?;
             continue;
