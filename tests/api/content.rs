@@ -515,6 +515,7 @@ async fn authors_media_are_imported_and_served_with_their_hash() {
         "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
     );
     write(folder.path(), "media/page.html", "<p>no</p>");
+    write(folder.path(), "cover.png", "an image in the wrong place");
     write(
         folder.path(),
         "episodes/first-steps.md",
@@ -537,7 +538,8 @@ async fn authors_media_are_imported_and_served_with_their_hash() {
     );
     assert_eq!(
         stderr(&first),
-        "warning: media/page.html: ignored, media files are png, jpg, jpeg, gif, webp, svg, avif, mp4, webm, pdf, mp3\n"
+        "warning: cover.png: ignored, files go in series/, episodes/, articles/ or media/\n\
+         warning: media/page.html: ignored, media files are png, jpg, jpeg, gif, webp, svg, avif, mp4, webm, pdf, mp3\n"
     );
     assert!(
         stdout(&second).starts_with("Read 1 series, 2 episodes, 0 articles, 2 media files; 0 changed"),

@@ -280,9 +280,11 @@ pub fn scan_dir(dir: &Path) -> Result<Scan, ImportError> {
     let mut scan = Scan::default();
     for (name, path) in visible_entries(dir)? {
         if !path.is_dir() {
-            scan.warnings.push(format!(
-                "{name}: ignored, content files go in {kinds} (e.g. episodes/{name})"
-            ));
+            scan.warnings.push(if markdown_name(&name).is_some() {
+                format!("{name}: ignored, content files go in {kinds} (e.g. episodes/{name})")
+            } else {
+                format!("{name}: ignored, files go in {kinds} or {MEDIA}/")
+            });
         } else if FileKind::ALL.iter().any(|kind| kind.folder() == name) {
             scan_kind_folder(&name, &path, &mut scan)?;
         } else if name == MEDIA {
