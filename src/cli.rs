@@ -1,11 +1,12 @@
 //! The command line: `lectern [serve]`, `migrate`, `config show`, `content
-//! import`, `seed --demo`, `user create-admin`.
+//! import|list`, `seed --demo`, `user create-admin`.
 //! Exit status: 0 done, 1 failed while running, 2 bad usage or configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lectern_actors::content::import::ImportOptions;
 use lectern_actors::mail::EmailAddress;
 
 use crate::config::Settings;
@@ -105,10 +106,21 @@ pub enum ContentAction {
     /// Import a folder of Markdown files with TOML front matter
     /// (series/*.md, episodes/*.md, articles/*.md), upserting by slug.
     /// Every file is checked first; on any error nothing is written.
+    /// Files and folders it passes over are listed as warnings; a folder
+    /// with nothing to import is an error.
     Import {
-        /// The folder to import.
+        /// The folder to import (the one holding series/, episodes/, articles/).
         dir: PathBuf,
+        /// Check everything and say what would change, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Unpublish (set to draft, never delete) the published episodes and
+        /// articles that have no file in DIR, and list them.
+        #[arg(long)]
+        prune: bool,
     },
+    /// List every series, episode and article: published, scheduled or draft.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,8 +168,11 @@ pub fn run() -> ExitCode {
         Command::Serve => startup::serve(settings).map(|()| None),
         Command::Migrate => commands::migrate(settings).map(Some),
         Command::Content {
-            action: ContentAction::Import { dir },
-        } => commands::import_content(settings, dir).map(Some),
+            action: ContentAction::Import { dir, dry_run, prune },
+        } => commands::import_content(settings, dir, ImportOptions { dry_run, prune }).map(Some),
+        Command::Content {
+            action: ContentAction::List,
+        } => commands::list_content(settings).map(Some),
         Command::User {
             action: UserAction::CreateAdmin { email },
         } => commands::create_admin(settings, email).map(Some),

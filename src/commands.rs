@@ -1,9 +1,12 @@
-//! The one-off commands (`migrate`, `content import`, `seed --demo`, `user
+//! The one-off commands (`migrate`, `content import|list`, `seed --demo`, `user
 //! create-admin`, `billing reconcile|grant`): each opens the configured (or
 //! embedded) database, does its work, and says what it did.
 
 use lectern_actors::content::demo::demo_files;
-use lectern_actors::content::import::{import_bundle, import_dir, parse_files, ImportReport};
+use lectern_actors::content::import::{
+    apply, import_bundle, parse_files, scan_dir, ImportOptions, ImportReport,
+};
+use lectern_actors::content::inventory::{self, Listing};
 use lectern_actors::mail::EmailAddress;
 use lectern_actors::store::{self, DbPool};
 
@@ -39,12 +42,36 @@ where
     outcome
 }
 
-/// `lectern content import DIR`: imports a folder of content, all or nothing.
-pub fn import_content(settings: Settings, dir: std::path::PathBuf) -> Result<String, StartupError> {
-    with_database(settings, |pool, settings| async move {
+/// `lectern content import [--dry-run] [--prune] DIR`: imports a folder of
+/// content, all or nothing. What it passes over, and what the database has
+/// that the folder does not, are warnings on standard error.
+pub fn import_content(
+    settings: Settings,
+    dir: std::path::PathBuf,
+    options: ImportOptions,
+) -> Result<String, StartupError> {
+    with_database(settings, move |pool, settings| async move {
         store::migrate(&pool).await?;
-        let report = import_dir(&pool, &dir, settings.markdown_options()).await?;
+        let scan = scan_dir(&dir)?;
+        warn(&scan.warnings);
+        let bundle = scan.check(&pool, &dir, settings.markdown_options()).await?;
+        let report = apply(&pool, &bundle, options).await?;
+        warn(&report.warnings());
         Ok(report.to_string())
+    })
+}
+
+fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// `lectern content list`: every item, with its status and publish date.
+pub fn list_content(settings: Settings) -> Result<String, StartupError> {
+    with_database(settings, |pool, _| async move {
+        store::migrate(&pool).await?;
+        Ok(Listing(inventory::list(&pool).await?).to_string())
     })
 }
 

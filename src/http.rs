@@ -3,7 +3,7 @@
 //!
 //! Where things go:
 //! - a new route: in its area's module (`pages`, `accounts`, `webhooks`,
-//!   `ops`, `assets`; billing and admin get their own), registered by the
+//!   `ops`, `assets`, `media`; billing and admin get their own), registered by the
 //!   area's `routes`;
 //! - a new error: a variant of the area's error type (`PageError`,
 //!   `AccountError`, `WebhookError`, ...), mapped to its status and page in
@@ -21,6 +21,7 @@ pub mod errors;
 pub mod extract;
 pub mod layout;
 pub mod limits;
+pub mod media;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
@@ -70,5 +71,6 @@ pub fn routes(cfg: &mut ServiceConfig) {
     ops::routes(cfg);
     webhooks::routes(cfg);
     assets::routes(cfg);
+    media::routes(cfg);
     cfg.default_service(web::to(errors::no_route));
 }

@@ -5,7 +5,9 @@
 pub mod demo;
 pub mod front_matter;
 pub mod import;
+pub mod inventory;
 pub mod markdown;
+pub mod media;
 mod slug;
 pub mod topics;
 

@@ -111,7 +111,7 @@ enum DateValue {
 /// line of a bad value inside a flattened block (toml-rs/toml#589).
 #[derive(Debug, Deserialize)]
 struct FrontMatter {
-    title: String,
+    title: Option<String>,
     #[serde(default)]
     summary: String,
     published_at: Option<DateValue>,
@@ -258,6 +258,7 @@ pub(crate) fn parse_file(file: &SourceFile, options: MarkdownOptions) -> Result<
         body_line,
         options,
         errors: Vec::new(),
+        bad_keys: Vec::new(),
     };
     let document = match FileKind::of(&file.path) {
         Ok(FileKind::Series) => parser.series(),
@@ -285,12 +286,15 @@ struct Parser<'a> {
     body_line: usize,
     options: MarkdownOptions,
     errors: Vec<FileError>,
+    /// The keys whose values were bad, and left out.
+    bad_keys: Vec<String>,
 }
 
 impl Parser<'_> {
     fn series(&mut self) -> Option<Document> {
         let front = self.front_matter(FileKind::Series)?;
-        let common = self.common(front.title, front.summary, Publication::default())?;
+        let title = self.required("title", front.title)?;
+        let common = self.common(title, front.summary, Publication::default())?;
         Some(Document::Series(SeriesDoc {
             common,
             position: front.position.unwrap_or(0),
@@ -299,28 +303,31 @@ impl Parser<'_> {
 
     fn episode(&mut self) -> Option<Document> {
         let front = self.front_matter(FileKind::Episode)?;
-        let (Some(number), Some(duration), Some(video), Some(access)) = (
-            self.required("number", front.number),
-            self.required("duration", front.duration),
-            self.required("video", front.video),
-            self.required("access", front.access),
-        ) else {
-            return None;
-        };
+        // Every check runs, so that a file's problems are reported together.
+        let title = self.required("title", front.title);
+        let number = self.required("number", front.number);
+        let duration = self.required("duration", front.duration);
+        let video = self.required("video", front.video);
+        let access = self.required("access", front.access);
         let publication = self.publication(front.published_at, front.draft, front.tags);
-        if number <= 0 {
+        if number.is_some_and(|number| number <= 0) {
             let line = self.line_of("number");
             self.error(line, "`number` must be a positive integer");
         }
-        let duration_secs = parse_duration(&duration);
-        if duration_secs.is_none() {
-            let line = self.line_of("duration");
-            self.error(
-                line,
-                format!("`duration` = {duration:?} must be MM:SS or H:MM:SS"),
-            );
+        let duration_secs = duration.and_then(|duration| {
+            let secs = parse_duration(&duration);
+            if secs.is_none() {
+                let line = self.line_of("duration");
+                self.error(
+                    line,
+                    format!("`duration` = {duration:?} must be MM:SS or H:MM:SS"),
+                );
+            }
+            secs
+        });
+        if let Some(video) = &video {
+            self.url("video", video);
         }
-        self.url("video", &video);
         if let Some(poster) = &front.poster {
             self.url("poster", poster);
         }
@@ -349,7 +356,7 @@ impl Parser<'_> {
                 None
             }
         };
-        let common = self.common(front.title, front.summary, publication)?;
+        let common = self.common(title?, front.summary, publication)?;
         let teaser_source = match teaser_source(self.body, self.options) {
             Ok(teaser) => teaser.to_owned(),
             Err(e) => {
@@ -360,42 +367,39 @@ impl Parser<'_> {
         Some(Document::Episode(EpisodeDoc {
             common,
             teaser_source,
-            number,
+            number: number?,
             series,
             series_line,
             duration_secs: duration_secs?,
-            video_url: video,
+            video_url: video?,
             poster_url: front.poster,
-            premium: access == Access::Premium,
+            premium: access? == Access::Premium,
         }))
     }
 
     fn article(&mut self) -> Option<Document> {
         let front = self.front_matter(FileKind::Article)?;
+        let title = self.required("title", front.title);
         let publication = self.publication(front.published_at, front.draft, front.tags);
-        let common = self.common(front.title, front.summary, publication)?;
+        let common = self.common(title?, front.summary, publication)?;
         Some(Document::Article(ArticleDoc { common }))
     }
 
-    /// The front matter, with only the keys a file of `kind` takes.
+    /// The front matter, with only the keys a file of `kind` takes. A bad
+    /// value is reported and its key left out, and the rest is read again,
+    /// so that every bad value of the file is reported at once; `None` only
+    /// when the text is not TOML at all.
     fn front_matter(&mut self, kind: FileKind) -> Option<FrontMatter> {
-        let front = match toml::from_str::<FrontMatter>(self.front) {
-            Ok(front) => front,
+        // The keys as written: the struct below cannot tell an absent key
+        // from a default, nor see one it does not know.
+        let keys = match toml::from_str::<toml::Table>(self.front) {
+            Ok(keys) => keys,
             Err(e) => {
-                let line = e.span().map_or(1, |span| {
-                    self.front[..span.start.min(self.front.len())]
-                        .matches('\n')
-                        .count()
-                        + 2
-                });
+                let line = self.line_at(self.front, e.span());
                 self.error(line, e.message().to_owned());
                 return None;
             }
         };
-        // The keys as written: the struct above cannot tell an absent key
-        // from a default, nor see one it does not know. (The text has just
-        // parsed as TOML, so it parses as a table.)
-        let keys = toml::from_str::<toml::Table>(self.front).unwrap_or_default();
         let expected = kind.keys();
         let mut refused: Vec<(usize, &str)> = keys
             .keys()
@@ -416,12 +420,42 @@ impl Parser<'_> {
                 ),
             );
         }
-        refused.is_empty().then_some(front)
+        let mut text = self.front.to_owned();
+        loop {
+            let e = match toml::from_str::<FrontMatter>(&text) {
+                Ok(front) => return Some(front),
+                Err(e) => e,
+            };
+            let line = self.line_at(&text, e.span());
+            self.error(line, e.message().to_owned());
+            // Blank the lines of the bad value (keeping the line numbers),
+            // and read again if what is left is still TOML.
+            let span = e.span()?;
+            let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[span.end..].find('\n').map_or(text.len(), |i| span.end + i);
+            let bad = &text[start..end];
+            if bad.trim().is_empty() {
+                return None;
+            }
+            let key = bad.split('=').next().unwrap_or_default().trim().to_owned();
+            let blank: String = bad.chars().map(|c| if c == '\n' { c } else { ' ' }).collect();
+            text.replace_range(start..end, &blank);
+            self.bad_keys.push(key);
+            toml::from_str::<toml::Table>(&text).ok()?;
+        }
     }
 
-    /// `value`, or an error that the front matter lacks `key`.
+    /// The file line of a byte `span` of the front matter `text`.
+    fn line_at(&self, text: &str, span: Option<std::ops::Range<usize>>) -> usize {
+        span.map_or(1, |span| {
+            text[..span.start.min(text.len())].matches('\n').count() + 2
+        })
+    }
+
+    /// `value`, or an error that the front matter lacks `key` (unless its
+    /// value was bad, which is reported already).
     fn required<T>(&mut self, key: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
+        if value.is_none() && !self.bad_keys.iter().any(|bad| bad == key) {
             self.error(1, format!("missing field `{key}`"));
         }
         value
@@ -633,6 +667,7 @@ mod tests {
             &found[1..],
             &[
                 "c/episodes/b.md:6: unknown field `acess`",
+                "c/episodes/b.md:1: missing field `access`",
                 "c/episodes/c.md:7: `published_at` = \"yesterday\"",
                 "c/episodes/d.md:1: the file must start with front matter",
                 "c/episodes/Bad_Name.md:1: the file name \"Bad_Name\" is not a slug",
@@ -659,6 +694,25 @@ mod tests {
                 "c/episodes/a.md:2: invalid type",
                 "c/episodes/b.md:8: invalid type",
                 "c/series/c.md:4: unknown field `tags`, expected one of `title`, `summary`, `position`",
+            ],
+        );
+    }
+
+    #[test]
+    fn every_bad_field_of_a_file_is_reported_at_once() {
+        let text = EPISODE
+            .replace("number = 1", "number = \"one\"")
+            .replace("\"12:30\"", "\"12 minutes\"")
+            .replace("access = \"free\"", "access = \"sometimes\"")
+            .replace("tags = [\"rust\"]", "tags = [\"rust\"]\nextra = 1");
+        let found = errors(&[file("c/episodes/a.md", &text)]);
+        assert_starts(
+            &found,
+            &[
+                "c/episodes/a.md:9: unknown field `extra`",
+                "c/episodes/a.md:3: invalid type: string \"one\", expected i32",
+                "c/episodes/a.md:6: unknown variant `sometimes`",
+                "c/episodes/a.md:4: `duration` = \"12 minutes\" must be MM:SS or H:MM:SS",
             ],
         );
     }
