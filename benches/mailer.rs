@@ -96,6 +96,7 @@ fn main() {
             &SupervisorConfig {
                 policy: RestartPolicy::default(),
                 render_threads: 1,
+                live_templates: false,
                 schedule_check: Duration::from_secs(3600),
                 events_flush: Duration::from_secs(1),
                 mail: MailerConfig {

@@ -189,6 +189,7 @@ pub struct RateLimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct RendererSettings {
     pub threads: usize,
+    pub live_templates: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -132,6 +132,7 @@ impl Application {
                     within: Duration::from_secs(settings.supervisor.within_secs),
                 },
                 render_threads: threads_or_cores(settings.renderer.threads),
+                live_templates: settings.renderer.live_templates,
                 schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
                 events_flush: Duration::from_secs(settings.log.events_flush_secs),
                 mail: mailer_config(&settings, &public_url),

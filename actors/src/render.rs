@@ -1,7 +1,7 @@
 //! The Renderer: Handlebars templates from `templates/`, compiled once at
 //! start and shared by every worker (re-read from disk on every render in
-//! debug builds, for live editing), rendered on a pool of sync threads so
-//! that CPU work never runs on the HTTP workers.
+//! debug builds with `renderer.live_templates`, for live editing), rendered
+//! on a pool of sync threads so that CPU work never runs on the HTTP workers.
 
 use std::sync::Arc;
 
@@ -83,16 +83,22 @@ pub fn format_duration(secs: i64) -> String {
 pub struct Renderer {
     templates: Arc<Handlebars<'static>>,
     stats: Arc<ActorStats>,
+    /// Compile the templates again for every render (debug builds only).
+    live: bool,
 }
 
 impl Renderer {
-    pub fn new(templates: Arc<Handlebars<'static>>, stats: Arc<ActorStats>) -> Renderer {
-        Renderer { templates, stats }
+    pub fn new(templates: Arc<Handlebars<'static>>, stats: Arc<ActorStats>, live: bool) -> Renderer {
+        Renderer {
+            templates,
+            stats,
+            live,
+        }
     }
 
     fn render(&self, template: &str, data: &serde_json::Value) -> Result<String, RenderError> {
         let fresh;
-        let registry = if cfg!(debug_assertions) {
+        let registry = if cfg!(debug_assertions) && self.live {
             fresh = compile_templates()?;
             &fresh
         } else {

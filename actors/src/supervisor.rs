@@ -36,6 +36,8 @@ pub struct SupervisorConfig {
     pub policy: RestartPolicy,
     /// Renderer threads; one per core is right for CPU-bound rendering.
     pub render_threads: usize,
+    /// Debug builds only: compile the templates again for every render.
+    pub live_templates: bool,
     /// How often PageCache looks for scheduled content that came due.
     pub schedule_check: Duration,
     /// How often the EventLog writes what it holds.
@@ -100,8 +102,9 @@ impl RootSupervisor {
         // 2. The Renderer pool; templates are compiled once, here, so that a
         //    broken template stops the start with a clear error.
         let templates = Arc::new(compile_templates()?);
+        let live_templates = config.live_templates;
         let renderer = tree.supervise_pool("renderer", config.render_threads.max(1), move |stats| {
-            Renderer::new(Arc::clone(&templates), stats)
+            Renderer::new(Arc::clone(&templates), stats, live_templates)
         });
 
         // 3. PageCache: invalidation, and the listener for other nodes' changes.
