@@ -1,5 +1,6 @@
 //! What a page costs Lectern, piece by piece: a cache hit, a miss (the
-//! database query, the template render, the compression for the cache), and
+//! database query, the page rendered in its layout, the compression for the
+//! cache; then all three as the Renderer does them for the page handler), and
 //! Markdown compilation at import. The first row is a reference in the same
 //! run, copying the page's body, so that figures can be read as ratios on
 //! any machine. The miss path reads a real PostgreSQL: a private one is
@@ -11,28 +12,49 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use lectern::http::layout::Meta;
 use lectern_actors::cache::{CachedPage, PageKey, PageTable, ViewerClass};
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{import_bundle, parse_files};
 use lectern_actors::content::markdown::{compile_markdown, MarkdownOptions};
-use lectern_actors::content::{self};
-use lectern_actors::render::compile_templates;
+use lectern_actors::content::{self, topics};
+use lectern_actors::render::{compile_templates, render_page, RenderPage};
 use lectern_actors::store::{self, embedded::EmbeddedPostgres};
 use serde_json::json;
 
 const EPISODE: &str = "ownership-and-borrowing";
 
-/// The episode page's data, shaped as the page handler shapes it.
-fn page_data(episode: &content::Episode) -> serde_json::Value {
-    json!({
-        "site": { "name": "Lectern", "public_url": "https://lectern.example" },
-        "page": { "title": episode.summary.title, "description": episode.summary.summary,
-                  "path": format!("/episodes/{}", episode.summary.slug), "og_type": "video.episode",
-                  "og_image": episode.summary.poster_url },
-        "viewer": { "class": "anonymous", "subscriber": false },
-        "episode": episode,
-        "can_watch": true,
-    })
+/// The episode page's message to the Renderer, shaped as the page handler
+/// (`episode` and `render` in src/http/pages.rs, with `layout_data`) shapes
+/// it for an anonymous visitor's miss.
+fn episode_page(episode: &content::Episode) -> RenderPage {
+    let summary = &episode.summary;
+    let meta = Meta::new(
+        &summary.title,
+        &summary.summary,
+        format!("/episodes/{}", summary.slug),
+    )
+    .open_graph("video.episode", summary.poster_url.clone());
+    let mut shows = vec![topics::episode(&summary.slug)];
+    if let Some(series) = &summary.series {
+        shows.push(topics::series(&series.slug));
+    }
+    RenderPage {
+        template: "pages/episode",
+        layout: Some("layouts/base"),
+        content_type: "text/html; charset=utf-8",
+        status: 200,
+        topics: shows,
+        compress: true,
+        data: json!({
+            "site": { "name": "Lectern", "public_url": "https://lectern.example" },
+            "page": meta,
+            "viewer": { "class": "anonymous", "subscriber": false },
+            "user": null,
+            "episode": episode,
+            "can_watch": true,
+        }),
+    }
 }
 
 /// About 20 KB of real show notes: the demo episodes' Markdown, joined.
@@ -75,8 +97,18 @@ fn pages(c: &mut Criterion) {
         .block_on(content::get_episode_by_slug(&pool, &slug))
         .expect("query")
         .expect("the episode exists");
-    let data = page_data(&episode);
-    let html = templates.render("pages/episode", &data).expect("render");
+    // The whole page as served: the episode in the site's layout.
+    let uncompressed = RenderPage {
+        compress: false,
+        ..episode_page(&episode)
+    };
+    let html = String::from_utf8(
+        render_page(&templates, uncompressed)
+            .expect("render")
+            .identity_body()
+            .to_vec(),
+    )
+    .expect("UTF-8");
     let page = Arc::new(CachedPage::build(200, "text/html", html.clone(), Vec::new()));
     let table = PageTable::new(64 * 1024 * 1024);
     let key = PageKey {
@@ -101,8 +133,15 @@ fn pages(c: &mut Criterion) {
     group.bench_function("miss: query the episode", |b| {
         b.iter(|| runtime.block_on(content::get_episode_by_slug(&pool, black_box(&slug))))
     });
-    group.bench_function("miss: render the episode page", |b| {
-        b.iter(|| templates.render("pages/episode", black_box(&data)))
+    group.bench_function("miss: render the episode page in its layout", |b| {
+        b.iter_batched(
+            || RenderPage {
+                compress: false,
+                ..episode_page(&episode)
+            },
+            |message| render_page(&templates, message),
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.bench_function("miss: compress for the cache (gzip and brotli)", |b| {
         b.iter(|| CachedPage::build(200, "text/html", black_box(html.clone()), Vec::new()))
@@ -113,10 +152,7 @@ fn pages(c: &mut Criterion) {
                 .block_on(content::get_episode_by_slug(&pool, &slug))
                 .expect("query")
                 .expect("episode");
-            let html = templates
-                .render("pages/episode", &page_data(&episode))
-                .expect("render");
-            CachedPage::build(200, "text/html", html, Vec::new())
+            render_page(&templates, episode_page(&episode)).expect("render")
         })
     });
     group.bench_function(

@@ -305,6 +305,25 @@ pub struct PageTable {
     /// Bumped by every invalidation: a page rendered from data read before
     /// it is served but not stored.
     generation: AtomicU64,
+    /// Misses now rendering or waiting for another request's render.
+    misses_in_flight: AtomicU64,
+}
+
+/// Counts one miss in flight for as long as it lives (a request may be
+/// dropped while it waits).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicU64) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What [`PageTable::get_or_render`] did.
@@ -341,6 +360,7 @@ impl PageTable {
             misses: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            misses_in_flight: AtomicU64::new(0),
         })
     }
 
@@ -364,6 +384,7 @@ impl PageTable {
             return Ok((page, Lookup::Hit));
         }
         let generation = self.generation.load(Ordering::Acquire);
+        let _in_flight = InFlight::enter(&self.misses_in_flight);
         match self.table.get_value_or_guard_async(key).await {
             Ok(page) => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
@@ -385,12 +406,19 @@ impl PageTable {
     /// Drops every page that shows one of `topics` (all pages for `*`).
     pub fn invalidate(&self, topics: &BTreeSet<Topic>) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.invalidations.fetch_add(1, Ordering::Relaxed);
         if topics.contains(&Topic::EVERYTHING) {
             self.table.clear();
         } else {
             self.table.retain(|_, page| !page.shows_any(topics));
         }
+        // Counted once done: whoever sees the count sees the pages gone.
+        self.invalidations.fetch_add(1, Ordering::Release);
+    }
+
+    /// Misses now in [`PageTable::get_or_render`]: rendering, or waiting for
+    /// the one render of their key.
+    pub fn misses_in_flight(&self) -> u64 {
+        self.misses_in_flight.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -401,7 +429,7 @@ impl PageTable {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
-            invalidations: self.invalidations.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Acquire),
         }
     }
 }

@@ -95,43 +95,50 @@ impl Renderer {
             live,
         }
     }
-
-    fn render(&self, template: &str, data: &serde_json::Value) -> Result<String, RenderError> {
-        let fresh;
-        let registry = if cfg!(debug_assertions) && self.live {
-            fresh = compile_templates()?;
-            &fresh
-        } else {
-            &*self.templates
-        };
-        registry.render(template, data).map_err(|e| RenderError::Render {
-            template: template.to_owned(),
-            source: Box::new(e),
-        })
-    }
 }
 
-impl Renderer {
-    /// The page, then its layout around it. Rendering the layout with only
-    /// what it needs matters: handlebars copies the whole context into every
-    /// partial it expands, and a page's context holds its full HTML.
-    fn render_with_layout(
-        &self,
-        template: &str,
-        layout: Option<&str>,
-        mut data: serde_json::Value,
-    ) -> Result<String, RenderError> {
-        let body = self.render(template, &data)?;
-        let Some(layout) = layout else {
-            return Ok(body);
-        };
-        let mut frame = serde_json::Map::new();
-        for key in ["site", "page", "viewer"] {
-            frame.insert(key.to_owned(), data[key].take());
-        }
-        frame.insert("body".to_owned(), serde_json::Value::String(body));
-        self.render(layout, &serde_json::Value::Object(frame))
+fn render(
+    registry: &Handlebars<'_>,
+    template: &str,
+    data: &serde_json::Value,
+) -> Result<String, RenderError> {
+    registry.render(template, data).map_err(|e| RenderError::Render {
+        template: template.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// The page, then its layout around it. Rendering the layout with only
+/// what it needs matters: handlebars copies the whole context into every
+/// partial it expands, and a page's context holds its full HTML.
+fn render_with_layout(
+    registry: &Handlebars<'_>,
+    template: &str,
+    layout: Option<&str>,
+    mut data: serde_json::Value,
+) -> Result<String, RenderError> {
+    let body = render(registry, template, &data)?;
+    let Some(layout) = layout else {
+        return Ok(body);
+    };
+    let mut frame = serde_json::Map::new();
+    for key in ["site", "page", "viewer"] {
+        frame.insert(key.to_owned(), data[key].take());
     }
+    frame.insert("body".to_owned(), serde_json::Value::String(body));
+    render(registry, layout, &serde_json::Value::Object(frame))
+}
+
+/// What the Renderer does with a [`RenderPage`], on the caller's thread:
+/// the page in its layout, compressed when it will be cached (benches
+/// measure a miss with it).
+pub fn render_page(registry: &Handlebars<'_>, msg: RenderPage) -> Result<CachedPage, RenderError> {
+    let body = render_with_layout(registry, msg.template, msg.layout, msg.data)?;
+    Ok(if msg.compress {
+        CachedPage::build(msg.status, msg.content_type, body, msg.topics)
+    } else {
+        CachedPage::uncompressed(msg.status, msg.content_type, body)
+    })
 }
 
 impl Actor for Renderer {
@@ -167,12 +174,11 @@ impl Handler<RenderPage> for Renderer {
 
     fn handle(&mut self, msg: RenderPage, ctx: &mut SyncContext<Self>) -> Self::Result {
         guard(self, ctx, "RenderPage", |act, _| {
-            let body = act.render_with_layout(msg.template, msg.layout, msg.data)?;
-            Ok(Arc::new(if msg.compress {
-                CachedPage::build(msg.status, msg.content_type, body, msg.topics)
+            if cfg!(debug_assertions) && act.live {
+                render_page(&compile_templates()?, msg).map(Arc::new)
             } else {
-                CachedPage::uncompressed(msg.status, msg.content_type, body)
-            }))
+                render_page(&act.templates, msg).map(Arc::new)
+            }
         })?
     }
 }

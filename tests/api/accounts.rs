@@ -813,3 +813,81 @@ async fn a_session_lasts_while_it_is_used_and_ends_when_it_expires() {
     let expired = session_expires_in_secs(&app).await;
     assert!(expired < 0.0, "an expired session is not extended: {expired}");
 }
+
+/// The shared rate limiter (GCRA in PostgreSQL), driven through its row
+/// rather than the clock: with four requests in about 116 days, one comes
+/// back every 29 days, so no run of this test is slow enough for the limit
+/// to refill by itself, and no clock window is ever crossed.
+#[actix_rt::test]
+async fn the_rate_limiter_allows_a_burst_then_one_request_a_step() {
+    use lectern_actors::accounts::rate_limit::{hit, Rate};
+    use lectern_actors::accounts::RetryAfter;
+    use std::time::Instant;
+
+    const STEP: u32 = 2_500_000;
+    let rate = Rate {
+        limit: 4,
+        window_secs: 4 * STEP,
+    };
+    let key = "test:ada@example.org";
+    let app = spawn_app().await;
+    let client = app.pool.get().await.unwrap();
+    let tat = || async {
+        let tat: time::OffsetDateTime = client
+            .query_one("SELECT tat FROM rate_limits WHERE key = $1", &[&key])
+            .await
+            .unwrap()
+            .get(0);
+        tat
+    };
+
+    let burst_began = Instant::now();
+    for n in 1..=4 {
+        assert_eq!(hit(&app.pool, key, rate).await.unwrap(), Ok(()), "request {n}");
+    }
+    let held = tat().await;
+    let refused = hit(&app.pool, key, rate).await.unwrap();
+    // One step, less the time since the burst began (rounded up).
+    let elapsed = burst_began.elapsed().as_secs_f64().ceil();
+    let Err(RetryAfter(retry)) = refused else {
+        panic!("the fifth request of four was allowed")
+    };
+    assert!(
+        retry <= STEP && f64::from(retry) >= f64::from(STEP) - elapsed,
+        "retry after {retry}s, not one step ({STEP}s) less {elapsed}s"
+    );
+    assert_eq!(tat().await, held, "a refused request is not counted");
+    assert_eq!(
+        hit(&app.pool, "test:bob@example.org", rate).await.unwrap(),
+        Ok(()),
+        "another key has its own limit"
+    );
+
+    // One step passes: one more request, and no second.
+    client
+        .execute(
+            "UPDATE rate_limits SET tat = tat - make_interval(secs => $2) WHERE key = $1",
+            &[&key, &f64::from(STEP)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hit(&app.pool, key, rate).await.unwrap(), Ok(()));
+    assert!(hit(&app.pool, key, rate).await.unwrap().is_err());
+
+    // Long enough for the whole window: the full burst again.
+    client
+        .execute(
+            "UPDATE rate_limits SET tat = now() - interval '1 second' WHERE key = $1",
+            &[&key],
+        )
+        .await
+        .unwrap();
+    for n in 1..=4 {
+        assert_eq!(
+            hit(&app.pool, key, rate).await.unwrap(),
+            Ok(()),
+            "request {n} after the window"
+        );
+    }
+    assert!(hit(&app.pool, key, rate).await.unwrap().is_err());
+}
