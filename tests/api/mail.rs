@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use lectern_actors::mail::templates::MailTemplates;
 use lectern_actors::mail::{enqueue, Email, EmailAddress, EmailKind};
-use lectern_actors::store::DbPool;
+use lectern_actors::store::{DbConfig, DbPool};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::helpers::moto::{use_test_credentials, MotoServer};
-use crate::helpers::{fresh_database, mime_part, spawn_app_with, LecternProcess, TestApp};
+use crate::helpers::{fresh_database, mime_part, spawn_app_on, spawn_app_with, LecternProcess, TestApp};
 
 const SENDER: &str = "hello@lectern.test";
 const FROM: &str = "\"Lectern <hello@lectern.test>\"";
@@ -101,6 +101,11 @@ async fn wait_until_settled(pool: &DbPool, id: i64, within: Duration) -> OutboxR
 }
 
 async fn spawn_ses_app(endpoint: &str, more: &[(&str, &str)]) -> TestApp {
+    spawn_ses_app_on(fresh_database().await, endpoint, more).await
+}
+
+/// `spawn_ses_app` on the given database (two apps on one are two nodes).
+async fn spawn_ses_app_on(database: DbConfig, endpoint: &str, more: &[(&str, &str)]) -> TestApp {
     use_test_credentials();
     let endpoint = format!("{endpoint:?}");
     let mut overrides = vec![
@@ -112,7 +117,7 @@ async fn spawn_ses_app(endpoint: &str, more: &[(&str, &str)]) -> TestApp {
         ("server.public_url", PUBLIC_URL_TOML),
     ];
     overrides.extend_from_slice(more);
-    spawn_app_with(&overrides).await
+    spawn_app_on(database, &overrides).await
 }
 
 /// moto, with Lectern's sender verified.
@@ -577,6 +582,148 @@ async fn sends_are_spread_to_keep_under_max_per_second() {
             "send {n} marked {after:.3}s after the enqueueing, before {earliest:.3}s: {sent_after:?}"
         );
     }
+}
+
+#[actix_rt::test]
+async fn two_nodes_draining_one_outbox_through_ses_send_each_email_once() {
+    const EMAILS: usize = 60;
+    let moto = moto().await;
+    let database = fresh_database().await;
+    // Each node may send 100 a second with 4 workers: 8 workers in all,
+    // each taking the longest-due row, so that they contend for the same rows.
+    let fast = [("mail.max_per_second", "100")];
+    let nodes = [
+        spawn_ses_app_on(database.clone(), &moto.endpoint, &fast).await,
+        spawn_ses_app_on(database, &moto.endpoint, &fast).await,
+    ];
+    let (message, data) = every_message().remove(4);
+    let mut client = nodes[0].pool.get().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND query = 'LISTEN lectern_mail'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if listening == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listening} of 2 Mailers listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // One transaction, one NOTIFY: both Mailers wake at its commit.
+    let transaction = client.transaction().await.unwrap();
+    for n in 0..EMAILS {
+        let email = Email {
+            to: address(&format!("reader{n}@reader.example")),
+            kind: message,
+            data: data.clone(),
+        };
+        enqueue(&transaction, email).await.unwrap();
+    }
+    transaction.commit().await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pending: i64 = client
+            .query_one("SELECT count(*) FROM email_outbox WHERE status = 'pending'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} emails still pending after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both Mailers finish their sends in flight: moto then holds every send there was.
+    for node in &nodes {
+        node.actors().shutdown().await;
+    }
+
+    let rows: Vec<(String, String, Option<String>)> = client
+        .query(
+            "SELECT recipient, status, provider_id FROM email_outbox ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    assert_eq!(rows.len(), EMAILS);
+    for (recipient, status, provider_id) in &rows {
+        assert!(
+            status == "sent" && provider_id.is_some(),
+            "{recipient}: {status}, {provider_id:?}"
+        );
+    }
+    let provider_ids: std::collections::BTreeSet<&str> =
+        rows.iter().filter_map(|(_, _, id)| id.as_deref()).collect();
+    assert_eq!(provider_ids.len(), EMAILS, "provider ids are not unique");
+
+    let emails = moto.emails().await;
+    let mut sends_per_recipient = std::collections::BTreeMap::<&str, usize>::new();
+    for email in &emails {
+        for to in &email.to {
+            *sends_per_recipient.entry(to.as_str()).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = sends_per_recipient.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(
+        emails.len(),
+        EMAILS,
+        "moto received {} emails for {EMAILS} rows; sent more than once: {twice:?}",
+        emails.len()
+    );
+    let received: std::collections::BTreeSet<&str> = emails.iter().map(|e| e.message_id.as_str()).collect();
+    assert_eq!(received, provider_ids, "the outbox records the ids moto gave");
+    let recipients: std::collections::BTreeSet<&str> = rows.iter().map(|(to, _, _)| to.as_str()).collect();
+    assert_eq!(
+        sends_per_recipient
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        recipients
+    );
+
+    // Both nodes took part, and neither sent what the other did.
+    let [first, second] = [&nodes[0], &nodes[1]].map(|node| node.log_file.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (by_first, by_second) = loop {
+        let (by_first, by_second) = (sent_in_log(&first), sent_in_log(&second));
+        if by_first.len() + by_second.len() >= EMAILS || Instant::now() > deadline {
+            break (by_first, by_second);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        !by_first.is_empty() && !by_second.is_empty(),
+        "one node sent everything: {} and {}",
+        by_first.len(),
+        by_second.len()
+    );
+    assert!(by_first.is_disjoint(&by_second), "{by_first:?} {by_second:?}");
+    assert_eq!(by_first.len() + by_second.len(), EMAILS);
+}
+
+/// The outbox ids of the emails a node logged as sent.
+fn sent_in_log(log_file: &std::path::Path) -> std::collections::BTreeSet<i64> {
+    std::fs::read_to_string(log_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["msg"] == "email sent")
+        .filter_map(|line| line["outbox_id"].as_i64())
+        .collect()
 }
 
 /// An SES stand-in that reads requests and answers each after `answer`'s

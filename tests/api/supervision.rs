@@ -1,6 +1,7 @@
 //! Supervision: a stopped actor restarts, a panicking handler becomes a
 //! restart while other actors keep answering, a dead actor is revived by the
-//! watchdog, and too many restarts escalate.
+//! watchdog, and too many restarts escalate; and the same in `lectern serve`
+//! with its own Renderer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,4 +216,119 @@ async fn restarting_past_the_intensity_escalates() {
         .await
         .expect("the third restart escalates");
     assert!(reason.contains("flaky") && reason.contains("3 times"), "{reason}");
+}
+
+/// The real binary and a real actor: debug builds make a Renderer worker
+/// panic on SIGUSR2, a hook release builds do not have.
+#[cfg(debug_assertions)]
+mod in_lectern_serve {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use crate::helpers::{demo_database, LecternProcess};
+
+    /// The renderer's line in `/readyz`'s actor detail (given to a loopback client).
+    async fn renderer_report(lectern: &LecternProcess) -> serde_json::Value {
+        let readiness: serde_json::Value = reqwest::get(lectern.url("/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        readiness["actors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no actor detail in {readiness}"))
+            .iter()
+            .find(|actor| actor["name"] == "renderer")
+            .cloned()
+            .unwrap_or_else(|| panic!("no renderer in {readiness}"))
+    }
+
+    /// Waits up to 20 s for `/readyz` to show the renderer restarted `restarts` times.
+    async fn wait_for_renderer_restarts(lectern: &LecternProcess, restarts: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let report = renderer_report(lectern).await;
+            if report["restarts"] == restarts {
+                return report;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the renderer did not reach {restarts} restarts within 20 s: {report}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_renderer_panicking_in_lectern_serve_restarts_then_escalates_to_exit_1() {
+        use nix::sys::signal::Signal::SIGUSR2;
+
+        let data_dir = Arc::new(tempfile::tempdir().unwrap());
+        let database = demo_database().await;
+        let mut lectern = LecternProcess::start_with_env(
+            Arc::clone(&data_dir),
+            Some(&database),
+            &[
+                ("LECTERN__SUPERVISOR__MAX_RESTARTS", "2"),
+                ("LECTERN__SUPERVISOR__WITHIN_SECS", "3600"),
+            ],
+        );
+        let before = renderer_report(&lectern).await;
+        assert_eq!(
+            (&before["restarts"], &before["alive"]),
+            (&json!(0), &json!(true)),
+            "{before}"
+        );
+
+        lectern.signal(SIGUSR2);
+        let restarted = wait_for_renderer_restarts(&lectern, 1).await;
+        assert_eq!(restarted["alive"], true, "{restarted}");
+        let last_error = restarted["last_error"].as_str().unwrap_or_default();
+        assert!(
+            last_error.contains("Panic") && last_error.contains("test hook"),
+            "{restarted}"
+        );
+
+        // Pages are rendered by the restarted worker: the home page (a cache
+        // miss, nothing has asked for it yet) and a page never cached.
+        for path in ["/", "/login"] {
+            let response = reqwest::get(lectern.url(path)).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            assert!(response.text().await.unwrap().contains("</html>"), "{path}");
+        }
+        let after_pages = renderer_report(&lectern).await;
+        assert!(
+            after_pages["handled"].as_u64().unwrap() >= restarted["handled"].as_u64().unwrap() + 2,
+            "the renderer rendered both pages: {restarted} then {after_pages}"
+        );
+
+        // A second restart is still within `max_restarts = 2`.
+        lectern.signal(SIGUSR2);
+        wait_for_renderer_restarts(&lectern, 2).await;
+        let ready = reqwest::get(lectern.url("/readyz")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+
+        // A third within the hour is one too many.
+        lectern.signal(SIGUSR2);
+        assert_eq!(
+            lectern.wait_exit(Duration::from_secs(30)),
+            Some(1),
+            "lectern exits with status 1 after the third restart"
+        );
+        let log = std::fs::read_to_string(data_dir.path().join("log/lectern.log")).unwrap();
+        let why = "actor renderer restarted 3 times within 3600 s (limit 2)";
+        assert!(
+            log.lines()
+                .any(|line| line.contains("restart intensity exceeded") && line.contains(why)),
+            "no escalation logged with {why:?}:\n{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|line| line.contains("Lectern stopped with an error") && line.contains(why)),
+            "no exit reason logged:\n{log}"
+        );
+    }
 }
