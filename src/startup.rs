@@ -45,6 +45,10 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 /// at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
 
+/// On SIGTERM, how long the accept thread has to stop accepting before the
+/// workers are told to stop (see `spawn_signal_handlers`).
+const ACCEPT_SETTLE: Duration = Duration::from_millis(200);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot open the log file: {0}")]
@@ -614,7 +618,21 @@ fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReop
             info!(log, "stopping"; "graceful" => graceful);
             stopping = true;
             let server = server.clone();
-            actix_rt::spawn(async move { server.stop(graceful).await });
+            actix_rt::spawn(async move {
+                if graceful {
+                    // actix-server drops the connections its accept thread
+                    // has handed to a worker that has not started them yet
+                    // when the workers are told to stop. Stop accepting
+                    // first, and give the accept thread a moment to stop and
+                    // the workers to start what it accepted: a client must
+                    // not see a connection accepted and closed unanswered
+                    // (what it has not accepted waits in the socket's
+                    // backlog, for the next Lectern on a socket systemd holds).
+                    server.pause().await;
+                    actix_rt::time::sleep(ACCEPT_SETTLE).await;
+                }
+                server.stop(graceful).await
+            });
         }
     });
 }
