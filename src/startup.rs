@@ -45,6 +45,10 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 /// at net.core.somaxconn.
 const LISTEN_BACKLOG: i32 = 4096;
 
+/// On SIGTERM, how long the accept thread has to stop accepting before the
+/// workers are told to stop (see `spawn_signal_handlers`).
+const ACCEPT_SETTLE: Duration = Duration::from_millis(200);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot open the log file: {0}")]
@@ -62,6 +66,8 @@ pub enum StartupError {
     },
     #[error("HTTP server: {0}")]
     Server(std::io::Error),
+    #[error("socket activation (LISTEN_FDS): {0}")]
+    SocketActivation(String),
     #[error("escalation: {0}")]
     Escalated(String),
     #[error("{0}")]
@@ -84,6 +90,7 @@ pub enum StartupError {
 /// Lectern's HTTP server and actors, bound and ready to run.
 pub struct Application {
     address: std::net::SocketAddr,
+    socket: SocketSource,
     server: actix_web::dev::Server,
     actors: Arc<RootSupervisor>,
     log: Logger,
@@ -93,12 +100,28 @@ impl Application {
     /// Binds the listener (port 0 picks a free port), connects, migrates,
     /// starts the actors. Must run inside an actix `System`.
     pub async fn build(
+        settings: Settings,
+        database: DbConfig,
+        log: Logger,
+        access: AccessLog,
+    ) -> Result<Application, StartupError> {
+        Application::build_on(None, settings, database, log, access).await
+    }
+
+    /// `build`, on the listening socket systemd passed (`inherited_listener`)
+    /// when there is one: then `server.bind` is not bound, and the address
+    /// is the socket's own.
+    pub async fn build_on(
+        inherited: Option<std::net::TcpListener>,
         mut settings: Settings,
         database: DbConfig,
         log: Logger,
         access: AccessLog,
     ) -> Result<Application, StartupError> {
-        let listener = listen(settings.server.bind)?;
+        let (listener, socket) = match inherited {
+            Some(listener) => (listener, SocketSource::Systemd),
+            None => (listen(settings.server.bind)?, SocketSource::Bound),
+        };
         let address = listener.local_addr().map_err(StartupError::Server)?;
         // With port 0, the public URL derived from the address needs the real port.
         settings.server.bind = address;
@@ -170,6 +193,7 @@ impl Application {
         ));
         Ok(Application {
             address,
+            socket,
             server,
             actors,
             log,
@@ -183,6 +207,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// Where the listening socket came from.
+    pub fn socket_source(&self) -> SocketSource {
+        self.socket
     }
 
     /// The supervision tree (tests stop its actors when they end).
@@ -308,6 +337,110 @@ fn listen(address: std::net::SocketAddr) -> Result<std::net::TcpListener, Startu
     bind().map_err(|source| StartupError::Bind { address, source })
 }
 
+/// Where the listening socket came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketSource {
+    /// Bound by Lectern on `server.bind`.
+    Bound,
+    /// Passed by systemd (or another socket holder) as fd 3: sd_listen_fds(3).
+    Systemd,
+}
+
+impl SocketSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SocketSource::Bound => "bound on server.bind",
+            SocketSource::Systemd => "passed by systemd (LISTEN_FDS, fd 3)",
+        }
+    }
+}
+
+/// What the socket-activation variables say.
+#[derive(Debug)]
+pub enum Activation {
+    /// No `LISTEN_FDS`: Lectern binds `server.bind` itself.
+    None,
+    /// `LISTEN_PID` names another process: the variables were inherited
+    /// from a socket-activated parent and are not ours (sd_listen_fds(3)).
+    ForAnother { pid: String },
+    /// The listening socket passed to this process.
+    Passed(std::net::TcpListener),
+}
+
+/// The first descriptor systemd passes (SD_LISTEN_FDS_START).
+const LISTEN_FDS_START: std::os::fd::RawFd = 3;
+
+/// The listening socket passed by socket activation, as sd_listen_fds(3)
+/// defines it: `LISTEN_FDS` descriptors from fd 3 on, meant for the process
+/// `LISTEN_PID`. Lectern takes exactly one, a listening TCP socket. The
+/// variables are cleared whatever they say, so that no process Lectern
+/// starts takes them for its own. Call it first thing, before this process
+/// opens any file or starts a thread: fd 3 must still be the one passed,
+/// and the environment is changed.
+pub fn inherited_listener() -> Result<Activation, StartupError> {
+    use socket2::{Socket, Type};
+    use std::os::fd::FromRawFd;
+
+    let Some(fds) = std::env::var_os("LISTEN_FDS") else {
+        return Ok(Activation::None);
+    };
+    let pid = std::env::var_os("LISTEN_PID");
+    for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        std::env::remove_var(name);
+    }
+    let bad = |why: String| StartupError::SocketActivation(why);
+    let pid = pid.ok_or_else(|| bad("LISTEN_FDS is set but LISTEN_PID is not".into()))?;
+    let pid = pid.to_string_lossy().into_owned();
+    let ours = pid
+        .parse::<u32>()
+        .map_err(|_| bad(format!("LISTEN_PID={pid:?} is not a process id")))?;
+    if ours != std::process::id() {
+        return Ok(Activation::ForAnother { pid });
+    }
+    let fds = fds.to_string_lossy();
+    match fds.parse::<u32>() {
+        Ok(1) => {}
+        Ok(n) => {
+            return Err(bad(format!(
+                "LISTEN_FDS={n}: Lectern takes exactly one socket (one ListenStream= in lectern.socket)"
+            )))
+        }
+        Err(_) => return Err(bad(format!("LISTEN_FDS={fds:?} is not a number of sockets"))),
+    }
+    let stat = nix::sys::stat::fstat(LISTEN_FDS_START)
+        .map_err(|e| bad(format!("fd {LISTEN_FDS_START} was not passed: {e}")))?;
+    let kind = nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode) & nix::sys::stat::SFlag::S_IFMT;
+    if kind != nix::sys::stat::SFlag::S_IFSOCK {
+        return Err(bad(format!("fd {LISTEN_FDS_START} is not a socket")));
+    }
+    // SAFETY: fd 3 is open and a socket (checked just above), and nothing in
+    // this process owns it: sd_listen_fds(3) hands it to this process (the
+    // LISTEN_PID check), and this runs before Lectern opens anything.
+    #[allow(unsafe_code)]
+    let socket = unsafe { Socket::from_raw_fd(LISTEN_FDS_START) };
+    let checked = (|| -> std::io::Result<Result<(), String>> {
+        if socket.r#type()? != Type::STREAM {
+            return Ok(Err("not a stream socket (ListenStream=)".into()));
+        }
+        if !socket.is_listener()? {
+            return Ok(Err("not listening".into()));
+        }
+        if socket.local_addr()?.as_socket().is_none() {
+            return Ok(Err(
+                "not a TCP socket (an IP address and port in ListenStream=)".into()
+            ));
+        }
+        // Not to be inherited by the processes Lectern starts.
+        socket.set_cloexec(true)?;
+        Ok(Ok(()))
+    })();
+    match checked {
+        Ok(Ok(())) => Ok(Activation::Passed(socket.into())),
+        Ok(Err(why)) => Err(bad(format!("fd {LISTEN_FDS_START} is {why}"))),
+        Err(e) => Err(bad(format!("fd {LISTEN_FDS_START}: {e}"))),
+    }
+}
+
 /// Configures the HTTP server on `listener`.
 fn http_server(
     state: AppState,
@@ -379,21 +512,33 @@ pub(crate) async fn ensure_embedded_database(
 /// `lectern serve`: runs until SIGTERM (graceful: requests in flight finish)
 /// or SIGINT (Ctrl-C: immediate), or until the supervision tree escalates.
 pub fn serve(settings: Settings) -> Result<(), StartupError> {
+    // First: fd 3 must still be the socket systemd passed.
+    let activation = inherited_listener()?;
     let _data_dir = lock_data_dir(&settings.server.data_dir)?;
     let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
     let log = telemetry.log.clone();
     let reopener = telemetry.reopener();
+    let inherited = match activation {
+        Activation::Passed(listener) => Some(listener),
+        Activation::ForAnother { pid } => {
+            info!(log, "LISTEN_FDS is for another process (LISTEN_PID): binding server.bind";
+                "listen_pid" => pid);
+            None
+        }
+        Activation::None => None,
+    };
     let (database, mut embedded) = open_database(&settings, &log)?;
 
     let served = actix_rt::System::new().block_on(async {
         ensure_embedded_database(&embedded).await?;
-        let app = Application::build(settings, database, log.clone(), telemetry.access_log()).await?;
+        let app =
+            Application::build_on(inherited, settings, database, log.clone(), telemetry.access_log()).await?;
         // Installed before the line below, which tests wait for.
         #[cfg(debug_assertions)]
         install_panic_hook(app.actors(), log.clone());
         // Tests and scripts read this line to learn the port.
         println!("Lectern listening on http://{}", app.address());
-        info!(log, "listening"; "address" => %app.address());
+        info!(log, "listening"; "address" => %app.address(), "socket" => app.socket_source().describe());
         spawn_signal_handlers(app.stopper(), reopener, log.clone());
         app.run_until_stopped().await
     });
@@ -499,7 +644,21 @@ fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReop
             info!(log, "stopping"; "graceful" => graceful);
             stopping = true;
             let server = server.clone();
-            actix_rt::spawn(async move { server.stop(graceful).await });
+            actix_rt::spawn(async move {
+                if graceful {
+                    // actix-server drops the connections its accept thread
+                    // has handed to a worker that has not started them yet
+                    // when the workers are told to stop. Stop accepting
+                    // first, and give the accept thread a moment to stop and
+                    // the workers to start what it accepted: a client must
+                    // not see a connection accepted and closed unanswered
+                    // (what it has not accepted waits in the socket's
+                    // backlog, for the next Lectern on a socket systemd holds).
+                    server.pause().await;
+                    actix_rt::time::sleep(ACCEPT_SETTLE).await;
+                }
+                server.stop(graceful).await
+            });
         }
     });
 }

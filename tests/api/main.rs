@@ -9,6 +9,7 @@ mod billing;
 mod browser;
 mod cli;
 mod content;
+mod deploy;
 mod embedded;
 mod events;
 mod first_hour;
