@@ -1,15 +1,17 @@
 //! The command line: `lectern [serve]`, `migrate`, `config show`, `content
-//! import|list`, `seed --demo`, `user create-admin`.
+//! import|list`, `seed --demo`, `user create-admin`, `billing
+//! reconcile|grant`, `backup now|list|verify|restore`.
 //! Exit status: 0 done, 1 failed while running, 2 bad usage or configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lectern_actors::backup::{Kind, Which};
 use lectern_actors::content::import::ImportOptions;
 use lectern_actors::mail::EmailAddress;
 
-use crate::config::Settings;
+use crate::config::{DatabaseUrl, Settings};
 use crate::{commands, startup};
 
 #[derive(Debug, Parser)]
@@ -55,12 +57,75 @@ pub enum Command {
         #[command(subcommand)]
         action: BillingAction,
     },
+    /// Dump the database, check dumps, restore one.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// Load sample data into the database.
     Seed {
         /// The demo content written for Lectern: series, episodes, articles.
         #[arg(long, required = true)]
         demo: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Dump the database now (pg_dump -Fc) into the backup storage, then
+    /// verify the dump; prints its key, size and sha256.
+    Now {
+        /// What the backup is for (daily and weekly are the scheduler's).
+        #[arg(long, value_enum, default_value = "manual")]
+        kind: BackupKind,
+    },
+    /// Every backup, newest first: key, kind, size, start, verification, status.
+    List,
+    /// Check a backup's sha256, restore it into a scratch database on the
+    /// same server and compare every table's row count with the counts
+    /// taken when it was dumped; the scratch database is dropped after.
+    Verify {
+        /// The backup's key, as `backup list` shows it.
+        key: String,
+    },
+    /// Restore a backup into the database --into names, after checking its
+    /// sha256. A database that already has tables is refused unless --force.
+    Restore {
+        /// The backup's key, as `backup list` shows it.
+        #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+        key: Option<String>,
+        /// The newest backup that succeeded.
+        #[arg(long)]
+        latest: bool,
+        /// The database to restore into (it must exist).
+        #[arg(long, value_name = "DATABASE_URL", value_parser = parse_database_url)]
+        into: Box<DatabaseUrl>,
+        /// Restore into a database that has tables: the dump's tables and
+        /// other objects replace their namesakes there.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BackupKind {
+    Daily,
+    Weekly,
+    Manual,
+}
+
+impl BackupKind {
+    fn kind(self) -> Kind {
+        match self {
+            BackupKind::Daily => Kind::Daily,
+            BackupKind::Weekly => Kind::Weekly,
+            BackupKind::Manual => Kind::Manual,
+        }
+    }
+}
+
+fn parse_database_url(raw: &str) -> Result<Box<DatabaseUrl>, String> {
+    DatabaseUrl::parse(raw).map(Box::new)
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +254,27 @@ pub fn run() -> ExitCode {
                     note,
                 },
         } => commands::grant(settings, email, months, source.as_str(), note).map(Some),
+        Command::Backup {
+            action: BackupAction::Now { kind },
+        } => commands::backup_now(settings, kind.kind()).map(Some),
+        Command::Backup {
+            action: BackupAction::List,
+        } => commands::list_backups(settings).map(Some),
+        Command::Backup {
+            action: BackupAction::Verify { key },
+        } => commands::verify_backup(settings, key).map(Some),
+        Command::Backup {
+            action:
+                BackupAction::Restore {
+                    key,
+                    latest: _,
+                    into,
+                    force,
+                },
+        } => {
+            let which = key.map_or(Which::Latest, Which::Key);
+            commands::restore_backup(settings, which, into.config().clone(), force).map(Some)
+        }
         Command::Config {
             action: ConfigAction::Show,
         } => Ok(Some(format!(
@@ -206,7 +292,7 @@ pub fn run() -> ExitCode {
         }
         Err(e) => {
             eprintln!("lectern: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_status())
         }
     }
 }

@@ -1,16 +1,20 @@
 //! The one-off commands (`migrate`, `content import|list`, `seed --demo`, `user
-//! create-admin`, `billing reconcile|grant`): each opens the configured (or
-//! embedded) database, does its work, and says what it did.
+//! create-admin`, `billing reconcile|grant`, `backup now|list|verify|restore`):
+//! each opens the configured (or embedded) database, does its work, and says
+//! what it did.
 
+use std::sync::Arc;
+
+use lectern_actors::backup::{BackupRow, Backups, DirStorage, Kind, Storage, Which};
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{
     apply, import_bundle, parse_files, scan_dir, ImportOptions, ImportReport,
 };
 use lectern_actors::content::inventory::{self, Listing};
 use lectern_actors::mail::EmailAddress;
-use lectern_actors::store::{self, DbPool};
+use lectern_actors::store::{self, DbConfig, DbPool};
 
-use crate::config::Settings;
+use crate::config::{BackupStorage, Settings};
 use crate::startup::{
     accounts_context, billing_context, ensure_embedded_database, open_database, StartupError,
 };
@@ -29,12 +33,22 @@ where
     F: FnOnce(DbPool, Settings) -> Fut,
     Fut: std::future::Future<Output = Result<T, StartupError>>,
 {
+    with_database_config(settings, |pool, _, settings| work(pool, settings))
+}
+
+/// `with_database`, for work that also needs the connection settings (to
+/// hand to pg_dump, say).
+fn with_database_config<T, F, Fut>(settings: Settings, work: F) -> Result<T, StartupError>
+where
+    F: FnOnce(DbPool, DbConfig, Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StartupError>>,
+{
     let telemetry = telemetry::init(&settings).map_err(StartupError::Log)?;
     let (database, mut embedded) = open_database(&settings, &telemetry.log)?;
     let outcome = actix_rt::System::new().block_on(async {
         ensure_embedded_database(&embedded).await?;
-        let pool = store::connect_pool(database, 2)?;
-        work(pool, settings).await
+        let pool = store::connect_pool(database.clone(), 2)?;
+        work(pool, database, settings).await
     });
     if let Some(server) = embedded.as_mut() {
         server.stop();
@@ -144,6 +158,173 @@ pub fn grant(
             if months == 1 { "" } else { "s" },
             date(grant.starts_at),
             date(grant.expires_at)
+        ))
+    })
+}
+
+/// The configured backup storage (only a directory, for now).
+fn backup_storage(settings: &Settings) -> Result<Arc<dyn Storage>, StartupError> {
+    match settings.backup.storage {
+        BackupStorage::Dir => Ok(Arc::new(DirStorage::new(settings.data_path("backups".as_ref())))),
+        BackupStorage::S3 => Err(StartupError::Unsupported(
+            "backup.storage = \"s3\": the S3 backend is not built yet; set backup.storage = \"dir\" \
+             (LECTERN__BACKUP__STORAGE=dir) to keep backups under server.data_dir/backups"
+                .into(),
+        )),
+    }
+}
+
+/// Runs `work` with the backups context of the configured database.
+fn with_backups<T, F, Fut>(settings: Settings, work: F) -> Result<T, StartupError>
+where
+    F: FnOnce(Backups) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StartupError>>,
+{
+    let storage = backup_storage(&settings)?;
+    with_database_config(settings, |pool, database, _| async move {
+        store::migrate(&pool).await?;
+        work(Backups::new(pool, database, storage)).await
+    })
+}
+
+/// Progress of long work, on standard error.
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+fn seconds(took: std::time::Duration) -> String {
+    format!("{:.2} s", took.as_secs_f64())
+}
+
+/// `lectern backup now [--kind K]`: dumps the database, then verifies the dump.
+pub fn backup_now(settings: Settings, kind: Kind) -> Result<String, StartupError> {
+    with_backups(settings, move |backups| async move {
+        let dumped = backups.backup_now(kind, &progress).await?;
+        let report = format!(
+            "backup   {}\nstored   {}\nbytes    {}\nsha256   {}\ndumped   {} tables, {} rows in {}",
+            dumped.key,
+            dumped.location,
+            dumped.bytes,
+            dumped.sha256,
+            dumped.tables,
+            dumped.rows,
+            seconds(dumped.took)
+        );
+        match backups.verify(&dumped.key, &progress).await {
+            Ok(verified) => Ok(format!(
+                "{report}\nverified {} tables, {} rows: every row count matches, in {}",
+                verified.tables,
+                verified.rows,
+                seconds(verified.took)
+            )),
+            Err(e) => {
+                println!("{report}");
+                Err(e.into())
+            }
+        }
+    })
+}
+
+/// `lectern backup list`: every backup, newest first.
+pub fn list_backups(settings: Settings) -> Result<String, StartupError> {
+    with_backups(settings, |backups| async move {
+        Ok(backup_table(&backups.list().await?))
+    })
+}
+
+fn backup_table(rows: &[BackupRow]) -> String {
+    if rows.is_empty() {
+        return "No backups yet (lectern backup now makes one).".to_owned();
+    }
+    let when = |at: time::OffsetDateTime| {
+        let at = at.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{} {:02}:{:02}:{:02}Z",
+            at.date(),
+            at.hour(),
+            at.minute(),
+            at.second()
+        )
+    };
+    let mut lines = vec![[
+        "KEY".to_owned(),
+        "KIND".to_owned(),
+        "STATUS".to_owned(),
+        "BYTES".to_owned(),
+        "STARTED".to_owned(),
+        "VERIFIED".to_owned(),
+    ]];
+    for row in rows {
+        let verified = match (row.verified_ok, row.verified_at) {
+            (Some(true), Some(at)) => format!("ok {}", when(at)),
+            (_, Some(at)) => format!("FAILED {}", when(at)),
+            _ => "never".to_owned(),
+        };
+        let status = match &row.error {
+            Some(error) => format!("{}: {error}", row.status),
+            None => row.status.clone(),
+        };
+        lines.push([
+            row.key.clone(),
+            row.kind.clone(),
+            status,
+            row.bytes.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            when(row.started_at),
+            verified,
+        ]);
+    }
+    // The status (which may carry an error) goes last, so the columns stay aligned.
+    let order = [0, 1, 3, 4, 5, 2];
+    let widths: Vec<usize> = order
+        .iter()
+        .map(|&c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    lines
+        .iter()
+        .map(|line| {
+            order
+                .iter()
+                .zip(&widths)
+                .map(|(&c, &width)| format!("{:width$}", line[c]))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `lectern backup verify KEY`.
+pub fn verify_backup(settings: Settings, key: String) -> Result<String, StartupError> {
+    with_backups(settings, move |backups| async move {
+        let verified = backups.verify(&key, &progress).await?;
+        Ok(format!(
+            "{} verified: sha256 matches; restored into a scratch database, {} tables, {} rows: every row count matches, in {}",
+            verified.key,
+            verified.tables,
+            verified.rows,
+            seconds(verified.took)
+        ))
+    })
+}
+
+/// `lectern backup restore (KEY | --latest) --into DATABASE_URL [--force]`.
+pub fn restore_backup(
+    settings: Settings,
+    which: Which,
+    into: DbConfig,
+    force: bool,
+) -> Result<String, StartupError> {
+    with_backups(settings, move |backups| async move {
+        let restored = backups.restore(&which, &into, force, &progress).await?;
+        Ok(format!(
+            "restored {} ({} bytes) into {}: {} tables, in {}",
+            restored.key,
+            restored.bytes,
+            restored.database,
+            restored.tables,
+            seconds(restored.took)
         ))
     })
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use lectern_actors::accounts::{Accounts, AccountsConfig, AccountsError, PasswordPolicy};
+use lectern_actors::backup::BackupError;
 use lectern_actors::billing::actor::BillingSchedule;
 use lectern_actors::billing::{Billing, BillingConfig, BillingError, StripeConfig};
 use lectern_actors::cache::PageTable;
@@ -85,6 +86,23 @@ pub enum StartupError {
     DataDirInUse { dir: String, pid: String },
     #[error("cannot lock the data directory: {path}: {source}")]
     DataDirLock { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Backup(#[from] BackupError),
+    /// Configured, but not built yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl StartupError {
+    /// The exit status: 2 when what was asked for is refused (bad usage or
+    /// configuration), 1 when it failed while running.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            StartupError::Backup(e) if e.is_usage() => 2,
+            StartupError::Unsupported(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Lectern's HTTP server and actors, bound and ready to run.

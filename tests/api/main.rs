@@ -5,6 +5,7 @@
 
 mod account_security;
 mod accounts;
+mod backup;
 mod billing;
 mod browser;
 mod cli;

@@ -76,32 +76,38 @@ struct Binaries {
 
 impl Binaries {
     fn find() -> Result<Binaries, EmbeddedError> {
-        let on_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .unwrap_or_default();
-        let mut versioned: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-            .map(|dirs| dirs.flatten().map(|d| d.path().join("bin")).collect())
-            .unwrap_or_default();
-        // Newest major version first: "15" sorts after "9" only numerically.
-        versioned.sort_by_key(|p| {
-            std::cmp::Reverse(
-                p.parent()
-                    .and_then(|v| v.file_name())
-                    .and_then(|v| v.to_str())
-                    .and_then(|v| v.parse::<u32>().ok())
-                    .unwrap_or(0),
-            )
-        });
-        on_path
-            .into_iter()
-            .chain(versioned)
-            .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+        find_programs(&["initdb", "postgres"])
             .map(|dir| Binaries {
                 initdb: dir.join("initdb"),
                 postgres: dir.join("postgres"),
             })
             .ok_or(EmbeddedError::BinariesMissing)
     }
+}
+
+/// The first directory holding every one of `programs`: on PATH, then under
+/// /usr/lib/postgresql/*/bin, newest major version first.
+pub fn find_programs(programs: &[&str]) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut versioned: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.flatten().map(|d| d.path().join("bin")).collect())
+        .unwrap_or_default();
+    // Newest major version first: "15" sorts after "9" only numerically.
+    versioned.sort_by_key(|p| {
+        std::cmp::Reverse(
+            p.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0),
+        )
+    });
+    on_path
+        .into_iter()
+        .chain(versioned)
+        .find(|dir| programs.iter().all(|program| dir.join(program).is_file()))
 }
 
 /// The system user the server runs as: `postgres` when we are root, else ourselves.

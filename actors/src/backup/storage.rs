@@ -1,0 +1,182 @@
+//! Where backups are kept. Only a local directory for now
+//! (`backup.storage = "dir"`); an S3 backend is to implement the same trait.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::{io_error, BackupError};
+
+/// A place that stores backup objects by key (`daily/2026-12-02T05-13-00Z.dump`).
+pub trait Storage: Send + Sync {
+    /// The name recorded in `backups.storage`.
+    fn name(&self) -> &'static str;
+    /// Where the object of `key` is, for people to read.
+    fn location(&self, key: &str) -> String;
+    /// A new object, written under a temporary name: it takes `key` only on
+    /// [`Upload::commit`], and a dropped upload leaves nothing behind.
+    fn create(&self, key: &str) -> Result<Box<dyn Upload>, BackupError>;
+    /// A local file holding the object (for a directory, the object itself).
+    fn fetch(&self, key: &str) -> Result<PathBuf, BackupError>;
+}
+
+/// An object being written.
+pub trait Upload: Write + Send {
+    /// Makes the object durable and visible under its key.
+    fn commit(self: Box<Self>) -> Result<(), BackupError>;
+}
+
+/// Backups as files under one directory (`$data_dir/backups`), readable by
+/// their owner only.
+#[derive(Debug, Clone)]
+pub struct DirStorage {
+    root: PathBuf,
+}
+
+impl DirStorage {
+    pub fn new(root: PathBuf) -> DirStorage {
+        DirStorage { root }
+    }
+
+    /// The file of `key`; a key that would leave the directory is refused.
+    fn path(&self, key: &str) -> Result<PathBuf, BackupError> {
+        let relative = Path::new(key);
+        let plain = relative.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain || key.is_empty() {
+            return Err(BackupError::Unknown(key.to_owned()));
+        }
+        Ok(self.root.join(relative))
+    }
+}
+
+impl Storage for DirStorage {
+    fn name(&self) -> &'static str {
+        "dir"
+    }
+
+    fn location(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn Upload>, BackupError> {
+        let path = self.path(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_owned();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_error(&dir))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temporary = dir.join(format!(".{name}.partial"));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(io_error(&temporary))?;
+        Ok(Box::new(DirUpload {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            temporary,
+            path,
+            committed: false,
+        }))
+    }
+
+    fn fetch(&self, key: &str) -> Result<PathBuf, BackupError> {
+        let path = self.path(key)?;
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(BackupError::Missing {
+                key: key.to_owned(),
+                location: path.display().to_string(),
+            })
+        }
+    }
+}
+
+struct DirUpload {
+    file: io::BufWriter<fs::File>,
+    temporary: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Write for DirUpload {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.file.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Upload for DirUpload {
+    fn commit(mut self: Box<Self>) -> Result<(), BackupError> {
+        self.file.flush().map_err(io_error(&self.temporary))?;
+        self.file
+            .get_ref()
+            .sync_all()
+            .map_err(io_error(&self.temporary))?;
+        if self.path.exists() {
+            return Err(BackupError::Exists(self.path.display().to_string()));
+        }
+        fs::rename(&self.temporary, &self.path).map_err(io_error(&self.path))?;
+        self.committed = true;
+        if let Some(dir) = self.path.parent() {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error(dir))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DirUpload {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.temporary);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_takes_its_key_only_when_committed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = DirStorage::new(dir.path().join("backups"));
+        let mut upload = storage.create("daily/a.dump").expect("create");
+        upload.write_all(b"dump").expect("write");
+        assert!(storage.fetch("daily/a.dump").is_err());
+        upload.commit().expect("commit");
+        let path = storage.fetch("daily/a.dump").expect("fetch");
+        assert_eq!(fs::read(path).expect("read"), b"dump");
+    }
+
+    #[test]
+    fn a_dropped_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = DirStorage::new(dir.path().to_owned());
+        let mut upload = storage.create("daily/b.dump").expect("create");
+        upload.write_all(b"half a dump").expect("write");
+        drop(upload);
+        let left: Vec<_> = fs::read_dir(dir.path().join("daily")).expect("dir").collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn keys_stay_inside_the_directory() {
+        let storage = DirStorage::new(PathBuf::from("/srv/backups"));
+        assert!(storage.fetch("../etc/passwd").is_err());
+        assert!(storage.fetch("/etc/passwd").is_err());
+    }
+}

@@ -1,0 +1,372 @@
+//! `lectern backup now|list|verify|restore` against a test database with
+//! the demo content: the dump's object and row agree, a restore gives back
+//! every table's rows, and a damaged object, an occupied target or a failing
+//! pg_dump are refused or recorded, never passed off as good.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use lectern_actors::store::DbConfig;
+use tempfile::TempDir;
+use tokio_postgres::NoTls;
+
+use crate::helpers::{conninfo, demo_database, empty_database, fresh_database, lectern_command};
+
+/// A Lectern data directory and the database its commands use.
+struct Site {
+    data: TempDir,
+    database: DbConfig,
+}
+
+impl Site {
+    async fn demo() -> Site {
+        Site {
+            data: tempfile::tempdir().unwrap(),
+            database: demo_database().await,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_path(args, None)
+    }
+
+    fn run_with_path(&self, args: &[&str], path: Option<&str>) -> Output {
+        let mut command = lectern_command(self.data.path());
+        command.env("DATABASE_URL", conninfo(&self.database)).args(args);
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let output = command.output().unwrap();
+        println!(
+            "$ lectern {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// `backup now`, which must succeed: its key and its printed fields.
+    fn backup_now(&self) -> (String, BTreeMap<String, String>) {
+        let output = self.run(&["backup", "now"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let fields: BTreeMap<String, String> = stdout(&output)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect();
+        (fields["backup"].clone(), fields)
+    }
+
+    fn object(&self, key: &str) -> PathBuf {
+        self.data.path().join("backups").join(key)
+    }
+
+    fn restore_into(&self, key: &str, target: &DbConfig, force: bool) -> Output {
+        let into = conninfo(target);
+        let mut args = vec!["backup", "restore", key, "--into", into.as_str()];
+        if force {
+            args.push("--force");
+        }
+        self.run(&args)
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn sha256_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes))
+}
+
+async fn client(database: &DbConfig) -> tokio_postgres::Client {
+    let (client, connection) = database.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Every public table's row count and an MD5 of all its rows.
+async fn fingerprints(database: &DbConfig) -> BTreeMap<String, (i64, String)> {
+    let client = client(database).await;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut prints = BTreeMap::new();
+    for table in tables {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) \
+                     FROM public.\"{table}\" t"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        prints.insert(table, (row.get(0), row.get(1)));
+    }
+    prints
+}
+
+/// The files under `dir`, recursively, dot files included.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[actix_rt::test]
+async fn backup_now_stores_a_dump_that_lists_verifies_and_restores_every_row() {
+    let site = Site::demo().await;
+    let before = fingerprints(&site.database).await;
+    assert!(before["episodes"].0 > 0, "the demo content is there");
+
+    let (key, fields) = site.backup_now();
+
+    assert!(key.starts_with("manual/") && key.ends_with("Z.dump"), "{key}");
+    let object = site.object(&key);
+    assert_eq!(fields["stored"], object.display().to_string());
+    let sha256 = sha256_of(&object);
+    assert_eq!(fields["sha256"], sha256);
+    let bytes = std::fs::metadata(&object).unwrap().len();
+    assert_eq!(fields["bytes"], bytes.to_string());
+    assert!(
+        fields["verified"].contains("every row count matches"),
+        "{fields:?}"
+    );
+    assert_eq!(files_under(&site.data.path().join("backups")), [object]);
+    let row = client(&site.database)
+        .await
+        .query_one(
+            "SELECT kind, storage, status, bytes, sha256, finished_at IS NOT NULL, \
+             verified_at IS NOT NULL, (verification->>'ok')::boolean FROM backups WHERE key = $1",
+            &[&key],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "manual");
+    assert_eq!(row.get::<_, &str>(1), "dir");
+    assert_eq!(row.get::<_, &str>(2), "succeeded");
+    assert_eq!(row.get::<_, i64>(3), bytes as i64);
+    assert_eq!(row.get::<_, &str>(4), sha256);
+    assert!(row.get::<_, bool>(5) && row.get::<_, bool>(6) && row.get::<_, bool>(7));
+    let scratch: i64 = client(&site.database)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'lectern_verify_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(scratch, 0, "the scratch database is dropped");
+
+    let list = site.run(&["backup", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let listed = stdout(&list);
+    let line = listed.lines().find(|l| l.starts_with(&key)).expect("listed");
+    for column in ["manual", &bytes.to_string(), " ok ", "succeeded"] {
+        assert!(line.contains(column), "{column} in {line}");
+    }
+
+    let verify = site.run(&["backup", "verify", &key]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("every row count matches"));
+
+    let target = empty_database().await;
+    let restored = site.restore_into(&key, &target, false);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    let mut after = fingerprints(&target).await;
+    // The dump holds its own row as it was while dumping: running.
+    let own: Vec<(String, String)> = client(&target)
+        .await
+        .query("SELECT key, status FROM backups", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(own, [(key.clone(), "running".to_owned())]);
+    after.remove("backups");
+    let mut expected = before;
+    expected.remove("backups");
+    assert_eq!(after, expected);
+}
+
+#[actix_rt::test]
+async fn restore_refuses_a_database_with_tables_unless_forced() {
+    let site = Site::demo().await;
+    let (key, _) = site.backup_now();
+    let target = fresh_database().await;
+    let untouched = fingerprints(&target).await;
+
+    let refused = site.restore_into(&key, &target, false);
+
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert_eq!(stdout(&refused), "");
+    let text = stderr(&refused);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("refuses") && text.contains("--force"), "{text}");
+    assert_eq!(fingerprints(&target).await, untouched, "nothing changed");
+
+    let into = conninfo(&target);
+    let forced = site.run(&["backup", "restore", "--latest", "--into", &into, "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    let mut source = fingerprints(&site.database).await;
+    let mut restored = fingerprints(&target).await;
+    source.remove("backups");
+    restored.remove("backups");
+    assert_eq!(restored, source);
+}
+
+#[actix_rt::test]
+async fn a_damaged_object_fails_verify_and_restore_and_nothing_is_restored() {
+    let site = Site::demo().await;
+    let (key, _) = site.backup_now();
+    let object = site.object(&key);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&object, &bytes).unwrap();
+
+    let verify = site.run(&["backup", "verify", &key]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stderr(&verify).contains("sha256 mismatch"), "{}", stderr(&verify));
+    let ok: Option<bool> = client(&site.database)
+        .await
+        .query_one(
+            "SELECT (verification->>'ok')::boolean FROM backups WHERE key = $1",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ok, Some(false), "the failed verification is recorded");
+
+    let target = empty_database().await;
+    let restore = site.restore_into(&key, &target, false);
+    assert_eq!(restore.status.code(), Some(1));
+    assert!(
+        stderr(&restore).contains("sha256 mismatch"),
+        "{}",
+        stderr(&restore)
+    );
+    assert!(fingerprints(&target).await.is_empty(), "nothing restored");
+
+    let list = stdout(&site.run(&["backup", "list"]));
+    assert!(list.contains("FAILED"), "{list}");
+}
+
+#[actix_rt::test]
+async fn a_failing_pg_dump_leaves_a_failed_row_and_no_object() {
+    let site = Site::demo().await;
+    // A pg_dump that writes part of a dump, then fails, found first on PATH.
+    let bin = tempfile::tempdir().unwrap();
+    for (name, script) in [
+        (
+            "pg_dump",
+            "#!/bin/sh\nprintf 'PGDMP half a dump'\necho 'pg_dump: error: simulated failure' >&2\nexit 1\n",
+        ),
+        ("pg_restore", "#!/bin/sh\nexit 1\n"),
+    ] {
+        let path = bin.path().join(name);
+        std::fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let output = site.run_with_path(&["backup", "now", "--kind", "daily"], Some(&path));
+
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("pg_dump failed") && text.contains("simulated failure"),
+        "{text}"
+    );
+    let row = client(&site.database)
+        .await
+        .query_one("SELECT key, kind, status, error, bytes, sha256 FROM backups", &[])
+        .await
+        .unwrap();
+    let key: String = row.get(0);
+    assert!(key.starts_with("daily/"), "{key}");
+    assert_eq!(row.get::<_, &str>(2), "failed");
+    assert!(row.get::<_, &str>(3).contains("simulated failure"));
+    assert_eq!(row.get::<_, Option<i64>>(4), None);
+    assert_eq!(row.get::<_, Option<String>>(5), None);
+    let backups = site.data.path().join("backups");
+    assert!(
+        !backups.exists() || files_under(&backups).is_empty(),
+        "{:?}",
+        files_under(&backups)
+    );
+
+    let list = stdout(&site.run(&["backup", "list"]));
+    assert!(list.contains("failed: pg_dump failed"), "{list}");
+    let verify = site.run(&["backup", "verify", &key]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(stderr(&verify).contains("is failed, not succeeded"));
+}
+
+#[test]
+fn bad_backup_arguments_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["backup", "now", "--kind", "hourly"][..],
+        &["backup", "restore", "--into", "postgres://localhost/x"],
+        &[
+            "backup",
+            "restore",
+            "k",
+            "--latest",
+            "--into",
+            "postgres://localhost/x",
+        ],
+        &["backup", "restore", "k"],
+        &["backup", "restore", "k", "--into", "postgres://[::1"],
+        &["backup", "verify"],
+    ] {
+        let output = lectern_command(dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn s3_storage_is_refused_until_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = lectern_command(dir.path())
+        .args(["backup", "list"])
+        .env("LECTERN__BACKUP__STORAGE", "s3")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("not built yet"), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+}
