@@ -554,10 +554,10 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
         // Installed before the line below, which tests wait for.
         #[cfg(debug_assertions)]
         install_panic_hook(app.actors(), log.clone());
+        spawn_signal_handlers(app.stopper(), reopener, log.clone());
         // Tests and scripts read this line to learn the port.
         println!("Lectern listening on http://{}", app.address());
         info!(log, "listening"; "address" => %app.address(), "socket" => app.socket_source().describe());
-        spawn_signal_handlers(app.stopper(), reopener, log.clone());
         app.run_until_stopped().await
     });
     if let Err(e) = &served {
@@ -636,16 +636,19 @@ fn install_panic_hook(actors: Arc<RootSupervisor>, log: Logger) {
     });
 }
 
+/// Installs the handlers before it returns, so that a signal sent once the
+/// "listening" line is out is Lectern's to handle, then waits for them on a
+/// task.
 fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReopener, log: Logger) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!(log, "cannot install signal handlers");
+        return;
+    };
     actix_rt::spawn(async move {
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            error!(log, "cannot install signal handlers");
-            return;
-        };
         let mut stopping = false;
         loop {
             let graceful = tokio::select! {

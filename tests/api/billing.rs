@@ -311,8 +311,10 @@ async fn bad_and_stale_signatures_get_400_and_change_nothing() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for signature in [
         sign(&payload, "whsec_someone_else", now),
-        sign(&payload, WEBHOOK_SECRET, now - 301),
-        sign(&payload, WEBHOOK_SECRET, now + 301),
+        // Well past the 300 s tolerance either way, however long the request
+        // takes to arrive (the boundary itself is unit-tested at a fixed time).
+        sign(&payload, WEBHOOK_SECRET, now - 600),
+        sign(&payload, WEBHOOK_SECRET, now + 600),
         "t=1,v1=00".to_owned(),
         String::new(),
     ] {
