@@ -110,18 +110,7 @@ async fn query_strings(database: &tokio_postgres::Config, sql: &str) -> Vec<Stri
 #[actix_rt::test]
 async fn importing_twice_writes_once() {
     let database = fresh_database().await;
-    let folder = tempfile::tempdir().unwrap();
-    write(folder.path(), "series/tiny.md", SERIES);
-    write(
-        folder.path(),
-        "episodes/first-steps.md",
-        &episode(1, 1, "First steps"),
-    );
-    write(
-        folder.path(),
-        "episodes/second-steps.md",
-        &episode(2, 2, "Second steps"),
-    );
+    let folder = tiny_folder();
 
     let first = import(&database, folder.path());
     let after_first = row_versions(&database).await;
