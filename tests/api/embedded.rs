@@ -76,6 +76,9 @@ async fn the_embedded_database_lives_and_dies_with_lectern() {
         "PostgreSQL runs on that data dir"
     );
 
+    // The first run's own row, written by its EventLog while it runs (the
+    // write at shutdown is tested in events.rs, with nothing else to rescue it).
+    wait_for_started_events(&root, 1).await;
     first.signal(Signal::SIGINT);
     assert_eq!(
         first.wait_exit(Duration::from_secs(5)),
@@ -116,15 +119,27 @@ async fn the_embedded_database_lives_and_dies_with_lectern() {
     )
     .unwrap();
 
+    let third_started = time::OffsetDateTime::now_utc();
     let mut third = LecternProcess::start(Arc::clone(&data_dir), None);
     assert_eq!(ready(&third).await["status"], "ready");
+    let earlier = started_events_before(&root, third_started).await;
+    wait_for_started_events(&root, earlier + 1).await;
     third.signal(Signal::SIGTERM);
     assert_eq!(third.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(wait_until_no_postgres(&root, Duration::from_millis(500)).is_empty());
-    // The runs stopped by SIGINT and SIGTERM flushed their events; the killed
-    // one may have lost its last second of them.
+    // The runs stopped by SIGINT and SIGTERM had written their start events;
+    // the killed one may have lost its last second of them.
     let written = started_events_after_stop(&root).await;
     assert!((2..=3).contains(&written), "{written} start events");
+}
+
+/// Waits (up to 30 s) until the running Lectern's database holds `n` start events.
+async fn wait_for_started_events(root: &std::path::Path, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while started_events(root).await < n {
+        assert!(Instant::now() < deadline, "fewer than {n} start events written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Counts start events with Lectern stopped: starts the server briefly.
