@@ -551,9 +551,6 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
         ensure_embedded_database(&embedded).await?;
         let app =
             Application::build_on(inherited, settings, database, log.clone(), telemetry.access_log()).await?;
-        // Installed before the line below, which tests wait for.
-        #[cfg(debug_assertions)]
-        install_panic_hook(app.actors(), log.clone());
         spawn_signal_handlers(app.stopper(), reopener, log.clone());
         // Tests and scripts read this line to learn the port.
         println!("Lectern listening on http://{}", app.address());
@@ -612,28 +609,6 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, StartupError> {
         }),
         Err((_, errno)) => Err(failed(errno.into())),
     }
-}
-
-/// Test hook, debug builds only (not compiled into release builds): each
-/// SIGUSR2 makes a Renderer worker panic inside its handler, so that the
-/// tests can see a real actor restart, and escalate, in `lectern serve`.
-/// The handler is installed before this returns: a SIGUSR2 sent once the
-/// address is printed is never the default action (exit).
-#[cfg(debug_assertions)]
-fn install_panic_hook(actors: Arc<RootSupervisor>, log: Logger) {
-    let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
-        error!(log, "cannot install the SIGUSR2 test hook");
-        return;
-    };
-    actix_rt::spawn(async move {
-        while usr2.recv().await.is_some() {
-            info!(
-                log,
-                "SIGUSR2: a Renderer worker is made to panic (debug builds' test hook)"
-            );
-            actors.renderer.do_send(lectern_actors::render::Panic);
-        }
-    });
 }
 
 /// Installs the handlers before it returns, so that a signal sent once the

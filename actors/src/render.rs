@@ -183,26 +183,6 @@ impl Handler<RenderPage> for Renderer {
     }
 }
 
-/// Test hook, debug builds only: the worker that handles it panics inside
-/// its guard, as a bug in a render would, so that the tests can watch a real
-/// actor restart and the tree escalate. `lectern serve` sends it on SIGUSR2.
-/// Not compiled into release builds.
-#[cfg(debug_assertions)]
-#[derive(Message)]
-#[rtype(result = "Result<(), Crashed>")]
-pub struct Panic;
-
-#[cfg(debug_assertions)]
-impl Handler<Panic> for Renderer {
-    type Result = Result<(), Crashed>;
-
-    fn handle(&mut self, _: Panic, ctx: &mut SyncContext<Self>) -> Self::Result {
-        guard::<_, ()>(self, ctx, "Panic", |_, _| {
-            panic!("panic requested by the test hook (SIGUSR2)")
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
