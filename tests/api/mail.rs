@@ -292,19 +292,7 @@ async fn a_row_written_with_notify_is_sent_without_waiting_for_the_poll() {
     let app = spawn_ses_app(&moto.endpoint, &[("mail.poll_secs", "3600")]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let listening: i64 = app
-            .pool
-            .get()
-            .await
-            .unwrap()
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND query = 'LISTEN lectern_mail'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let listening = mailers_listening(&app.pool).await;
         if listening > 0 {
             break;
         }
@@ -600,15 +588,7 @@ async fn two_nodes_draining_one_outbox_through_ses_send_each_email_once() {
     let mut client = nodes[0].pool.get().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let listening: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND query = 'LISTEN lectern_mail'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let listening = mailers_listening(&nodes[0].pool).await;
         if listening == 2 {
             break;
         }
@@ -885,4 +865,19 @@ async fn sigterm_lets_the_send_in_flight_finish() {
     let row = outbox_row(&pool, id).await;
     assert_eq!(row.status, "sent", "{row:?}");
     assert_eq!(row.provider_id.as_deref(), Some("slow-1"));
+}
+
+/// How many Mailers (of every node on the database) listen for new mail.
+async fn mailers_listening(pool: &lectern_actors::store::DbPool) -> i64 {
+    pool.get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query = 'LISTEN lectern_mail'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
