@@ -19,6 +19,8 @@ pub trait Storage: Send + Sync {
     fn create(&self, key: &str) -> Result<Box<dyn Upload>, BackupError>;
     /// A local file holding the object (for a directory, the object itself).
     fn fetch(&self, key: &str) -> Result<PathBuf, BackupError>;
+    /// Removes the object of `key`; one already gone is not an error.
+    fn delete(&self, key: &str) -> Result<(), BackupError>;
 }
 
 /// An object being written.
@@ -98,6 +100,14 @@ impl Storage for DirStorage {
             })
         }
     }
+
+    fn delete(&self, key: &str) -> Result<(), BackupError> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&path)(e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 struct DirUpload {
@@ -160,6 +170,9 @@ mod tests {
         upload.commit().expect("commit");
         let path = storage.fetch("daily/a.dump").expect("fetch");
         assert_eq!(fs::read(path).expect("read"), b"dump");
+        storage.delete("daily/a.dump").expect("delete");
+        assert!(storage.fetch("daily/a.dump").is_err());
+        storage.delete("daily/a.dump").expect("deleting what is gone");
     }
 
     #[test]
