@@ -3,6 +3,8 @@
 //! How supervision works (panics caught, restarts counted, escalation) is
 //! in [`restarts`].
 
+#[cfg(debug_assertions)]
+pub mod panic_hook;
 pub mod restarts;
 
 use std::sync::Arc;

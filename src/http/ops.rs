@@ -19,6 +19,30 @@ const DATABASE_DEADLINE: Duration = Duration::from_secs(1);
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", get_or_head().to(healthz))
         .route("/readyz", get_or_head().to(readyz));
+    // Debug builds only: release builds have no such route.
+    #[cfg(debug_assertions)]
+    cfg.route("/debug/panic/{actor}", web::post().to(inject_panic));
+}
+
+/// Test hook, debug builds only: `POST /debug/panic/renderer` from this
+/// machine makes the Renderer panic inside a handler and answers once it
+/// has crashed (its restart follows). Anyone else, or an unknown actor, gets 404.
+#[cfg(debug_assertions)]
+async fn inject_panic(
+    actor: web::Path<String>,
+    client: ClientAddr,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let crashed = match client.is_loopback() {
+        true => state.actors.inject_panic(&actor).await,
+        false => None,
+    };
+    match crashed {
+        Some(crashed) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{crashed}\n")),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
 async fn healthz() -> impl Responder {

@@ -216,3 +216,133 @@ async fn restarting_past_the_intensity_escalates() {
         .expect("the third restart escalates");
     assert!(reason.contains("flaky") && reason.contains("3 times"), "{reason}");
 }
+
+/// The real binary and its real actors: debug builds make an actor panic
+/// on `POST /debug/panic/{actor}` from this machine, a hook release builds
+/// do not have.
+#[cfg(debug_assertions)]
+mod in_lectern_serve {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+
+    use crate::helpers::{demo_database, LecternProcess};
+
+    const ACTORS: [&str; 6] = [
+        "event_log",
+        "renderer",
+        "page_cache",
+        "mailer",
+        "housekeeper",
+        "billing",
+    ];
+
+    /// `actor`'s line in `/readyz`'s detail (given to a loopback client).
+    async fn report(lectern: &LecternProcess, actor: &str) -> serde_json::Value {
+        let readiness: serde_json::Value = reqwest::get(lectern.url("/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        readiness["actors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no actor detail in {readiness}"))
+            .iter()
+            .find(|line| line["name"] == actor)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {actor} in {readiness}"))
+    }
+
+    /// Makes `actor` panic; the hook answers once it has crashed.
+    async fn make_panic(lectern: &LecternProcess, actor: &str) -> reqwest::Result<reqwest::Response> {
+        reqwest::Client::new()
+            .post(lectern.url(&format!("/debug/panic/{actor}")))
+            .send()
+            .await
+    }
+
+    /// The restart follows the crash: waits for it (20 s at most).
+    async fn wait_for_restarts(lectern: &LecternProcess, actor: &str, restarts: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = report(lectern, actor).await;
+            if line["restarts"] == restarts && line["alive"] == true {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{actor} did not come back after {restarts} restart(s) within 20 s: {line}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[actix_rt::test]
+    async fn each_actor_panicking_in_lectern_serve_restarts_and_too_many_restarts_exit_1() {
+        let data_dir = Arc::new(tempfile::tempdir().unwrap());
+        let database = demo_database().await;
+        let mut lectern = LecternProcess::start_with_env(
+            Arc::clone(&data_dir),
+            Some(&database),
+            &[
+                ("LECTERN__SUPERVISOR__MAX_RESTARTS", "2"),
+                ("LECTERN__SUPERVISOR__WITHIN_SECS", "3600"),
+            ],
+        );
+
+        for actor in ACTORS {
+            let before = report(&lectern, actor).await;
+            assert_eq!(
+                (&before["restarts"], &before["alive"]),
+                (&json!(0), &json!(true)),
+                "{before}"
+            );
+            let crashed = make_panic(&lectern, actor).await.unwrap();
+            assert_eq!(crashed.status(), 200, "{actor}");
+            let crashed = crashed.text().await.unwrap();
+            assert!(
+                crashed.contains("crashed while handling Panic"),
+                "{actor}: {crashed}"
+            );
+            let restarted = wait_for_restarts(&lectern, actor, 1).await;
+            let last_error = restarted["last_error"].as_str().unwrap_or_default();
+            assert!(last_error.contains("test hook"), "{restarted}");
+
+            // The site keeps serving, rendered by the Renderer (restarted or
+            // not): a page never cached, and the readiness check.
+            let login = reqwest::get(lectern.url("/login")).await.unwrap();
+            assert_eq!(login.status(), 200, "after {actor} restarted");
+            assert!(login.text().await.unwrap().contains("</html>"));
+            let ready = reqwest::get(lectern.url("/readyz")).await.unwrap();
+            assert_eq!(ready.status(), 200, "after {actor} restarted");
+        }
+        let unknown = make_panic(&lectern, "nobody").await.unwrap();
+        assert_eq!(unknown.status(), 404);
+
+        // A second restart of one actor is still within `max_restarts = 2`;
+        // a third within the hour is one too many.
+        make_panic(&lectern, "renderer").await.unwrap();
+        wait_for_restarts(&lectern, "renderer", 2).await;
+        // The process may exit before it answers.
+        let _ = make_panic(&lectern, "renderer").await;
+        assert_eq!(
+            lectern.wait_exit(Duration::from_secs(30)),
+            Some(1),
+            "lectern exits with status 1 after the third restart"
+        );
+        let log = std::fs::read_to_string(data_dir.path().join("log/lectern.log")).unwrap();
+        let why = "actor renderer restarted 3 times within 3600 s (limit 2)";
+        assert!(
+            log.lines()
+                .any(|line| line.contains("restart intensity exceeded") && line.contains(why)),
+            "no escalation logged with {why:?}:\n{log}"
+        );
+        assert!(
+            log.lines()
+                .any(|line| line.contains("Lectern stopped with an error") && line.contains(why)),
+            "no exit reason logged:\n{log}"
+        );
+    }
+}
