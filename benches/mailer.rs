@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use lectern_actors::backup::scheduler::BackupPlan;
+use lectern_actors::backup::{Backups, DirStorage};
 use lectern_actors::billing::actor::BillingSchedule;
 use lectern_actors::billing::{Billing, BillingConfig};
 use lectern_actors::cache::PageTable;
@@ -119,9 +121,16 @@ fn main() {
                     reconcile_every: Duration::from_secs(3 * 3600),
                     node: "bench".to_owned(),
                 },
+                backup: BackupPlan {
+                    daily: None,
+                    weekly: None,
+                    keep_daily: 7,
+                    keep_weekly: 5,
+                    alert_to: None,
+                },
             },
             pool.clone(),
-            database,
+            database.clone(),
             PageTable::new(1024 * 1024),
             // No Stripe key: the billing actors start and stay idle.
             Arc::new(
@@ -137,6 +146,14 @@ fn main() {
                 )
                 .expect("billing without Stripe"),
             ),
+            // No schedule: the BackupScheduler starts and stays idle.
+            Arc::new(Backups::new(
+                pool.clone(),
+                database.clone(),
+                Arc::new(DirStorage::new(
+                    std::env::temp_dir().join("lectern-bench-backups"),
+                )),
+            )),
             slog::Logger::root(slog::Discard, slog::o!()),
         )
         .expect("the actors start");

@@ -163,9 +163,9 @@ pub fn grant(
 }
 
 /// The configured backup storage (only a directory, for now).
-fn backup_storage(settings: &Settings) -> Result<Arc<dyn Storage>, StartupError> {
+pub(crate) fn backup_storage(settings: &Settings) -> Result<Arc<dyn Storage>, StartupError> {
     match settings.backup.storage {
-        BackupStorage::Dir => Ok(Arc::new(DirStorage::new(settings.data_path("backups".as_ref())))),
+        BackupStorage::Dir => Ok(Arc::new(DirStorage::new(settings.backup_dir()))),
         BackupStorage::S3 => Err(StartupError::Unsupported(
             "backup.storage = \"s3\": the S3 backend is not built yet; set backup.storage = \"dir\" \
              (LECTERN__BACKUP__STORAGE=dir) to keep backups under server.data_dir/backups"

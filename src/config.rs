@@ -12,6 +12,8 @@ use std::str::FromStr;
 
 use figment::providers::{Env, Format, Toml};
 use figment::{Figment, Metadata, Source};
+use lectern_actors::backup::scheduler::{BackupPlan, Schedule};
+use lectern_actors::mail::EmailAddress;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The documented defaults, built in so that the binary runs from anywhere.
@@ -86,6 +88,7 @@ pub struct Settings {
     pub billing: BillingSettings,
     pub mail: MailSettings,
     pub backup: BackupSettings,
+    pub alerts: AlertSettings,
 }
 
 fn default_environment() -> Environment {
@@ -279,6 +282,14 @@ pub enum BackupStorage {
 #[serde(deny_unknown_fields)]
 pub struct BackupSettings {
     pub storage: BackupStorage,
+    /// The directory of `storage = "dir"`, relative to `server.data_dir`.
+    pub dir: PathBuf,
+    /// Cron patterns in UTC (five fields, or six with seconds first); empty: none.
+    pub daily: String,
+    pub weekly: String,
+    /// How many verified backups of each kind are kept.
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
     pub s3: S3Settings,
 }
 
@@ -288,6 +299,22 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     pub bucket: String,
     pub region: String,
+}
+
+/// Where the operator is told what needs them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSettings {
+    /// The operator's address; unset, alerts are only logged.
+    pub email: Option<String>,
+}
+
+/// A backup schedule; an empty pattern is none.
+fn schedule(pattern: &str) -> Result<Option<Schedule>, String> {
+    match pattern.trim() {
+        "" => Ok(None),
+        pattern => pattern.parse().map(Some),
+    }
 }
 
 /// A secret value: never printed, never logged, shown as `<redacted>`.
@@ -511,6 +538,9 @@ impl Settings {
         if self.server.shutdown_timeout_secs > 3600 {
             return fail("server.shutdown_timeout_secs", "must be at most 3600");
         }
+        if self.backup.dir.as_os_str().is_empty() {
+            return fail("backup.dir", "must not be empty");
+        }
         if self.server.data_dir.as_os_str().is_empty() {
             return fail("server.data_dir", "must not be empty");
         }
@@ -678,6 +708,32 @@ impl Settings {
         if self.mail.retry_base_secs == 0 || self.mail.retry_base_secs > 3600 {
             return fail("mail.retry_base_secs", "must be between 1 and 3600");
         }
+        for (key, pattern) in [
+            ("backup.daily", &self.backup.daily),
+            ("backup.weekly", &self.backup.weekly),
+        ] {
+            if let Err(e) = schedule(pattern) {
+                return fail(
+                    key,
+                    &format!(
+                        "{e} (five fields, minute first, or six with seconds first; UTC; empty for none)"
+                    ),
+                );
+            }
+        }
+        for (key, keep) in [
+            ("backup.keep_daily", self.backup.keep_daily),
+            ("backup.keep_weekly", self.backup.keep_weekly),
+        ] {
+            if keep == 0 || keep > 1000 {
+                return fail(key, "must be between 1 and 1000");
+            }
+        }
+        if let Some(email) = &self.alerts.email {
+            if EmailAddress::parse(email).is_err() {
+                return fail("alerts.email", "must be an email address");
+            }
+        }
         let sns = &self.mail.sns;
         if !sns.topic_arns.iter().all(|arn| is_sns_topic_arn(arn)) {
             return fail(
@@ -699,6 +755,21 @@ impl Settings {
             return fail("mail.sns.max_age_secs", "must be between 60 and 86400");
         }
         Ok(())
+    }
+
+    /// What the BackupScheduler does (the values were checked at load).
+    pub fn backup_plan(&self) -> BackupPlan {
+        BackupPlan {
+            daily: schedule(&self.backup.daily).ok().flatten(),
+            weekly: schedule(&self.backup.weekly).ok().flatten(),
+            keep_daily: self.backup.keep_daily,
+            keep_weekly: self.backup.keep_weekly,
+            alert_to: self
+                .alerts
+                .email
+                .as_deref()
+                .and_then(|e| EmailAddress::parse(e).ok()),
+        }
     }
 
     /// How SNS messages are checked.
@@ -784,6 +855,11 @@ impl Settings {
     /// A path from the configuration, resolved under `server.data_dir` when relative.
     pub fn data_path(&self, path: &Path) -> PathBuf {
         self.server.data_dir.join(path)
+    }
+
+    /// Where `backup.storage = "dir"` keeps the backups.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.data_path(&self.backup.dir)
     }
 
     pub fn log_file(&self) -> PathBuf {
@@ -1065,6 +1141,68 @@ mod tests {
             jail.set_env("LECTERN__PRICING__COUNTRY_HEADER", "CF IPCountry");
             let error = load(jail).expect_err("refused");
             assert_eq!(error.key, "pricing.country_header");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn backup_schedules_retention_and_the_alert_address_are_checked_and_named() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            let plan = load(jail).map_err(|e| e.to_string())?.backup_plan();
+            let (daily, weekly) = (plan.daily.expect("daily"), plan.weekly.expect("weekly"));
+            let monday = time::macros::datetime!(2026-11-30 12:00:00 UTC);
+            assert_eq!(
+                daily.next_after(monday),
+                Some(time::macros::datetime!(2026-12-01 03:00:00 UTC))
+            );
+            assert_eq!(
+                weekly.next_after(monday),
+                Some(time::macros::datetime!(2026-12-06 03:30:00 UTC))
+            );
+            assert_eq!((plan.keep_daily, plan.keep_weekly, plan.alert_to), (7, 5, None));
+
+            jail.set_env("LECTERN__BACKUP__WEEKLY", "");
+            jail.set_env("LECTERN__ALERTS__EMAIL", "Ops@Example.com");
+            let plan = load(jail).map_err(|e| e.to_string())?.backup_plan();
+            assert!(plan.weekly.is_none(), "empty is none");
+            assert_eq!(
+                plan.alert_to.map(|a| a.as_str().to_owned()).as_deref(),
+                Some("ops@example.com")
+            );
+
+            for (variable, value, key, message) in [
+                (
+                    "LECTERN__BACKUP__DAILY",
+                    "3am",
+                    "backup.daily",
+                    "\"3am\" is not a cron pattern",
+                ),
+                (
+                    "LECTERN__BACKUP__DAILY",
+                    "0 0 31 2 *",
+                    "backup.daily",
+                    "never comes due",
+                ),
+                (
+                    "LECTERN__BACKUP__KEEP_WEEKLY",
+                    "0",
+                    "backup.keep_weekly",
+                    "between 1 and 1000",
+                ),
+                (
+                    "LECTERN__ALERTS__EMAIL",
+                    "ops",
+                    "alerts.email",
+                    "an email address",
+                ),
+            ] {
+                jail.clear_env();
+                jail.set_env(variable, value);
+                let error = load(jail).expect_err(value);
+                assert_eq!(error.key, key, "{value}");
+                assert!(error.message.contains(message), "{value}: {}", error.message);
+            }
             Ok(())
         });
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use lectern_actors::accounts::{Accounts, AccountsConfig, AccountsError, PasswordPolicy};
-use lectern_actors::backup::BackupError;
+use lectern_actors::backup::{BackupError, Backups};
 use lectern_actors::billing::actor::BillingSchedule;
 use lectern_actors::billing::{Billing, BillingConfig, BillingError, StripeConfig};
 use lectern_actors::cache::PageTable;
@@ -25,7 +25,7 @@ use serde_json::json;
 use slog::{error, info, Logger};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::commands::import_demo;
+use crate::commands::{self, import_demo};
 use crate::config::{MailBackend, Settings};
 use crate::http::accounts::SiteLinks;
 use crate::http::middleware::{around_request, RequestContext};
@@ -165,6 +165,11 @@ impl Application {
         }
         let pages = PageTable::new(settings.cache.capacity_mb * 1024 * 1024);
         let billing = Arc::new(billing_context(&settings, pool.clone(), &public_url, &log)?);
+        let backups = Arc::new(Backups::new(
+            pool.clone(),
+            database.clone(),
+            commands::backup_storage(&settings)?,
+        ));
 
         let actors = Arc::new(RootSupervisor::start(
             &SupervisorConfig {
@@ -185,11 +190,13 @@ impl Application {
                     ),
                     node: node_name(),
                 },
+                backup: settings.backup_plan(),
             },
             pool.clone(),
             database,
             pages,
             Arc::clone(&billing),
+            backups,
             log.clone(),
         )?);
 

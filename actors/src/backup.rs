@@ -1,13 +1,19 @@
 //! Backups: `pg_dump -Fc` of the database, streamed to the backup storage
 //! while its SHA-256 is computed, and recorded in `backups`; verified by
 //! restoring into a scratch database on the same server and comparing every
-//! public table's row count with the counts taken in the dump's own
-//! snapshot; restored into a database the operator names.
+//! public table's row count and checksum with those taken in the dump's own
+//! snapshot; restored into a database the operator names. Older backups of a
+//! kind are pruned once a newer one verified.
+//!
+//! A run holds an advisory lock (class [`LEASE_CLASS`], the row's id) on a
+//! connection of its own while it works: a `running` row whose lock nobody
+//! holds belongs to a process that died, and is marked failed.
 //!
 //! The PostgreSQL client programs are found as the embedded server's are
 //! (PATH, then /usr/lib/postgresql/*/bin) and get their connection settings
 //! from the environment (`PGHOST`, `PGPASSWORD` …), never on their command line.
 
+pub mod scheduler;
 pub mod storage;
 
 use std::collections::BTreeMap;
@@ -84,6 +90,12 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '
         source,
     }
 }
+
+/// The advisory-lock class of a run's lease (its second key is the row's id).
+pub const LEASE_CLASS: i32 = 0x6c62; // "lb"
+
+/// Why an interrupted run failed.
+const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished";
 
 /// What a backup is for: the scheduler's daily and weekly ones, or by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,34 +205,56 @@ impl Backups {
         self.storage.location(key)
     }
 
-    /// Dumps the database now: a `running` row first, then `succeeded` with
-    /// the object's size and SHA-256, or `failed` with the reason. The dump
-    /// streams to a temporary object that takes its key only once pg_dump
-    /// exited 0 and the hash is complete.
+    /// Dumps the database now (see [`Backups::run`]).
     pub async fn backup_now(&self, kind: Kind, progress: &dyn Fn(&str)) -> Result<Dumped, BackupError> {
+        self.run(kind, OffsetDateTime::now_utc(), progress).await
+    }
+
+    /// The scheduled backup of `kind` due at `at`, unless another node took
+    /// it (`None`): its key is the scheduled time's, and keys are unique, so
+    /// of the nodes sharing this database exactly one runs it.
+    pub async fn scheduled(
+        &self,
+        kind: Kind,
+        at: OffsetDateTime,
+        progress: &dyn Fn(&str),
+    ) -> Result<Option<Dumped>, BackupError> {
+        match self.run(kind, at, progress).await {
+            Ok(dumped) => Ok(Some(dumped)),
+            Err(BackupError::Exists(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A `running` row first, then `succeeded` with the object's size and
+    /// SHA-256, or `failed` with the reason. The dump streams to a
+    /// temporary object that takes its key only once pg_dump exited 0 and
+    /// the hash is complete.
+    async fn run(
+        &self,
+        kind: Kind,
+        at: OffsetDateTime,
+        progress: &dyn Fn(&str),
+    ) -> Result<Dumped, BackupError> {
         let started = Instant::now();
-        let key = key_for(kind, OffsetDateTime::now_utc());
-        let client = self.pool.get().await.map_err(StoreError::from)?;
-        let inserted = client
-            .query_one(
-                "INSERT INTO backups (kind, storage, key) VALUES ($1, $2, $3) RETURNING id",
-                &[&kind.as_str(), &self.storage.name(), &key],
-            )
-            .await;
-        let id: i64 = match inserted {
-            Ok(row) => row.get(0),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Err(BackupError::Exists(key)),
-            Err(e) => return Err(e.into()),
-        };
+        let key = key_for(kind, at);
+        let (lease, id) = Lease::take(&self.database, kind, self.storage.name(), &key).await?;
         progress(&format!("dumping to {} …", self.storage.location(&key)));
         match self.dump(&key).await {
-            Ok((bytes, sha256, counts)) => {
-                let rows = counts.values().sum();
-                client
+            Ok((bytes, sha256, tables)) => {
+                let rows = tables.counts.values().sum();
+                lease
+                    .client
                     .execute(
                         "UPDATE backups SET status = 'succeeded', finished_at = now(), \
-                         bytes = $2, sha256 = $3, row_counts = $4 WHERE id = $1",
-                        &[&id, &(bytes as i64), &sha256, &serde_json::json!(counts)],
+                         bytes = $2, sha256 = $3, row_counts = $4, checksums = $5 WHERE id = $1",
+                        &[
+                            &id,
+                            &(bytes as i64),
+                            &sha256,
+                            &serde_json::json!(tables.counts),
+                            &serde_json::json!(tables.checksums),
+                        ],
                     )
                     .await?;
                 Ok(Dumped {
@@ -228,13 +262,14 @@ impl Backups {
                     key,
                     bytes,
                     sha256,
-                    tables: counts.len(),
+                    tables: tables.counts.len(),
                     rows,
                     took: started.elapsed(),
                 })
             }
             Err(e) => {
-                client
+                lease
+                    .client
                     .execute(
                         "UPDATE backups SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1",
                         &[&id, &e.to_string()],
@@ -245,9 +280,73 @@ impl Backups {
         }
     }
 
-    /// pg_dump in a snapshot whose row counts are taken first: the counts
-    /// and the dump see the same data.
-    async fn dump(&self, key: &str) -> Result<(u64, String, BTreeMap<String, i64>), BackupError> {
+    /// Marks failed the `running` rows whose process is gone (nobody holds
+    /// their lease), and deletes whatever their upload left; answers their keys.
+    pub async fn fail_interrupted(&self) -> Result<Vec<String>, BackupError> {
+        let client = self.pool.get().await.map_err(StoreError::from)?;
+        let keys: Vec<String> = client
+            .query(
+                &format!(
+                    "UPDATE backups b SET status = 'failed', finished_at = now(), error = $1 \
+                     WHERE status = 'running' AND NOT EXISTS ( \
+                         SELECT 1 FROM pg_locks l \
+                         WHERE l.locktype = 'advisory' AND l.classid = {LEASE_CLASS} \
+                           AND l.objid = b.id::int4::oid AND l.objsubid = 2 \
+                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+                     RETURNING key"
+                ),
+                &[&INTERRUPTED],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for key in &keys {
+            self.delete_object(key).await?;
+        }
+        Ok(keys)
+    }
+
+    /// Deletes the backups of `kind` beyond the newest `keep` good ones
+    /// (succeeded and verified), objects first, then rows; failed runs
+    /// older than the oldest kept one go too. Call it only once a new backup
+    /// of `kind` verified. Answers the keys deleted.
+    pub async fn prune(&self, kind: Kind, keep: u32) -> Result<Vec<String>, BackupError> {
+        let client = self.pool.get().await.map_err(StoreError::from)?;
+        let rows = client
+            .query(
+                "SELECT id, key, status = 'succeeded' AND coalesce((verification->>'ok')::boolean, false) \
+                 FROM backups WHERE kind = $1 AND status <> 'running' ORDER BY started_at DESC, id DESC",
+                &[&kind.as_str()],
+            )
+            .await?;
+        let mut good = 0;
+        let mut deleted = Vec::new();
+        for row in rows {
+            let (id, key, is_good): (i64, String, bool) = (row.get(0), row.get(1), row.get(2));
+            if good < keep {
+                good += u32::from(is_good);
+                continue;
+            }
+            self.delete_object(&key).await?;
+            client
+                .execute("DELETE FROM backups WHERE id = $1", &[&id])
+                .await?;
+            deleted.push(key);
+        }
+        Ok(deleted)
+    }
+
+    async fn delete_object(&self, key: &str) -> Result<(), BackupError> {
+        let (storage, key) = (Arc::clone(&self.storage), key.to_owned());
+        tokio::task::spawn_blocking(move || storage.delete(&key))
+            .await
+            .map_err(|e| BackupError::Dump(format!("the deleting thread failed: {e}")))?
+    }
+
+    /// pg_dump in a snapshot whose row counts and checksums are taken
+    /// first: they and the dump see the same data.
+    async fn dump(&self, key: &str) -> Result<(u64, String, Tables), BackupError> {
         let pg_dump = programs()?.join("pg_dump");
         let (client, connection) = self.database.connect(NoTls).await?;
         let connection = tokio::spawn(connection);
@@ -255,7 +354,7 @@ impl Backups {
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await?.get(0);
-        let counts = row_counts(&client).await?;
+        let tables = summarise(&client).await?;
         let upload = self.storage.create(key)?;
         let env = libpq_env(&self.database);
         // The exporting transaction stays open until pg_dump is done with it.
@@ -266,12 +365,12 @@ impl Backups {
         drop(client);
         let _ = connection.await;
         let (bytes, sha256) = dumped?;
-        Ok((bytes, sha256, counts))
+        Ok((bytes, sha256, tables))
     }
 
     /// Checks the object's SHA-256 against the row, restores it into a
     /// scratch database on the same server and compares every public
-    /// table's row count with the counts taken at dump time. The outcome
+    /// table's row count and checksum with those taken at dump time. The outcome
     /// is recorded on the row; the scratch database is always dropped.
     pub async fn verify(&self, key: &str, progress: &dyn Fn(&str)) -> Result<Verified, BackupError> {
         let started = Instant::now();
@@ -279,7 +378,7 @@ impl Backups {
         progress(&format!("checking the sha256 of {key} …"));
         let outcome = match self.check_object(&row).await {
             Ok(path) => {
-                progress("restoring into a scratch database and counting rows …");
+                progress("restoring into a scratch database and comparing every table …");
                 self.restore_and_count(&path, &row).await
             }
             Err(e) => Err(e),
@@ -320,10 +419,13 @@ impl Backups {
             run_restore(path, &target, false).await?;
             let (client, connection) = target.connect(NoTls).await?;
             let connection = tokio::spawn(connection);
-            let restored = row_counts(&client).await?;
+            let restored = summarise(&client).await?;
             drop(client);
             let _ = connection.await;
-            let differences = differences(&row.counts, &restored);
+            let mut differences = differences(&row.counts, &restored.counts);
+            if let Some(checksums) = &row.checksums {
+                differences.extend(changed_contents(checksums, &restored.checksums));
+            }
             if differences.is_empty() {
                 Ok(())
             } else {
@@ -372,7 +474,7 @@ impl Backups {
         let path = self.check_object(&row).await?;
         progress(&format!("restoring {} into {database} …", row.key));
         run_restore(&path, into, force).await?;
-        let restored = row_counts(&client).await?;
+        let restored = summarise(&client).await?.counts;
         drop(client);
         let _ = connection.await;
         Ok(Restored {
@@ -415,14 +517,14 @@ impl Backups {
         let row = match which {
             Which::Key(key) => client
                 .query_opt(
-                    "SELECT key, status, bytes, sha256, row_counts FROM backups WHERE key = $1",
+                    "SELECT key, status, bytes, sha256, row_counts, checksums FROM backups WHERE key = $1",
                     &[key],
                 )
                 .await?
                 .ok_or_else(|| BackupError::Unknown(key.clone()))?,
             Which::Latest => client
                 .query_opt(
-                    "SELECT key, status, bytes, sha256, row_counts FROM backups \
+                    "SELECT key, status, bytes, sha256, row_counts, checksums FROM backups \
                      WHERE status = 'succeeded' ORDER BY started_at DESC, id DESC LIMIT 1",
                     &[],
                 )
@@ -434,12 +536,20 @@ impl Backups {
         if status != "succeeded" {
             return Err(BackupError::NotSucceeded { key, status });
         }
-        let counts: serde_json::Value = row.get(4);
+        let unreadable = |e: serde_json::Error| {
+            BackupError::Restore(format!("the table summary of {key} is unreadable: {e}"))
+        };
+        let counts = serde_json::from_value(row.get(4)).map_err(unreadable)?;
+        let checksums = row
+            .get::<_, Option<serde_json::Value>>(5)
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(unreadable)?;
         Ok(Recorded {
             bytes: row.get::<_, i64>(2).unsigned_abs(),
             sha256: row.get(3),
-            counts: serde_json::from_value(counts)
-                .map_err(|e| BackupError::Restore(format!("the row counts of {key} are unreadable: {e}")))?,
+            counts,
+            checksums,
             key,
         })
     }
@@ -471,6 +581,56 @@ struct Recorded {
     bytes: u64,
     sha256: String,
     counts: BTreeMap<String, i64>,
+    /// None for a backup made before checksums were taken.
+    checksums: Option<BTreeMap<String, String>>,
+}
+
+/// A run's lease: the connection that wrote its row and holds its advisory
+/// lock until the run ends (or the process dies, which ends both).
+struct Lease {
+    client: Client,
+}
+
+impl Lease {
+    /// Inserts the `running` row and takes its lock in one transaction, so
+    /// that no other node sees the row without its lock.
+    async fn take(
+        database: &DbConfig,
+        kind: Kind,
+        storage: &str,
+        key: &str,
+    ) -> Result<(Lease, i64), BackupError> {
+        let (mut client, connection) = database.connect(NoTls).await?;
+        tokio::spawn(connection);
+        let transaction = client.transaction().await?;
+        let inserted = transaction
+            .query_one(
+                "INSERT INTO backups (kind, storage, key) VALUES ($1, $2, $3) RETURNING id",
+                &[&kind.as_str(), &storage, &key],
+            )
+            .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.get(0),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(BackupError::Exists(key.to_owned()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        transaction
+            .execute(
+                &format!("SELECT pg_advisory_lock({LEASE_CLASS}, $1::bigint::int4)"),
+                &[&id],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok((Lease { client }, id))
+    }
+}
+
+/// Every public table's row count and checksum, from one snapshot.
+struct Tables {
+    counts: BTreeMap<String, i64>,
+    checksums: BTreeMap<String, String>,
 }
 
 /// The directory holding pg_dump and pg_restore.
@@ -478,27 +638,45 @@ fn programs() -> Result<PathBuf, BackupError> {
     find_programs(&["pg_dump", "pg_restore"]).ok_or(BackupError::ProgramsMissing)
 }
 
-/// Every table in the public schema and its row count.
-async fn row_counts(client: &Client) -> Result<BTreeMap<String, i64>, BackupError> {
+/// Every table in the public schema: its row count, and the MD5 of its
+/// rows' MD5s in order (the same for the same contents, whatever the
+/// physical order, with one 32-byte value per row in memory).
+async fn summarise(client: &Client) -> Result<Tables, BackupError> {
     let tables = client
         .query(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
             &[],
         )
         .await?;
-    let mut counts = BTreeMap::new();
+    let mut summary = Tables {
+        counts: BTreeMap::new(),
+        checksums: BTreeMap::new(),
+    };
     for table in tables {
         let name: String = table.get(0);
-        let count: i64 = client
+        let row = client
             .query_one(
-                &format!("SELECT count(*) FROM public.{}", quote_ident(&name)),
+                &format!(
+                    "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '') \
+                     FROM (SELECT md5(t::text) AS h FROM public.{} t) rows",
+                    quote_ident(&name)
+                ),
                 &[],
             )
-            .await?
-            .get(0);
-        counts.insert(name, count);
+            .await?;
+        summary.counts.insert(name.clone(), row.get(0));
+        summary.checksums.insert(name, row.get(1));
     }
-    Ok(counts)
+    Ok(summary)
+}
+
+/// The tables whose contents differ from the dump's (present on both sides).
+fn changed_contents(dumped: &BTreeMap<String, String>, restored: &BTreeMap<String, String>) -> Vec<String> {
+    dumped
+        .iter()
+        .filter(|(table, sum)| restored.get(*table).is_some_and(|got| got != *sum))
+        .map(|(table, _)| format!("table {table}: contents differ from the dump"))
+        .collect()
 }
 
 /// What differs between the counts at dump time and the restored ones.
@@ -706,6 +884,17 @@ mod tests {
             ]
         );
         assert!(differences(&dumped, &dumped).is_empty());
+    }
+
+    #[test]
+    fn changed_contents_name_each_table_whose_checksum_differs() {
+        let dumped = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())]);
+        let restored = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "3".to_owned())]);
+        assert_eq!(
+            changed_contents(&dumped, &restored),
+            ["table b: contents differ from the dump"]
+        );
+        assert!(changed_contents(&dumped, &dumped).is_empty());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum EmailKind {
     PaymentFailed,
     CancellationConfirmed,
     GrantExpiring,
+    /// To the operator (`alerts.email`): a backup failed or did not verify.
+    BackupFailed,
 }
 
 impl EmailKind {
@@ -48,6 +50,7 @@ impl EmailKind {
             EmailKind::PaymentFailed => "payment_failed",
             EmailKind::CancellationConfirmed => "cancellation_confirmed",
             EmailKind::GrantExpiring => "grant_expiring",
+            EmailKind::BackupFailed => "backup_failed",
         }
     }
 }

@@ -14,6 +14,8 @@ use actix::prelude::*;
 use deadpool_postgres::Pool;
 use slog::{warn, Logger};
 
+use crate::backup::scheduler::{BackupPlan, BackupScheduler};
+use crate::backup::Backups;
 use crate::billing::actor::{BillingSchedule, BillingSupervisor, StripeWorker};
 use crate::billing::Billing;
 use crate::cache::{PageCache, PageTable};
@@ -49,6 +51,7 @@ pub struct SupervisorConfig {
     pub housekeeping_every: Duration,
     pub keep_mail: Duration,
     pub billing: BillingSchedule,
+    pub backup: BackupPlan,
 }
 
 /// StripeWorkers under the BillingSupervisor: calls to Stripe at once.
@@ -75,6 +78,7 @@ pub struct RootSupervisor {
     pub housekeeper: Arc<Child<Housekeeper>>,
     /// The one way to Stripe.
     pub billing: Arc<Child<BillingSupervisor>>,
+    pub backup_scheduler: Arc<Child<BackupScheduler>>,
     /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
     pub pages: Arc<PageTable>,
     arbiters: Vec<Arbiter>,
@@ -89,6 +93,7 @@ impl RootSupervisor {
         database: DbConfig,
         pages: Arc<PageTable>,
         billing: Arc<Billing>,
+        backups: Arc<Backups>,
         log: Logger,
     ) -> Result<RootSupervisor, StartError> {
         let tree = Tree::new(config.policy, log.clone());
@@ -112,6 +117,7 @@ impl RootSupervisor {
         // 3. PageCache: invalidation, and the listener for other nodes' changes.
         let page_cache_arbiter = Arbiter::new();
         let housekeeper_pool = pool.clone();
+        let backup_pool = pool.clone();
         let cache_table = Arc::clone(&pages);
         let cache_log = log.clone();
         let schedule_check = config.schedule_check;
@@ -194,6 +200,21 @@ impl RootSupervisor {
             )
         });
 
+        // 7. The BackupScheduler, on an arbiter of its own: a dump and its
+        //    verification take minutes, and must not hold up anything else.
+        let backup_arbiter = Arbiter::new();
+        let (plan, backup_events, backup_log) = (config.backup.clone(), Arc::clone(&event_log), log.clone());
+        let backup_scheduler = tree.supervise("backup_scheduler", backup_arbiter.handle(), move |stats| {
+            BackupScheduler::new(
+                Arc::clone(&backups),
+                plan.clone(),
+                backup_pool.clone(),
+                Arc::clone(&backup_events),
+                stats,
+                backup_log.clone(),
+            )
+        });
+
         tree.watch(WATCHDOG_EVERY);
         Ok(RootSupervisor {
             tree,
@@ -203,6 +224,7 @@ impl RootSupervisor {
             mailer,
             housekeeper,
             billing,
+            backup_scheduler,
             pages,
             arbiters: vec![
                 event_log_arbiter,
@@ -210,6 +232,7 @@ impl RootSupervisor {
                 mailer_arbiter,
                 housekeeper_arbiter,
                 billing_arbiter,
+                backup_arbiter,
             ],
             log,
         })

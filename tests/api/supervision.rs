@@ -229,13 +229,14 @@ mod in_lectern_serve {
 
     use crate::helpers::{demo_database, LecternProcess};
 
-    const ACTORS: [&str; 6] = [
+    const ACTORS: [&str; 7] = [
         "event_log",
         "renderer",
         "page_cache",
         "mailer",
         "housekeeper",
         "billing",
+        "backup_scheduler",
     ];
 
     /// `actor`'s line in `/readyz`'s detail (given to a loopback client).

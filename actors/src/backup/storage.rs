@@ -19,7 +19,8 @@ pub trait Storage: Send + Sync {
     fn create(&self, key: &str) -> Result<Box<dyn Upload>, BackupError>;
     /// A local file holding the object (for a directory, the object itself).
     fn fetch(&self, key: &str) -> Result<PathBuf, BackupError>;
-    /// Removes the object of `key`; one already gone is not an error.
+    /// Removes the object of `key` and whatever an unfinished upload of it
+    /// left; one already gone is not an error.
     fn delete(&self, key: &str) -> Result<(), BackupError>;
 }
 
@@ -69,11 +70,7 @@ impl Storage for DirStorage {
             .mode(0o700)
             .create(&dir)
             .map_err(io_error(&dir))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temporary = dir.join(format!(".{name}.partial"));
+        let temporary = partial_path(&path);
         let file = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -103,11 +100,23 @@ impl Storage for DirStorage {
 
     fn delete(&self, key: &str) -> Result<(), BackupError> {
         let path = self.path(key)?;
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(&path)(e)),
-            _ => Ok(()),
+        for file in [partial_path(&path), path] {
+            match fs::remove_file(&file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&file)(e)),
+                _ => {}
+            }
         }
+        Ok(())
     }
+}
+
+/// Where the object at `path` is written until it is committed.
+fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
 }
 
 struct DirUpload {
@@ -182,6 +191,20 @@ mod tests {
         let mut upload = storage.create("daily/b.dump").expect("create");
         upload.write_all(b"half a dump").expect("write");
         drop(upload);
+        let left: Vec<_> = fs::read_dir(dir.path().join("daily")).expect("dir").collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn deleting_removes_what_an_interrupted_upload_left() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = DirStorage::new(dir.path().to_owned());
+        let mut upload = storage.create("daily/c.dump").expect("create");
+        upload.write_all(b"half a dump").expect("write");
+        // As a process killed half-way through leaves it: never dropped.
+        std::mem::forget(upload);
+        assert!(dir.path().join("daily/.c.dump.partial").exists());
+        storage.delete("daily/c.dump").expect("delete");
         let left: Vec<_> = fs::read_dir(dir.path().join("daily")).expect("dir").collect();
         assert!(left.is_empty(), "{left:?}");
     }

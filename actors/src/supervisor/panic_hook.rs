@@ -7,6 +7,7 @@ use actix::prelude::*;
 
 use super::restarts::{guard, Crashed};
 use super::RootSupervisor;
+use crate::backup::scheduler::BackupScheduler;
 use crate::billing::actor::BillingSupervisor;
 use crate::cache::PageCache;
 use crate::events::EventLog;
@@ -37,7 +38,8 @@ panics_on_request!(
     PageCache,
     Mailer,
     Housekeeper,
-    BillingSupervisor
+    BillingSupervisor,
+    BackupScheduler
 );
 
 impl RootSupervisor {
@@ -51,6 +53,7 @@ impl RootSupervisor {
             "mailer" => self.mailer.send(Panic).await,
             "housekeeper" => self.housekeeper.send(Panic).await,
             "billing" => self.billing.send(Panic).await,
+            "backup_scheduler" => self.backup_scheduler.send(Panic).await,
             _ => return None,
         };
         Some(match answer {
