@@ -212,7 +212,7 @@ pub fn backup_now(settings: Settings, kind: Kind) -> Result<String, StartupError
         );
         match backups.verify(&dumped.key, &progress).await {
             Ok(verified) => Ok(format!(
-                "{report}\nverified {} tables, {} rows: every row count matches, in {}",
+                "{report}\nverified {} tables, {} rows: every row count and checksum matches, in {}",
                 verified.tables,
                 verified.rows,
                 seconds(verified.took)
@@ -300,7 +300,7 @@ pub fn verify_backup(settings: Settings, key: String) -> Result<String, StartupE
     with_backups(settings, move |backups| async move {
         let verified = backups.verify(&key, &progress).await?;
         Ok(format!(
-            "{} verified: sha256 matches; restored into a scratch database, {} tables, {} rows: every row count matches, in {}",
+            "{} verified: sha256 matches; restored into a scratch database, {} tables, {} rows: every row count and checksum matches, in {}",
             verified.key,
             verified.tables,
             verified.rows,

@@ -152,7 +152,7 @@ async fn backup_now_stores_a_dump_that_lists_verifies_and_restores_every_row() {
     let bytes = std::fs::metadata(&object).unwrap().len();
     assert_eq!(fields["bytes"], bytes.to_string());
     assert!(
-        fields["verified"].contains("every row count matches"),
+        fields["verified"].contains("every row count and checksum matches"),
         "{fields:?}"
     );
     assert_eq!(files_under(&site.data.path().join("backups")), [object]);
@@ -192,7 +192,7 @@ async fn backup_now_stores_a_dump_that_lists_verifies_and_restores_every_row() {
 
     let verify = site.run(&["backup", "verify", &key]);
     assert!(verify.status.success(), "{}", stderr(&verify));
-    assert!(stdout(&verify).contains("every row count matches"));
+    assert!(stdout(&verify).contains("every row count and checksum matches"));
 
     let target = empty_database().await;
     let restored = site.restore_into(&key, &target, false);
