@@ -24,7 +24,8 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::store::embedded::find_programs;
 use crate::store::{quote_ident, DbConfig, DbPool, StoreError};
-pub use storage::{DirStorage, Storage, Upload};
+pub use storage::s3::{S3Config, S3Storage};
+pub use storage::{DirStorage, Fetched, Storage, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -43,6 +44,9 @@ pub enum BackupError {
     Dump(String),
     #[error("pg_restore failed: {0}")]
     Restore(String),
+    /// The backup storage failed (S3: unreachable, access denied, no bucket …).
+    #[error("{0}")]
+    Storage(String),
     #[error("a backup named {0} exists already")]
     Exists(String),
     #[error("no backup named {0} (lectern backup list shows them)")]
@@ -278,9 +282,9 @@ impl Backups {
         let row = self.succeeded(&Which::Key(key.to_owned())).await?;
         progress(&format!("checking the sha256 of {key} …"));
         let outcome = match self.check_object(&row).await {
-            Ok(path) => {
+            Ok(fetched) => {
                 progress("restoring into a scratch database and counting rows …");
-                self.restore_and_count(&path, &row).await
+                self.restore_and_count(fetched.path(), &row).await
             }
             Err(e) => Err(e),
         };
@@ -369,9 +373,10 @@ impl Backups {
             return Err(BackupError::TargetNotEmpty { database, tables });
         }
         progress(&format!("checking the sha256 of {} …", row.key));
-        let path = self.check_object(&row).await?;
+        let fetched = self.check_object(&row).await?;
         progress(&format!("restoring {} into {database} …", row.key));
-        run_restore(&path, into, force).await?;
+        run_restore(fetched.path(), into, force).await?;
+        drop(fetched);
         let restored = row_counts(&client).await?;
         drop(client);
         let _ = connection.await;
@@ -444,13 +449,15 @@ impl Backups {
         })
     }
 
-    /// The object's local path, once its SHA-256 matches the row's.
-    async fn check_object(&self, row: &Recorded) -> Result<PathBuf, BackupError> {
-        let path = self.storage.fetch(&row.key)?;
-        let hashed = path.clone();
-        let (_, actual) = tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(&hashed).map_err(io_error(&hashed))?;
-            copy_hashing(&mut file, &mut io::sink()).map_err(io_error(&hashed))
+    /// The object in a local file, once its SHA-256 matches the row's.
+    async fn check_object(&self, row: &Recorded) -> Result<Fetched, BackupError> {
+        let (storage, key) = (self.storage.clone(), row.key.clone());
+        let (fetched, actual) = tokio::task::spawn_blocking(move || {
+            let fetched = storage.fetch(&key)?;
+            let hashed = fetched.path();
+            let mut file = std::fs::File::open(hashed).map_err(io_error(hashed))?;
+            let (_, actual) = copy_hashing(&mut file, &mut io::sink()).map_err(io_error(hashed))?;
+            Ok::<_, BackupError>((fetched, actual))
         })
         .await
         .map_err(|e| BackupError::Restore(format!("the hashing thread failed: {e}")))??;
@@ -461,7 +468,7 @@ impl Backups {
                 actual,
             });
         }
-        Ok(path)
+        Ok(fetched)
     }
 }
 
@@ -588,8 +595,12 @@ fn run_dump(
         .wait()
         .map_err(|e| BackupError::Dump(format!("cannot wait for pg_dump: {e}")))?;
     let errors = errors.join().unwrap_or_default();
-    // A failed write is the cause of pg_dump's broken pipe, not its effect.
-    let (bytes, sha256) = copied.map_err(|e| BackupError::Dump(format!("cannot store its output: {e}")))?;
+    // A failed write is the cause of pg_dump's broken pipe, not its effect;
+    // the storage's own error (an upload's) is passed on as it is.
+    let (bytes, sha256) = copied.map_err(|e| match e.downcast::<BackupError>() {
+        Ok(failed) => failed,
+        Err(e) => BackupError::Dump(format!("cannot store its output: {e}")),
+    })?;
     if !status.success() {
         return Err(BackupError::Dump(format!("{status}: {errors}")));
     }
