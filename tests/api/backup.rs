@@ -200,11 +200,17 @@ async fn backup_now_stores_a_dump_that_lists_verifies_and_restores_every_row() {
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).contains("every row count matches"));
 
+    restores_every_row(&site, &key, before).await;
+}
+
+/// `backup restore KEY` into an empty database gives back every table of
+/// `before` (the source's fingerprints) row for row, and `backups` as it
+/// was while dumping: its own row, running.
+pub async fn restores_every_row(site: &Site, key: &str, before: BTreeMap<String, (i64, String)>) {
     let target = empty_database().await;
-    let restored = site.restore_into(&key, &target, false);
+    let restored = site.restore_into(key, &target, false);
     assert!(restored.status.success(), "{}", stderr(&restored));
     let mut after = fingerprints(&target).await;
-    // The dump holds its own row as it was while dumping: running.
     let own: Vec<(String, String)> = client(&target)
         .await
         .query("SELECT key, status FROM backups", &[])
@@ -213,11 +219,11 @@ async fn backup_now_stores_a_dump_that_lists_verifies_and_restores_every_row() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(own, [(key.clone(), "running".to_owned())]);
+    assert_eq!(own, [(key.to_owned(), "running".to_owned())]);
     after.remove("backups");
     let mut expected = before;
     expected.remove("backups");
-    assert_eq!(after, expected);
+    assert_eq!(after, expected, "every other table, row for row");
 }
 
 #[actix_rt::test]
@@ -256,7 +262,17 @@ async fn a_damaged_object_fails_verify_and_restore_and_nothing_is_restored() {
     bytes[middle] ^= 0x01;
     std::fs::write(&object, &bytes).unwrap();
 
-    let verify = site.run(&["backup", "verify", &key]);
+    refused_as_damaged(&site, &key).await;
+
+    let list = stdout(&site.run(&["backup", "list"]));
+    assert!(list.contains("FAILED"), "{list}");
+}
+
+/// `backup verify` and `backup restore` of the damaged object of `key`
+/// both fail on its sha256; the failed verification is recorded and
+/// nothing is restored.
+pub async fn refused_as_damaged(site: &Site, key: &str) {
+    let verify = site.run(&["backup", "verify", key]);
     assert_eq!(verify.status.code(), Some(1));
     assert!(stderr(&verify).contains("sha256 mismatch"), "{}", stderr(&verify));
     let ok: Option<bool> = client(&site.database)
@@ -271,7 +287,7 @@ async fn a_damaged_object_fails_verify_and_restore_and_nothing_is_restored() {
     assert_eq!(ok, Some(false), "the failed verification is recorded");
 
     let target = empty_database().await;
-    let restore = site.restore_into(&key, &target, false);
+    let restore = site.restore_into(key, &target, false);
     assert_eq!(restore.status.code(), Some(1));
     assert!(
         stderr(&restore).contains("sha256 mismatch"),
@@ -279,9 +295,6 @@ async fn a_damaged_object_fails_verify_and_restore_and_nothing_is_restored() {
         stderr(&restore)
     );
     assert!(fingerprints(&target).await.is_empty(), "nothing restored");
-
-    let list = stdout(&site.run(&["backup", "list"]));
-    assert!(list.contains("FAILED"), "{list}");
 }
 
 /// A PATH whose pg_dump runs `writes` to its standard output, then fails

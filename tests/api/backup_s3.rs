@@ -10,9 +10,11 @@ use std::io::Write;
 use lectern_actors::backup::storage::s3::PART_BYTES;
 use lectern_actors::backup::{BackupError, S3Storage, Storage};
 
-use crate::backup::{client, failing_pg_dump, files_under, fingerprints, stderr, Site};
+use crate::backup::{
+    client, failing_pg_dump, files_under, fingerprints, refused_as_damaged, restores_every_row, stderr, Site,
+};
+use crate::helpers::lectern_command;
 use crate::helpers::moto::{use_test_credentials, MotoServer};
-use crate::helpers::{empty_database, lectern_command};
 
 const BUCKET: &str = "lectern-backups";
 
@@ -94,6 +96,26 @@ async fn seed(database: &lectern_actors::store::DbConfig, mib: u32) {
         .unwrap();
 }
 
+/// `backup now` (pg_dump found on `path` when given) fails, exit status 1,
+/// saying `says`; its row, the only one, is failed with that reason and no
+/// size or hash. The reason.
+async fn backup_fails_saying(site: &Site, path: Option<&str>, says: &str) -> String {
+    let output = site.run_with_path(&["backup", "now"], path);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(says), "{}", stderr(&output));
+    let row = client(&site.database)
+        .await
+        .query_one("SELECT status, error, bytes, sha256 FROM backups", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "failed");
+    let error: String = row.get(1);
+    assert!(error.contains(says), "{error}");
+    assert_eq!(row.get::<_, Option<i64>>(2), None);
+    assert_eq!(row.get::<_, Option<String>>(3), None);
+    error
+}
+
 #[actix_rt::test]
 async fn a_backup_of_several_parts_goes_to_the_bucket_and_restores_every_row_of_every_table() {
     let moto = MotoServer::start().await;
@@ -150,24 +172,7 @@ async fn a_backup_of_several_parts_goes_to_the_bucket_and_restores_every_row_of_
     assert_eq!(row.get::<_, i64>(2), bytes);
     assert_eq!(row.get::<_, &str>(3), fields["sha256"]);
 
-    let target = empty_database().await;
-    let restored = site.restore_into(&key, &target, false);
-    assert!(restored.status.success(), "{}", stderr(&restored));
-
-    let mut after = fingerprints(&target).await;
-    let own: Vec<(String, String)> = client(&target)
-        .await
-        .query("SELECT key, status FROM backups", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(own, [(key.clone(), "running".to_owned())]);
-    after.remove("backups");
-    let mut expected = before;
-    expected.remove("backups");
-    assert_eq!(after, expected, "every other table, row for row");
+    restores_every_row(&site, &key, before).await;
     let spool = site.data.path().join("backups");
     assert!(
         !spool.exists() || files_under(&spool).is_empty(),
@@ -249,22 +254,8 @@ async fn a_dump_that_fails_after_its_first_part_leaves_no_object_and_no_upload()
     // More than a part, so that a multipart upload has begun when it fails.
     let (_bin, path) = failing_pg_dump("head -c 10485760 /dev/urandom");
 
-    let output = site.run_with_path(&["backup", "now"], Some(&path));
+    backup_fails_saying(&site, Some(&path), "simulated failure").await;
 
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("simulated failure"),
-        "{}",
-        stderr(&output)
-    );
-    let row = client(&site.database)
-        .await
-        .query_one("SELECT status, error, bytes FROM backups", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, &str>(0), "failed");
-    assert!(row.get::<_, &str>(1).contains("simulated failure"));
-    assert_eq!(row.get::<_, Option<i64>>(2), None);
     assert!(objects(&s3, BUCKET).await.is_empty());
     assert_eq!(multipart_uploads(&s3, BUCKET).await, Vec::<String>::new());
 }
@@ -278,20 +269,10 @@ async fn an_unreachable_storage_fails_the_backup_and_says_where_it_tried() {
     let mut site = Site::demo().await;
     site.env = s3_env(&endpoint, BUCKET, "");
 
-    let output = site.run(&["backup", "now"]);
+    let says = format!("S3 PutObject of s3://{BUCKET}/manual/");
+    let error = backup_fails_saying(&site, None, &says).await;
 
-    assert_eq!(output.status.code(), Some(1));
-    let text = stderr(&output);
-    let says = format!("cannot reach {endpoint}");
-    assert!(text.contains(&says) && text.contains("PutObject"), "{text}");
-    let row = client(&site.database)
-        .await
-        .query_one("SELECT status, error, bytes FROM backups", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, &str>(0), "failed");
-    assert!(row.get::<_, &str>(1).contains(&says), "{}", row.get::<_, &str>(1));
-    assert_eq!(row.get::<_, Option<i64>>(2), None);
+    assert!(error.contains(&format!("cannot reach {endpoint}")), "{error}");
 }
 
 #[actix_rt::test]
@@ -299,21 +280,7 @@ async fn a_missing_bucket_fails_the_backup_and_names_the_bucket() {
     let moto = MotoServer::start().await;
     let site = site_on(&moto, "no-such-bucket", "").await;
 
-    let output = site.run(&["backup", "now"]);
-
-    assert_eq!(output.status.code(), Some(1));
-    let text = stderr(&output);
-    assert!(
-        text.contains("the bucket no-such-bucket does not exist"),
-        "{text}"
-    );
-    let row = client(&site.database)
-        .await
-        .query_one("SELECT status, error FROM backups", &[])
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, &str>(0), "failed");
-    assert!(row.get::<_, &str>(1).contains("does not exist"));
+    backup_fails_saying(&site, None, "the bucket no-such-bucket does not exist").await;
 }
 
 #[actix_rt::test]
@@ -333,29 +300,7 @@ async fn a_damaged_or_missing_object_is_neither_verified_nor_restored() {
         .await
         .unwrap();
 
-    let verify = site.run(&["backup", "verify", &key]);
-    assert_eq!(verify.status.code(), Some(1));
-    assert!(stderr(&verify).contains("sha256 mismatch"), "{}", stderr(&verify));
-    let ok: Option<bool> = client(&site.database)
-        .await
-        .query_one(
-            "SELECT (verification->>'ok')::boolean FROM backups WHERE key = $1",
-            &[&key],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(ok, Some(false), "the failed verification is recorded");
-
-    let target = empty_database().await;
-    let restore = site.restore_into(&key, &target, false);
-    assert_eq!(restore.status.code(), Some(1));
-    assert!(
-        stderr(&restore).contains("sha256 mismatch"),
-        "{}",
-        stderr(&restore)
-    );
-    assert!(fingerprints(&target).await.is_empty(), "nothing restored");
+    refused_as_damaged(&site, &key).await;
     let spool = site.data.path().join("backups");
     assert!(files_under(&spool).is_empty(), "{:?}", files_under(&spool));
 
