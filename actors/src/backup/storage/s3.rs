@@ -233,7 +233,8 @@ impl Storage for S3Storage {
             object: self.inner.object(key)?,
             inner: self.inner.clone(),
             buffer: Vec::with_capacity(PART_BYTES),
-            multipart: None,
+            upload_id: None,
+            parts: Vec::new(),
             committed: false,
         }))
     }
@@ -318,50 +319,58 @@ struct S3Upload {
     object: String,
     /// What is not sent yet: at most one part.
     buffer: Vec<u8>,
-    /// Begun with the first full part.
-    multipart: Option<Multipart>,
+    /// The multipart upload, begun with the first full part.
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
     committed: bool,
 }
 
-struct Multipart {
-    id: String,
-    parts: Vec<CompletedPart>,
-}
-
 impl S3Upload {
+    /// Runs `call` with the storage and this object's key on the storage's
+    /// runtime, and waits for its outcome.
+    fn run<T, F>(&self, call: impl FnOnce(Arc<Inner>, String) -> F) -> Result<T, BackupError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, BackupError>> + Send + 'static,
+    {
+        self.inner
+            .worker
+            .run(call(self.inner.clone(), self.object.clone()))
+    }
+
+    /// Begins the multipart upload: its id.
+    fn begin(&self) -> Result<String, BackupError> {
+        self.run(|inner, object| async move {
+            let created = inner
+                .client
+                .create_multipart_upload()
+                .bucket(&inner.bucket)
+                .key(&object)
+                .send()
+                .await
+                .map_err(|e| inner.failure("CreateMultipartUpload", &object, e))?;
+            created.upload_id().map(str::to_owned).ok_or_else(|| {
+                BackupError::Storage(format!(
+                    "S3 CreateMultipartUpload of {} gave no UploadId",
+                    inner.location(&object)
+                ))
+            })
+        })
+    }
+
     /// Sends the buffer as the next part, beginning the multipart upload
     /// with the first.
     fn send_part(&mut self) -> Result<(), BackupError> {
-        if self.multipart.is_none() {
-            let (inner, object) = (self.inner.clone(), self.object.clone());
-            let id = self.inner.worker.run(async move {
-                let created = inner
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&inner.bucket)
-                    .key(&object)
-                    .send()
-                    .await
-                    .map_err(|e| inner.failure("CreateMultipartUpload", &object, e))?;
-                created.upload_id().map(str::to_owned).ok_or_else(|| {
-                    BackupError::Storage(format!(
-                        "S3 CreateMultipartUpload of {} gave no UploadId",
-                        inner.location(&object)
-                    ))
-                })
-            })?;
-            self.multipart = Some(Multipart {
-                id,
-                parts: Vec::new(),
-            });
-        }
-        let Some(multipart) = self.multipart.as_mut() else {
-            return Ok(());
+        let id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = self.begin()?;
+                self.upload_id.insert(id).clone()
+            }
         };
-        let number = i32::try_from(multipart.parts.len() + 1).unwrap_or(i32::MAX);
+        let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
         let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(PART_BYTES));
-        let (inner, object, id) = (self.inner.clone(), self.object.clone(), multipart.id.clone());
-        let part = self.inner.worker.run(async move {
+        let part = self.run(|inner, object| async move {
             let sent = inner
                 .client
                 .upload_part()
@@ -378,7 +387,7 @@ impl S3Upload {
                 .part_number(number)
                 .build())
         })?;
-        multipart.parts.push(part);
+        self.parts.push(part);
         Ok(())
     }
 }
@@ -406,11 +415,13 @@ impl Write for S3Upload {
 
 impl Upload for S3Upload {
     fn commit(mut self: Box<Self>) -> Result<(), BackupError> {
-        let (inner, object) = (self.inner.clone(), self.object.clone());
-        match &self.multipart {
+        if self.upload_id.is_some() && !self.buffer.is_empty() {
+            self.send_part()?;
+        }
+        match self.upload_id.clone() {
             None => {
                 let body = std::mem::take(&mut self.buffer);
-                self.inner.worker.run(async move {
+                self.run(|inner, object| async move {
                     inner
                         .client
                         .put_object()
@@ -422,22 +433,18 @@ impl Upload for S3Upload {
                         .map_err(|e| inner.failure("PutObject", &object, e))
                 })?;
             }
-            Some(_) => {
-                if !self.buffer.is_empty() {
-                    self.send_part()?;
-                }
-                let Some(multipart) = &self.multipart else {
-                    return Ok(());
-                };
-                let (id, parts) = (multipart.id.clone(), multipart.parts.clone());
-                self.inner.worker.run(async move {
+            Some(id) => {
+                let parts = CompletedMultipartUpload::builder()
+                    .set_parts(Some(self.parts.clone()))
+                    .build();
+                self.run(|inner, object| async move {
                     inner
                         .client
                         .complete_multipart_upload()
                         .bucket(&inner.bucket)
                         .key(&object)
                         .upload_id(id)
-                        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                        .multipart_upload(parts)
                         .send()
                         .await
                         .map_err(|e| inner.failure("CompleteMultipartUpload", &object, e))
@@ -457,15 +464,14 @@ impl Drop for S3Upload {
         if self.committed {
             return;
         }
-        if let Some(multipart) = self.multipart.take() {
-            let (inner, object) = (self.inner.clone(), self.object.clone());
-            let _ = self.inner.worker.run(async move {
+        if let Some(id) = self.upload_id.take() {
+            let _ = self.run(|inner, object| async move {
                 inner
                     .client
                     .abort_multipart_upload()
                     .bucket(&inner.bucket)
                     .key(&object)
-                    .upload_id(multipart.id)
+                    .upload_id(id)
                     .send()
                     .await
                     .map_err(|e| inner.failure("AbortMultipartUpload", &object, e))
