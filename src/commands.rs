@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use lectern_actors::backup::{BackupRow, Backups, DirStorage, Kind, Storage, Which};
+use lectern_actors::backup::{BackupRow, Backups, DirStorage, Kind, S3Storage, Storage, Which};
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{
     apply, import_bundle, parse_files, scan_dir, ImportOptions, ImportReport,
@@ -162,16 +162,14 @@ pub fn grant(
     })
 }
 
-/// The configured backup storage (only a directory, for now).
+/// The configured backup storage: a directory, or a bucket (whose fetched
+/// objects are copied under the backup directory while they are checked).
 pub(crate) fn backup_storage(settings: &Settings) -> Result<Arc<dyn Storage>, StartupError> {
-    match settings.backup.storage {
-        BackupStorage::Dir => Ok(Arc::new(DirStorage::new(settings.backup_dir()))),
-        BackupStorage::S3 => Err(StartupError::Unsupported(
-            "backup.storage = \"s3\": the S3 backend is not built yet; set backup.storage = \"dir\" \
-             (LECTERN__BACKUP__STORAGE=dir) to keep backups under server.data_dir/backups"
-                .into(),
-        )),
-    }
+    let dir = settings.backup_dir();
+    Ok(match settings.backup.storage {
+        BackupStorage::Dir => Arc::new(DirStorage::new(dir)),
+        BackupStorage::S3 => Arc::new(S3Storage::new(&settings.backup.s3.config(), dir)?),
+    })
 }
 
 /// Runs `work` with the backups context of the configured database.

@@ -299,6 +299,23 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     pub bucket: String,
     pub region: String,
+    /// Put before every key; leading and trailing slashes are dropped.
+    pub prefix: String,
+    /// Addresses objects as `endpoint/bucket/key` (MinIO, moto).
+    pub path_style: bool,
+}
+
+impl S3Settings {
+    /// The storage's configuration, the prefix without leading or trailing slashes.
+    pub fn config(&self) -> lectern_actors::backup::S3Config {
+        lectern_actors::backup::S3Config {
+            endpoint: self.endpoint.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            prefix: self.prefix.trim_matches('/').to_owned(),
+            path_style: self.path_style,
+        }
+    }
 }
 
 /// Where the operator is told what needs them.
@@ -753,6 +770,53 @@ impl Settings {
         }
         if sns.max_age_secs < 60 || sns.max_age_secs > 86_400 {
             return fail("mail.sns.max_age_secs", "must be between 60 and 86400");
+        }
+        self.validate_backup(&fail)?;
+        Ok(())
+    }
+
+    fn validate_backup(
+        &self,
+        fail: &dyn Fn(&str, &str) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        let s3 = &self.backup.s3;
+        if let Some(endpoint) = &s3.endpoint {
+            let is_http = url::Url::parse(endpoint)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+            if !is_http {
+                return fail(
+                    "backup.s3.endpoint",
+                    "must be an http:// or https:// URL, e.g. https://fra1.digitaloceanspaces.com \
+                     (leave it unset for AWS S3)",
+                );
+            }
+        }
+        let prefix = s3.prefix.trim_matches('/');
+        if !prefix.is_empty() && prefix.split('/').any(|part| matches!(part, "" | "." | "..")) {
+            return fail(
+                "backup.s3.prefix",
+                "must be names separated by single slashes (site/backups), without . or ..",
+            );
+        }
+        if self.backup.storage == BackupStorage::S3 {
+            if s3.bucket.trim().is_empty() {
+                return fail(
+                    "backup.s3.bucket",
+                    "must name the bucket the backups go to when backup.storage = \"s3\"",
+                );
+            }
+            if s3.bucket.contains(['/', ' ']) {
+                return fail(
+                    "backup.s3.bucket",
+                    "must be a bucket name, without slashes or spaces",
+                );
+            }
+            if s3.region.trim().is_empty() {
+                return fail(
+                    "backup.s3.region",
+                    "must name the bucket's region (us-east-1 for MinIO and most others)",
+                );
+            }
         }
         Ok(())
     }
@@ -1248,6 +1312,59 @@ mod tests {
                 assert!(error.message.contains("must be"), "{}", error.message);
                 jail.clear_env();
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn s3_backup_keys_are_checked_and_named() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("LECTERN__BACKUP__STORAGE", "s3");
+            jail.set_env("LECTERN__BACKUP__S3__PREFIX", "/site-a/backups/");
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            let s3 = settings.backup.s3.config();
+            assert_eq!(s3.prefix, "site-a/backups");
+            assert_eq!((s3.endpoint, s3.path_style), (None, false));
+
+            for (key, value, says) in [
+                ("LECTERN__BACKUP__S3__BUCKET", "", "must name the bucket"),
+                (
+                    "LECTERN__BACKUP__S3__ENDPOINT",
+                    "127.0.0.1:9000",
+                    "http:// or https://",
+                ),
+                (
+                    "LECTERN__BACKUP__S3__ENDPOINT",
+                    "ftp://files.example",
+                    "http:// or https://",
+                ),
+                ("LECTERN__BACKUP__S3__PREFIX", "a//b", "single slashes"),
+                ("LECTERN__BACKUP__S3__PREFIX", "a/../b", "single slashes"),
+            ] {
+                jail.set_env(key, value);
+                let error = load(jail).expect_err(value);
+                assert_eq!(
+                    error.key,
+                    key.trim_start_matches("LECTERN__")
+                        .replace("__", ".")
+                        .to_lowercase()
+                );
+                assert_eq!(error.origin, "the environment");
+                assert!(error.message.contains(says), "{}", error.message);
+                jail.clear_env();
+                jail.set_env("LECTERN__BACKUP__STORAGE", "s3");
+            }
+
+            jail.set_env("LECTERN__BACKUP__S3__ENDPOINT", "http://127.0.0.1:9000");
+            jail.set_env("LECTERN__BACKUP__S3__PATH_STYLE", "true");
+            let s3 = load(jail).map_err(|e| e.to_string())?.backup.s3.config();
+            assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+            assert!(s3.path_style);
+
+            jail.set_env("LECTERN__BACKUP__STORAGE", "dir");
+            jail.set_env("LECTERN__BACKUP__S3__BUCKET", "");
+            load(jail).map_err(|e| e.to_string())?;
             Ok(())
         });
     }

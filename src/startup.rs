@@ -88,9 +88,6 @@ pub enum StartupError {
     DataDirLock { path: String, source: std::io::Error },
     #[error("{0}")]
     Backup(#[from] BackupError),
-    /// Configured, but not built yet.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 impl StartupError {
@@ -99,7 +96,6 @@ impl StartupError {
     pub fn exit_status(&self) -> u8 {
         match self {
             StartupError::Backup(e) if e.is_usage() => 2,
-            StartupError::Unsupported(_) => 2,
             _ => 1,
         }
     }

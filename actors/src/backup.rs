@@ -30,7 +30,8 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::store::embedded::find_programs;
 use crate::store::{quote_ident, DbConfig, DbPool, StoreError};
-pub use storage::{DirStorage, Storage, Upload};
+pub use storage::s3::{S3Config, S3Storage};
+pub use storage::{DirStorage, Fetched, Storage, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -49,6 +50,9 @@ pub enum BackupError {
     Dump(String),
     #[error("pg_restore failed: {0}")]
     Restore(String),
+    /// The backup storage failed (S3: unreachable, access denied, no bucket …).
+    #[error("{0}")]
+    Storage(String),
     #[error("a backup named {0} exists already")]
     Exists(String),
     #[error("no backup named {0} (lectern backup list shows them)")]
@@ -377,9 +381,9 @@ impl Backups {
         let row = self.succeeded(&Which::Key(key.to_owned())).await?;
         progress(&format!("checking the sha256 of {key} …"));
         let outcome = match self.check_object(&row).await {
-            Ok(path) => {
+            Ok(fetched) => {
                 progress("restoring into a scratch database and comparing every table …");
-                self.restore_and_count(&path, &row).await
+                self.restore_and_count(fetched.path(), &row).await
             }
             Err(e) => Err(e),
         };
@@ -471,9 +475,10 @@ impl Backups {
             return Err(BackupError::TargetNotEmpty { database, tables });
         }
         progress(&format!("checking the sha256 of {} …", row.key));
-        let path = self.check_object(&row).await?;
+        let fetched = self.check_object(&row).await?;
         progress(&format!("restoring {} into {database} …", row.key));
-        run_restore(&path, into, force).await?;
+        run_restore(fetched.path(), into, force).await?;
+        drop(fetched);
         let restored = summarise(&client).await?.counts;
         drop(client);
         let _ = connection.await;
@@ -554,13 +559,15 @@ impl Backups {
         })
     }
 
-    /// The object's local path, once its SHA-256 matches the row's.
-    async fn check_object(&self, row: &Recorded) -> Result<PathBuf, BackupError> {
-        let path = self.storage.fetch(&row.key)?;
-        let hashed = path.clone();
-        let (_, actual) = tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(&hashed).map_err(io_error(&hashed))?;
-            copy_hashing(&mut file, &mut io::sink()).map_err(io_error(&hashed))
+    /// The object in a local file, once its SHA-256 matches the row's.
+    async fn check_object(&self, row: &Recorded) -> Result<Fetched, BackupError> {
+        let (storage, key) = (self.storage.clone(), row.key.clone());
+        let (fetched, actual) = tokio::task::spawn_blocking(move || {
+            let fetched = storage.fetch(&key)?;
+            let hashed = fetched.path();
+            let mut file = std::fs::File::open(hashed).map_err(io_error(hashed))?;
+            let (_, actual) = copy_hashing(&mut file, &mut io::sink()).map_err(io_error(hashed))?;
+            Ok::<_, BackupError>((fetched, actual))
         })
         .await
         .map_err(|e| BackupError::Restore(format!("the hashing thread failed: {e}")))??;
@@ -571,7 +578,7 @@ impl Backups {
                 actual,
             });
         }
-        Ok(path)
+        Ok(fetched)
     }
 }
 
@@ -766,8 +773,12 @@ fn run_dump(
         .wait()
         .map_err(|e| BackupError::Dump(format!("cannot wait for pg_dump: {e}")))?;
     let errors = errors.join().unwrap_or_default();
-    // A failed write is the cause of pg_dump's broken pipe, not its effect.
-    let (bytes, sha256) = copied.map_err(|e| BackupError::Dump(format!("cannot store its output: {e}")))?;
+    // A failed write is the cause of pg_dump's broken pipe, not its effect;
+    // the storage's own error (an upload's) is passed on as it is.
+    let (bytes, sha256) = copied.map_err(|e| match e.downcast::<BackupError>() {
+        Ok(failed) => failed,
+        Err(e) => BackupError::Dump(format!("cannot store its output: {e}")),
+    })?;
     if !status.success() {
         return Err(BackupError::Dump(format!("{status}: {errors}")));
     }

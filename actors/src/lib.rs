@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod assets;
+pub mod aws;
 pub mod backup;
 pub mod billing;
 pub mod cache;

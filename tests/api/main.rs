@@ -6,6 +6,7 @@
 mod account_security;
 mod accounts;
 mod backup;
+mod backup_s3;
 mod backup_schedule;
 mod billing;
 mod browser;

@@ -1,5 +1,5 @@
-//! Where backups are kept. Only a local directory for now
-//! (`backup.storage = "dir"`); an S3 backend is to implement the same trait.
+//! Where backups are kept: a local directory (`backup.storage = "dir"`) or
+//! an S3-compatible bucket (`backup.storage = "s3"`, [`s3::S3Storage`]).
 
 use std::fs;
 use std::io::{self, Write};
@@ -8,7 +8,11 @@ use std::path::{Component, Path, PathBuf};
 
 use super::{io_error, BackupError};
 
+pub mod s3;
+
 /// A place that stores backup objects by key (`daily/2026-12-02T05-13-00Z.dump`).
+/// Its methods and those of an [`Upload`] block (files, the network): call
+/// them from a blocking thread (`spawn_blocking`), not on an async task.
 pub trait Storage: Send + Sync {
     /// The name recorded in `backups.storage`.
     fn name(&self) -> &'static str;
@@ -17,8 +21,9 @@ pub trait Storage: Send + Sync {
     /// A new object, written under a temporary name: it takes `key` only on
     /// [`Upload::commit`], and a dropped upload leaves nothing behind.
     fn create(&self, key: &str) -> Result<Box<dyn Upload>, BackupError>;
-    /// A local file holding the object (for a directory, the object itself).
-    fn fetch(&self, key: &str) -> Result<PathBuf, BackupError>;
+    /// A local file holding the object (for a directory, the object itself;
+    /// for a bucket, a temporary copy that is deleted when dropped).
+    fn fetch(&self, key: &str) -> Result<Fetched, BackupError>;
     /// Removes the object of `key` and whatever an unfinished upload of it
     /// left; one already gone is not an error.
     fn delete(&self, key: &str) -> Result<(), BackupError>;
@@ -28,6 +33,47 @@ pub trait Storage: Send + Sync {
 pub trait Upload: Write + Send {
     /// Makes the object durable and visible under its key.
     fn commit(self: Box<Self>) -> Result<(), BackupError>;
+}
+
+/// An object fetched to a local file, kept as long as this lives.
+#[derive(Debug)]
+pub struct Fetched {
+    path: PathBuf,
+    /// A temporary copy, deleted on drop (None: the object itself).
+    _temporary: Option<tempfile::TempPath>,
+}
+
+impl Fetched {
+    /// The object's own file, which stays.
+    pub fn in_place(path: PathBuf) -> Fetched {
+        Fetched {
+            path,
+            _temporary: None,
+        }
+    }
+
+    /// A temporary copy, deleted when this is dropped.
+    pub fn temporary(copy: tempfile::TempPath) -> Fetched {
+        Fetched {
+            path: copy.to_path_buf(),
+            _temporary: Some(copy),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Refuses a key that is empty or not a plain relative path (`..`, `/…`):
+/// keys are `kind/time.dump`, and a directory's must stay inside it.
+pub(crate) fn check_key(key: &str) -> Result<&Path, BackupError> {
+    let relative = Path::new(key);
+    let plain = relative.components().all(|c| matches!(c, Component::Normal(_)));
+    if !plain || key.is_empty() {
+        return Err(BackupError::Unknown(key.to_owned()));
+    }
+    Ok(relative)
 }
 
 /// Backups as files under one directory (`$data_dir/backups`), readable by
@@ -44,12 +90,7 @@ impl DirStorage {
 
     /// The file of `key`; a key that would leave the directory is refused.
     fn path(&self, key: &str) -> Result<PathBuf, BackupError> {
-        let relative = Path::new(key);
-        let plain = relative.components().all(|c| matches!(c, Component::Normal(_)));
-        if !plain || key.is_empty() {
-            return Err(BackupError::Unknown(key.to_owned()));
-        }
-        Ok(self.root.join(relative))
+        Ok(self.root.join(check_key(key)?))
     }
 }
 
@@ -86,10 +127,10 @@ impl Storage for DirStorage {
         }))
     }
 
-    fn fetch(&self, key: &str) -> Result<PathBuf, BackupError> {
+    fn fetch(&self, key: &str) -> Result<Fetched, BackupError> {
         let path = self.path(key)?;
         if path.is_file() {
-            Ok(path)
+            Ok(Fetched::in_place(path))
         } else {
             Err(BackupError::Missing {
                 key: key.to_owned(),
@@ -177,8 +218,10 @@ mod tests {
         upload.write_all(b"dump").expect("write");
         assert!(storage.fetch("daily/a.dump").is_err());
         upload.commit().expect("commit");
-        let path = storage.fetch("daily/a.dump").expect("fetch");
-        assert_eq!(fs::read(path).expect("read"), b"dump");
+        let fetched = storage.fetch("daily/a.dump").expect("fetch");
+        assert_eq!(fs::read(fetched.path()).expect("read"), b"dump");
+        drop(fetched);
+        assert!(storage.fetch("daily/a.dump").is_ok(), "the object itself stays");
         storage.delete("daily/a.dump").expect("delete");
         assert!(storage.fetch("daily/a.dump").is_err());
         storage.delete("daily/a.dump").expect("deleting what is gone");

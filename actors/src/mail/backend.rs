@@ -7,12 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
-use aws_smithy_http_client::tls;
 use tokio::sync::OnceCell;
 
 use super::templates::RenderedEmail;
@@ -135,23 +133,12 @@ impl SesBackend {
 /// An SES client as the configuration asks, credentials found the SDK's
 /// usual way, HTTPS through rustls with ring.
 pub async fn ses_client(endpoint: Option<String>, region: String) -> aws_sdk_sesv2::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region))
-        .http_client(http)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(SES_CONNECT_TIMEOUT)
-                .operation_timeout(SES_TIMEOUT)
-                .build(),
-        );
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-    }
-    aws_sdk_sesv2::Client::new(&loader.load().await)
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(SES_CONNECT_TIMEOUT)
+        .operation_timeout(SES_TIMEOUT)
+        .build();
+    let config = crate::aws::sdk_config(endpoint, region, RetryConfig::disabled(), timeouts).await;
+    aws_sdk_sesv2::Client::new(&config)
 }
 
 /// Sorts SES's answer into worth retrying or not.

@@ -1,12 +1,16 @@
 //! moto's server from the virtual environment that `tests/run` prepares:
-//! SES on a loopback port for real AWS SDK calls, and the emails it
-//! accepted read back from `/moto-api/data.json`.
+//! SES and S3 on a loopback port for real AWS SDK calls, the emails it
+//! accepted read back from `/moto-api/data.json`. Each test starts its own
+//! server: moto 5.2.5's data.json breaks after an S3 multipart upload, so
+//! S3 tests never share a server with SES tests.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
+
+use lectern_actors::backup::S3Config;
 
 /// An email as moto recorded it (of a simple message it keeps the HTML body).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +126,34 @@ impl MotoServer {
             .await
             .ok()?;
         response.json().await.ok()
+    }
+
+    /// Where backups go in `bucket` of this server, under `prefix`.
+    pub fn s3_config(&self, bucket: &str, prefix: &str) -> S3Config {
+        S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            bucket: bucket.to_owned(),
+            region: "us-east-1".to_owned(),
+            prefix: prefix.to_owned(),
+            // moto serves buckets under its own address, not as subdomains.
+            path_style: true,
+        }
+    }
+
+    /// An S3 client of this server, as Lectern builds it.
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        lectern_actors::backup::storage::s3::client(&self.s3_config("", "")).await
+    }
+
+    /// Creates an empty bucket; a client to look into it.
+    pub async fn create_bucket(&self, bucket: &str) -> aws_sdk_s3::Client {
+        let s3 = self.s3().await;
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("moto creates the bucket");
+        s3
     }
 
     /// Every email moto accepted, oldest first.
