@@ -7,7 +7,8 @@
 //!
 //! A run holds an advisory lock (class [`LEASE_CLASS`], the row's id) on a
 //! connection of its own while it works: a `running` row whose lock nobody
-//! holds belongs to a process that died, and is marked failed.
+//! holds belongs to a process that died, and is settled by
+//! [`Backups::settle_interrupted`].
 //!
 //! The PostgreSQL client programs are found as the embedded server's are
 //! (PATH, then /usr/lib/postgresql/*/bin) and get their connection settings
@@ -97,6 +98,15 @@ pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '
 
 /// The advisory-lock class of a run's lease (its second key is the row's id).
 pub const LEASE_CLASS: i32 = 0x6c62; // "lb"
+
+/// The runs of dead processes, as [`Backups::settle_interrupted`] left them.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// Their dumps were complete: now recorded as succeeded.
+    pub recovered: Vec<String>,
+    /// Marked failed, their leftovers deleted.
+    pub failed: Vec<String>,
+}
 
 /// Why an interrupted run failed.
 const INTERRUPTED: &str = "interrupted: the process running it stopped before it finished";
@@ -244,7 +254,32 @@ impl Backups {
         let key = key_for(kind, at);
         let (lease, id) = Lease::take(&self.database, kind, self.storage.name(), &key).await?;
         progress(&format!("dumping to {} …", self.storage.location(&key)));
-        match self.dump(&key).await {
+        let dumped = match self.dump(&key).await {
+            Ok((bytes, sha256, tables)) => {
+                let manifest = Manifest {
+                    key: key.clone(),
+                    kind: kind.as_str().to_owned(),
+                    bytes,
+                    sha256: sha256.clone(),
+                    made_at: at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    lectern: env!("CARGO_PKG_VERSION").to_owned(),
+                    row_counts: tables.counts.clone(),
+                    checksums: tables.checksums.clone(),
+                };
+                match self.write_manifest(&manifest).await {
+                    Ok(()) => Ok((bytes, sha256, tables)),
+                    Err(e) => {
+                        // An object without its manifest is not a good backup.
+                        let _ = self.delete_object(&key).await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match dumped {
             Ok((bytes, sha256, tables)) => {
                 let rows = tables.counts.values().sum();
                 lease
@@ -284,31 +319,66 @@ impl Backups {
         }
     }
 
-    /// Marks failed the `running` rows whose process is gone (nobody holds
-    /// their lease), and deletes whatever their upload left; answers their keys.
-    pub async fn fail_interrupted(&self) -> Result<Vec<String>, BackupError> {
+    /// Settles the `running` rows whose process is gone (nobody holds their
+    /// lease). One whose manifest is stored had finished storing its dump:
+    /// it is recorded as succeeded from the manifest (the process died just
+    /// before recording it, or this database was restored from a dump taken
+    /// while it ran). Any other is marked failed, and whatever its upload
+    /// left is deleted.
+    pub async fn settle_interrupted(&self) -> Result<Settled, BackupError> {
         let client = self.pool.get().await.map_err(StoreError::from)?;
-        let keys: Vec<String> = client
+        let stale: Vec<String> = client
             .query(
                 &format!(
-                    "UPDATE backups b SET status = 'failed', finished_at = now(), error = $1 \
+                    "SELECT key FROM backups b \
                      WHERE status = 'running' AND NOT EXISTS ( \
                          SELECT 1 FROM pg_locks l \
                          WHERE l.locktype = 'advisory' AND l.classid = {LEASE_CLASS} \
                            AND l.objid = b.id::int4::oid AND l.objsubid = 2 \
-                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
-                     RETURNING key"
+                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
                 ),
-                &[&INTERRUPTED],
+                &[],
             )
             .await?
             .iter()
             .map(|row| row.get(0))
             .collect();
-        for key in &keys {
-            self.delete_object(key).await?;
+        let mut settled = Settled::default();
+        for key in stale {
+            // Several nodes may settle the same row: each update is conditional.
+            match self.read_manifest(&key).await {
+                Ok(manifest) => {
+                    client
+                        .execute(
+                            "UPDATE backups SET status = 'succeeded', finished_at = now(), error = NULL, \
+                             bytes = $2, sha256 = $3, row_counts = $4, checksums = $5 \
+                             WHERE key = $1 AND status = 'running'",
+                            &[
+                                &key,
+                                &(manifest.bytes as i64),
+                                &manifest.sha256,
+                                &serde_json::json!(manifest.row_counts),
+                                &serde_json::json!(manifest.checksums),
+                            ],
+                        )
+                        .await?;
+                    settled.recovered.push(key);
+                }
+                Err(BackupError::Missing { .. }) => {
+                    client
+                        .execute(
+                            "UPDATE backups SET status = 'failed', finished_at = now(), error = $2 \
+                             WHERE key = $1 AND status = 'running'",
+                            &[&key, &INTERRUPTED],
+                        )
+                        .await?;
+                    self.delete_object(&key).await?;
+                    settled.failed.push(key);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(keys)
+        Ok(settled)
     }
 
     /// Deletes the backups of `kind` beyond the newest `keep` good ones
@@ -341,11 +411,67 @@ impl Backups {
         Ok(deleted)
     }
 
+    /// Deletes a backup's object and its manifest.
     async fn delete_object(&self, key: &str) -> Result<(), BackupError> {
         let (storage, key) = (Arc::clone(&self.storage), key.to_owned());
-        tokio::task::spawn_blocking(move || storage.delete(&key))
+        tokio::task::spawn_blocking(move || {
+            storage.delete(&key)?;
+            storage.delete(&manifest_key(&key))
+        })
+        .await
+        .map_err(|e| BackupError::Dump(format!("the deleting thread failed: {e}")))?
+    }
+
+    async fn write_manifest(&self, manifest: &Manifest) -> Result<(), BackupError> {
+        let storage = Arc::clone(&self.storage);
+        let key = manifest_key(&manifest.key);
+        let text = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| BackupError::Storage(format!("cannot write the manifest {key}: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let mut upload = storage.create(&key)?;
+            upload
+                .write_all(&text)
+                .map_err(|e| BackupError::Storage(format!("cannot write the manifest {key}: {e}")))?;
+            upload.commit()
+        })
+        .await
+        .map_err(|e| BackupError::Storage(format!("the manifest thread failed: {e}")))?
+    }
+
+    /// The manifest stored beside `key`'s object.
+    async fn read_manifest(&self, key: &str) -> Result<Manifest, BackupError> {
+        let storage = Arc::clone(&self.storage);
+        let name = manifest_key(key);
+        let manifest: Manifest = tokio::task::spawn_blocking(move || {
+            let fetched = storage.fetch(&name)?;
+            let text = std::fs::read(fetched.path()).map_err(io_error(fetched.path()))?;
+            serde_json::from_slice(&text)
+                .map_err(|e| BackupError::Restore(format!("the manifest {name} is unreadable: {e}")))
+        })
+        .await
+        .map_err(|e| BackupError::Restore(format!("the manifest thread failed: {e}")))??;
+        if manifest.key != key {
+            return Err(BackupError::Restore(format!(
+                "the manifest of {key} describes {}",
+                manifest.key
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// The newest backup in the storage that has a manifest.
+    async fn latest_in_storage(&self) -> Result<Option<String>, BackupError> {
+        let storage = Arc::clone(&self.storage);
+        let keys = tokio::task::spawn_blocking(move || storage.list())
             .await
-            .map_err(|e| BackupError::Dump(format!("the deleting thread failed: {e}")))?
+            .map_err(|e| BackupError::Restore(format!("the listing thread failed: {e}")))??;
+        let manifests: std::collections::BTreeSet<&String> = keys.iter().collect();
+        // Keys are kind/time.dump: the newest is the latest time, whatever the kind.
+        Ok(keys
+            .iter()
+            .filter(|key| key.ends_with(".dump") && manifests.contains(&manifest_key(key)))
+            .max_by_key(|key| key.rsplit('/').next().unwrap_or_default().to_owned())
+            .cloned())
     }
 
     /// pg_dump in a snapshot whose row counts and checksums are taken
@@ -378,7 +504,7 @@ impl Backups {
     /// is recorded on the row; the scratch database is always dropped.
     pub async fn verify(&self, key: &str, progress: &dyn Fn(&str)) -> Result<Verified, BackupError> {
         let started = Instant::now();
-        let row = self.succeeded(&Which::Key(key.to_owned())).await?;
+        let row = self.succeeded(&Which::Key(key.to_owned()), progress).await?;
         progress(&format!("checking the sha256 of {key} …"));
         let outcome = match self.check_object(&row).await {
             Ok(fetched) => {
@@ -463,7 +589,7 @@ impl Backups {
         progress: &dyn Fn(&str),
     ) -> Result<Restored, BackupError> {
         let started = Instant::now();
-        let row = self.succeeded(which).await?;
+        let row = self.succeeded(which, progress).await?;
         let database = into.get_dbname().unwrap_or_default().to_owned();
         let (client, connection) = into.connect(NoTls).await?;
         let connection = tokio::spawn(connection);
@@ -517,7 +643,39 @@ impl Backups {
             .collect())
     }
 
-    async fn succeeded(&self, which: &Which) -> Result<Recorded, BackupError> {
+    /// A succeeded backup as this database recorded it, or, when it has no
+    /// row for it (the database that made it is gone), as its manifest in
+    /// the storage describes it.
+    async fn succeeded(&self, which: &Which, progress: &dyn Fn(&str)) -> Result<Recorded, BackupError> {
+        let unrecorded = match self.recorded(which).await {
+            Err(e @ (BackupError::Unknown(_) | BackupError::NoneSucceeded)) => e,
+            recorded => return recorded,
+        };
+        let key = match which {
+            Which::Key(key) => key.clone(),
+            Which::Latest => match self.latest_in_storage().await? {
+                Some(key) => key,
+                None => return Err(unrecorded),
+            },
+        };
+        progress(&format!(
+            "this database has no record of {key}: reading its manifest from {} …",
+            self.storage.location(&manifest_key(&key))
+        ));
+        let manifest = match self.read_manifest(&key).await {
+            Err(BackupError::Missing { .. }) => return Err(unrecorded),
+            manifest => manifest?,
+        };
+        Ok(Recorded {
+            key: manifest.key,
+            bytes: manifest.bytes,
+            sha256: manifest.sha256,
+            counts: manifest.row_counts,
+            checksums: Some(manifest.checksums),
+        })
+    }
+
+    async fn recorded(&self, which: &Which) -> Result<Recorded, BackupError> {
         let client = self.pool.get().await.map_err(StoreError::from)?;
         let row = match which {
             Which::Key(key) => client
@@ -590,6 +748,27 @@ struct Recorded {
     counts: BTreeMap<String, i64>,
     /// None for a backup made before checksums were taken.
     checksums: Option<BTreeMap<String, String>>,
+}
+
+/// What a backup holds, stored beside its object as `KEY.json`: enough to
+/// check and restore it when the database that recorded it is gone.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Manifest {
+    key: String,
+    kind: String,
+    bytes: u64,
+    sha256: String,
+    /// When the backup was due (RFC 3339).
+    made_at: String,
+    /// The version of Lectern that made it.
+    lectern: String,
+    row_counts: BTreeMap<String, i64>,
+    checksums: BTreeMap<String, String>,
+}
+
+/// The key of `key`'s manifest.
+fn manifest_key(key: &str) -> String {
+    format!("{key}.json")
 }
 
 /// A run's lease: the connection that wrote its row and holds its advisory

@@ -161,7 +161,11 @@ async fn backup_now_stores_a_dump_that_lists_verifies_and_restores_every_row() {
         fields["verified"].contains("every row count and checksum matches"),
         "{fields:?}"
     );
-    assert_eq!(files_under(&site.data.path().join("backups")), [object]);
+    // The dump, and beside it its manifest; nothing else (no partial file).
+    let mut stored = files_under(&site.data.path().join("backups"));
+    stored.sort();
+    let manifest = PathBuf::from(format!("{}.json", object.display()));
+    assert_eq!(stored, [object, manifest]);
     let row = client(&site.database)
         .await
         .query_one(
@@ -224,6 +228,53 @@ pub async fn restores_every_row(site: &Site, key: &str, before: BTreeMap<String,
     let mut expected = before;
     expected.remove("backups");
     assert_eq!(after, expected, "every other table, row for row");
+}
+
+/// The machine is lost: a new one, with a new database of its own and the
+/// same storage, restores from the storage alone (each object's manifest).
+#[actix_rt::test]
+async fn a_new_database_restores_a_backup_from_the_storage_alone() {
+    let site = Site::demo().await;
+    let before = fingerprints(&site.database).await;
+    let (key, _) = site.backup_now();
+    let manifest = site.object(&format!("{key}.json"));
+    let described: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!(described["key"], key.as_str());
+    assert_eq!(described["sha256"], sha256_of(&site.object(&key)).as_str());
+
+    let shared = site.data.path().join("backups").display().to_string();
+    let new_machine = Site {
+        data: tempfile::tempdir().unwrap(),
+        database: fresh_database().await,
+        env: vec![("LECTERN__BACKUP__DIR".to_owned(), shared)],
+    };
+    let list = new_machine.run(&["backup", "list"]);
+    assert!(
+        stdout(&list).contains("No backups yet"),
+        "its own database has no rows"
+    );
+    restores_every_row(&new_machine, &key, before).await;
+
+    let target = empty_database().await;
+    let into = conninfo(&target);
+    let latest = new_machine.run(&["backup", "restore", "--latest", "--into", &into]);
+    assert!(latest.status.success(), "{}", stderr(&latest));
+    assert!(stdout(&latest).contains(&key), "{}", stdout(&latest));
+    assert!(
+        stderr(&latest).contains("reading its manifest"),
+        "{}",
+        stderr(&latest)
+    );
+
+    // Without its manifest, an object is not restored on trust.
+    std::fs::remove_file(&manifest).unwrap();
+    let unknown = new_machine.restore_into(&key, &empty_database().await, false);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains(&format!("no backup named {key}")),
+        "{}",
+        stderr(&unknown)
+    );
 }
 
 #[actix_rt::test]

@@ -147,7 +147,10 @@ async fn a_backup_of_several_parts_goes_to_the_bucket_and_restores_every_row_of_
         fields["verified"].contains("every row count and checksum matches"),
         "{fields:?}"
     );
-    assert_eq!(objects(&s3, BUCKET).await, [(object.clone(), bytes)]);
+    let stored = objects(&s3, BUCKET).await;
+    assert_eq!(stored.len(), 2, "the dump and its manifest: {stored:?}");
+    assert_eq!(stored[0], (object.clone(), bytes));
+    assert_eq!(stored[1].0, format!("{object}.json"));
     assert_eq!(multipart_uploads(&s3, BUCKET).await, Vec::<String>::new());
     let head = s3.head_object().bucket(BUCKET).key(&object).send().await.unwrap();
     assert_eq!(head.content_length(), Some(bytes));
@@ -172,7 +175,15 @@ async fn a_backup_of_several_parts_goes_to_the_bucket_and_restores_every_row_of_
     assert_eq!(row.get::<_, i64>(2), bytes);
     assert_eq!(row.get::<_, &str>(3), fields["sha256"]);
 
-    restores_every_row(&site, &key, before).await;
+    restores_every_row(&site, &key, before.clone()).await;
+    // A new machine with a new database and the same bucket restores from
+    // the bucket alone: the newest backup, through its manifest.
+    let new_machine = Site {
+        data: tempfile::tempdir().unwrap(),
+        database: crate::helpers::fresh_database().await,
+        env: site.env.clone(),
+    };
+    restores_every_row(&new_machine, &key, before).await;
     let spool = site.data.path().join("backups");
     assert!(
         !spool.exists() || files_under(&spool).is_empty(),

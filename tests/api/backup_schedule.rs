@@ -152,12 +152,13 @@ async fn two_nodes_run_each_scheduled_backup_once_verify_it_and_keep_the_newest_
         .collect();
     let stored: BTreeSet<String> = objects(shared.path())
         .into_iter()
-        .filter(|o| !o.ends_with(".partial") && !running.contains(o))
+        .filter(|o| !o.ends_with(".partial") && !running.contains(&o.trim_end_matches(".json").to_owned()))
         .collect();
+    // Each succeeded backup: its dump and its manifest.
     let listed: BTreeSet<String> = rows
         .iter()
         .filter(|(_, status, ..)| status == "succeeded")
-        .map(|(key, ..)| key.clone())
+        .flat_map(|(key, ..)| [key.clone(), format!("{key}.json")])
         .collect();
     assert_eq!(
         stored, listed,
@@ -169,7 +170,7 @@ async fn two_nodes_run_each_scheduled_backup_once_verify_it_and_keep_the_newest_
         "the oldest backup {oldest_made} was kept: {rows:?}"
     );
     // A run cut short by the stop may follow the two kept ones, no more.
-    assert!(listed.len() <= 3, "retention kept {listed:?}");
+    assert!(listed.len() <= 2 * 3, "retention kept {listed:?}");
     let alerts: i64 = client(&database)
         .await
         .query_one(
@@ -389,4 +390,40 @@ async fn a_run_killed_half_way_is_marked_failed_its_partial_file_removed_and_ale
         },
     )
     .await;
+}
+
+/// A dump holds its own backup's row as `running` (it was taken while the
+/// run ran). A database restored from it must keep that backup, its object
+/// and its manifest, when Lectern starts on it: the object is whole (its
+/// manifest says so), so the row is recorded as succeeded, not failed.
+#[actix_rt::test]
+async fn a_database_restored_from_a_backup_keeps_that_backup_when_lectern_starts_on_it() {
+    let site = crate::backup::Site::demo().await;
+    let (key, _) = site.backup_now();
+    let backups = site.data.path().join("backups");
+    let restored = crate::helpers::empty_database().await;
+    let output = site.restore_into(&key, &restored, false);
+    assert!(output.status.success());
+    let row = rows(&restored).await.into_iter().find(|r| r.0 == key).unwrap();
+    assert_eq!(row.1, "running", "as the dump saw it");
+
+    let shared = backups.display().to_string();
+    let _lectern = LecternProcess::start_with_env(
+        Arc::new(tempfile::tempdir().unwrap()),
+        Some(&restored),
+        &[("LECTERN__BACKUP__DIR", shared.as_str())],
+    );
+    let row = wait_for(Duration::from_secs(30), "the restored row settled", || async {
+        rows(&restored)
+            .await
+            .into_iter()
+            .find(|r| r.0 == key && r.1 != "running")
+    })
+    .await;
+    assert_eq!(row.1, "succeeded", "{row:?}");
+    let stored = objects(&backups);
+    assert!(
+        stored.contains(&key) && stored.contains(&format!("{key}.json")),
+        "the backup it was restored from is gone: {stored:?}"
+    );
 }

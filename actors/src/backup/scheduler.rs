@@ -268,11 +268,16 @@ impl Run {
         }
     }
 
-    /// Marks failed the runs of processes that died, and tells the operator.
+    /// Settles the runs of processes that died, and tells the operator of
+    /// those that failed.
     async fn tidy(&self) {
-        match self.backups.fail_interrupted().await {
-            Ok(keys) => {
-                for key in keys {
+        match self.backups.settle_interrupted().await {
+            Ok(settled) => {
+                for key in settled.recovered {
+                    info!(self.log, "an interrupted backup had been stored whole: recorded as succeeded";
+                        "key" => key);
+                }
+                for key in settled.failed {
                     self.failed(&key, super::INTERRUPTED).await;
                 }
             }

@@ -27,6 +27,8 @@ pub trait Storage: Send + Sync {
     /// Removes the object of `key` and whatever an unfinished upload of it
     /// left; one already gone is not an error.
     fn delete(&self, key: &str) -> Result<(), BackupError>;
+    /// The keys of every committed object, sorted.
+    fn list(&self) -> Result<Vec<String>, BackupError>;
 }
 
 /// An object being written.
@@ -149,6 +151,34 @@ impl Storage for DirStorage {
         }
         Ok(())
     }
+
+    fn list(&self) -> Result<Vec<String>, BackupError> {
+        let mut keys = Vec::new();
+        let mut folders = vec![self.root.clone()];
+        while let Some(folder) = folders.pop() {
+            let entries = match fs::read_dir(&folder) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                entries => entries.map_err(io_error(&folder))?,
+            };
+            for entry in entries {
+                let path = entry.map_err(io_error(&folder))?.path();
+                // Dot files are uploads under way and fetched copies.
+                let hidden = path
+                    .file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with('.'));
+                if hidden {
+                    continue;
+                }
+                if path.is_dir() {
+                    folders.push(path);
+                } else if let Ok(key) = path.strip_prefix(&self.root) {
+                    keys.push(key.to_string_lossy().into_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }
 
 /// Where the object at `path` is written until it is committed.
@@ -236,6 +266,27 @@ mod tests {
         drop(upload);
         let left: Vec<_> = fs::read_dir(dir.path().join("daily")).expect("dir").collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn listing_shows_committed_objects_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = DirStorage::new(dir.path().join("backups"));
+        assert!(storage
+            .list()
+            .expect("an absent directory lists nothing")
+            .is_empty());
+        for key in ["weekly/b.dump", "daily/a.dump", "daily/a.dump.json"] {
+            let mut upload = storage.create(key).expect("create");
+            upload.write_all(b"x").expect("write");
+            upload.commit().expect("commit");
+        }
+        let mut unfinished = storage.create("daily/c.dump").expect("create");
+        unfinished.write_all(b"half").expect("write");
+        assert_eq!(
+            storage.list().expect("list"),
+            ["daily/a.dump", "daily/a.dump.json", "weekly/b.dump"]
+        );
     }
 
     #[test]

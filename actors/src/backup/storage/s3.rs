@@ -293,6 +293,35 @@ impl Storage for S3Storage {
         Ok(Fetched::temporary(path))
     }
 
+    fn list(&self) -> Result<Vec<String>, BackupError> {
+        let inner = self.inner.clone();
+        self.inner.worker.run(async move {
+            let prefix = match inner.prefix.as_str() {
+                "" => String::new(),
+                prefix => format!("{prefix}/"),
+            };
+            let mut keys = Vec::new();
+            let mut pages = inner
+                .client
+                .list_objects_v2()
+                .bucket(&inner.bucket)
+                .prefix(&prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| inner.failure("ListObjectsV2", &prefix, e))?;
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|object| object.key()?.strip_prefix(&prefix))
+                        .map(str::to_owned),
+                );
+            }
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
     fn delete(&self, key: &str) -> Result<(), BackupError> {
         let object = self.inner.object(key)?;
         let inner = self.inner.clone();
