@@ -33,6 +33,9 @@ const PROFILE_TOMLS: [(Environment, &str); 3] = [
 pub const DEFAULT_CONFIG_DIR: &str = "config";
 const ENV_PREFIX: &str = "LECTERN__";
 
+/// The longest `server.drain_secs`: a drain delays every stop.
+const MAX_DRAIN_SECS: u64 = 10;
+
 /// Which `config/NAME.toml` is layered over the defaults (`LECTERN_ENV`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,6 +108,9 @@ pub struct ServerSettings {
     pub workers: usize,
     pub max_body_bytes: usize,
     pub keep_alive_secs: u64,
+    /// On SIGTERM, how long every response closes its connection before the
+    /// server stops accepting (see `startup::Shutdown`); 0: no drain.
+    pub drain_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub hsts_max_age_secs: u64,
     /// Header the trusted proxy puts the client's address in; empty: the peer address.
@@ -551,6 +557,14 @@ impl Settings {
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.server.drain_secs > MAX_DRAIN_SECS {
+            return fail(
+                "server.drain_secs",
+                &format!(
+                    "must be at most {MAX_DRAIN_SECS}: it adds to every stop, which systemd's TimeoutStopSec bounds"
+                ),
+            );
         }
         if self.server.shutdown_timeout_secs > 3600 {
             return fail("server.shutdown_timeout_secs", "must be at most 3600");
@@ -1052,6 +1066,7 @@ mod tests {
             assert_eq!(settings.database.pool_size, 6, "variables over files");
             assert_eq!(settings.server.hsts_max_age_secs, 31_536_000, "built-in profile");
             assert_eq!(settings.server.shutdown_timeout_secs, 30, "default kept");
+            assert_eq!(settings.server.drain_secs, 1, "default kept");
             let url = settings.database.url.expect("DATABASE_URL is honoured");
             assert_eq!(url.config().get_dbname(), Some("lectern"));
             Ok(())
@@ -1202,6 +1217,16 @@ mod tests {
             assert_eq!(error.message, "must be at least 1");
 
             jail.set_env("LECTERN__SUPERVISOR__MAX_RESTARTS", "5");
+            jail.set_env("LECTERN__SERVER__DRAIN_SECS", "11");
+            let error = load(jail).expect_err("refused");
+            assert_eq!(error.key, "server.drain_secs");
+            assert!(
+                error.message.starts_with("must be at most 10"),
+                "{}",
+                error.message
+            );
+
+            jail.set_env("LECTERN__SERVER__DRAIN_SECS", "0");
             jail.set_env("LECTERN__PRICING__COUNTRY_HEADER", "CF IPCountry");
             let error = load(jail).expect_err("refused");
             assert_eq!(error.key, "pricing.country_header");

@@ -28,7 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::commands::{self, import_demo};
 use crate::config::{MailBackend, Settings};
 use crate::http::accounts::SiteLinks;
-use crate::http::middleware::{around_request, RequestContext};
+use crate::http::middleware::{around_request, Draining, RequestContext};
 use crate::http::{self, AppState};
 use crate::telemetry::{self, AccessLog, LogReopener};
 
@@ -47,7 +47,7 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(600);
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// On SIGTERM, how long the accept thread has to stop accepting before the
-/// workers are told to stop (see `spawn_signal_handlers`).
+/// workers are told to stop (see `Shutdown::graceful`).
 const ACCEPT_SETTLE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +106,8 @@ pub struct Application {
     address: std::net::SocketAddr,
     socket: SocketSource,
     server: actix_web::dev::Server,
+    draining: Draining,
+    drain: Duration,
     actors: Arc<RootSupervisor>,
     log: Logger,
 }
@@ -206,7 +208,9 @@ impl Application {
             actors: Arc::clone(&actors),
             log: log.clone(),
         };
-        let server = http_server(state, listener, access)?;
+        let drain = Duration::from_secs(state.settings.server.drain_secs);
+        let draining = Draining::default();
+        let server = http_server(state, listener, access, draining.clone())?;
         actors.record(Event::new(
             "server.started",
             None,
@@ -216,6 +220,8 @@ impl Application {
             address,
             socket,
             server,
+            draining,
+            drain,
             actors,
             log,
         })
@@ -246,6 +252,16 @@ impl Application {
         self.server.handle()
     }
 
+    /// How the signal handlers stop the server: with a drain first, on SIGTERM.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown {
+            server: self.server.handle(),
+            draining: self.draining.clone(),
+            drain: self.drain,
+            log: self.log.clone(),
+        }
+    }
+
     /// Serves until the server is stopped or the supervision tree escalates;
     /// then writes out the EventLog and stops the actors.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
@@ -261,6 +277,55 @@ impl Application {
         self.actors.shutdown().await;
         info!(self.log, "stopped");
         outcome
+    }
+}
+
+/// Stops the HTTP server: gracefully, as SIGTERM does, or at once.
+#[derive(Clone)]
+pub struct Shutdown {
+    server: actix_web::dev::ServerHandle,
+    draining: Draining,
+    drain: Duration,
+    log: Logger,
+}
+
+impl Shutdown {
+    /// SIGTERM's stop, in three steps.
+    ///
+    /// 1. The drain (`server.drain_secs`): Lectern goes on accepting and
+    ///    serving, but every response closes its connection (see
+    ///    `Draining`). actix-http's graceful stop closes idle keep-alive
+    ///    connections at once, and a request a client sends on one just
+    ///    then fails; so first each busy keep-alive connection gets one
+    ///    answer with `Connection: close` and its client sends its next
+    ///    request on a new connection. Idle ones that send nothing during
+    ///    the drain are closed at the stop all the same.
+    /// 2. Stop accepting, and wait `ACCEPT_SETTLE`: actix-server drops the
+    ///    connections its accept thread has handed to a worker that has
+    ///    not started them yet when the workers are told to stop, so the
+    ///    accept thread must have stopped and the workers started what it
+    ///    accepted (a client must not see a connection accepted and closed
+    ///    unanswered). What is not accepted waits in the socket's backlog,
+    ///    for the next Lectern on a socket systemd holds.
+    /// 3. Stop the workers gracefully: requests in flight finish, within
+    ///    `server.shutdown_timeout_secs`.
+    pub async fn graceful(&self) {
+        // Set before the line is logged: once it is out, responses close.
+        if !self.drain.is_zero() {
+            self.draining.start();
+        }
+        info!(self.log, "stopping"; "graceful" => true, "drain_secs" => self.drain.as_secs());
+        actix_rt::time::sleep(self.drain).await;
+        self.server.pause().await;
+        actix_rt::time::sleep(ACCEPT_SETTLE).await;
+        self.server.stop(true).await
+    }
+
+    /// Ctrl-C's stop, or a second signal's: no drain, and requests in
+    /// flight are dropped.
+    pub async fn immediate(&self) {
+        info!(self.log, "stopping"; "graceful" => false);
+        self.server.stop(false).await
     }
 }
 
@@ -467,6 +532,7 @@ fn http_server(
     state: AppState,
     listener: std::net::TcpListener,
     access: AccessLog,
+    draining: Draining,
 ) -> Result<actix_web::dev::Server, StartupError> {
     let settings = Arc::clone(&state.settings);
     let request_context = RequestContext::new(
@@ -474,6 +540,7 @@ fn http_server(
         Arc::clone(&state.actors.pages),
         access,
         state.log.clone(),
+        draining,
     );
     let max_body = settings.server.max_body_bytes;
     let state = web::Data::new(state);
@@ -554,7 +621,7 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
         ensure_embedded_database(&embedded).await?;
         let app =
             Application::build_on(inherited, settings, database, log.clone(), telemetry.access_log()).await?;
-        spawn_signal_handlers(app.stopper(), reopener, log.clone());
+        spawn_signal_handlers(app.shutdown(), reopener, log.clone());
         // Tests and scripts read this line to learn the port.
         println!("Lectern listening on http://{}", app.address());
         info!(log, "listening"; "address" => %app.address(), "socket" => app.socket_source().describe());
@@ -616,8 +683,11 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, StartupError> {
 
 /// Installs the handlers before it returns, so that a signal sent once the
 /// "listening" line is out is Lectern's to handle, then waits for them on a
-/// task.
-fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReopener, log: Logger) {
+/// task. SIGTERM stops gracefully (`Shutdown::graceful`: the drain, then
+/// requests in flight finish); SIGINT (Ctrl-C), or any second signal, stops
+/// at once, without the drain: in development nobody waits for it, and a
+/// second signal means "now".
+fn spawn_signal_handlers(shutdown: Shutdown, reopener: LogReopener, log: Logger) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -640,23 +710,13 @@ fn spawn_signal_handlers(server: actix_web::dev::ServerHandle, reopener: LogReop
             };
             // A second signal while draining stops at once.
             let graceful = graceful && !stopping;
-            info!(log, "stopping"; "graceful" => graceful);
             stopping = true;
-            let server = server.clone();
+            let shutdown = shutdown.clone();
             actix_rt::spawn(async move {
-                if graceful {
-                    // actix-server drops the connections its accept thread
-                    // has handed to a worker that has not started them yet
-                    // when the workers are told to stop. Stop accepting
-                    // first, and give the accept thread a moment to stop and
-                    // the workers to start what it accepted: a client must
-                    // not see a connection accepted and closed unanswered
-                    // (what it has not accepted waits in the socket's
-                    // backlog, for the next Lectern on a socket systemd holds).
-                    server.pause().await;
-                    actix_rt::time::sleep(ACCEPT_SETTLE).await;
+                match graceful {
+                    true => shutdown.graceful().await,
+                    false => shutdown.immediate().await,
                 }
-                server.stop(graceful).await
             });
         }
     });

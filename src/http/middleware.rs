@@ -2,17 +2,19 @@
 //! the client sent a sane one), the page cache's front door (a visitor's GET
 //! for a cached page is answered here, before routing, as a plug reads an
 //! ETS table), the rendering and logging of error pages (see `errors`),
-//! security headers, `X-Cache` on every response, and one access log line,
-//! with the tokens of emailed links masked.
+//! security headers, `X-Cache` on every response, one access log line,
+//! with the tokens of emailed links masked, and, while Lectern drains before
+//! it stops, `Connection: close` (see `Draining`).
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::web::BytesMut;
 use actix_web::{web, HttpMessage, HttpResponse};
@@ -41,6 +43,25 @@ impl RequestId {
     }
 }
 
+/// Whether Lectern is draining before it stops (SIGTERM, `server.drain_secs`):
+/// then every response carries `Connection: close` and its connection is
+/// closed once it is sent, so that a client on a keep-alive connection gets
+/// its answer and opens a new connection for its next request, rather than
+/// sending it on a connection the stop is about to close.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// From now on, every response closes its connection.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// What the middleware needs, built once at start.
 pub struct RequestContext {
     access: AccessLog,
@@ -51,6 +72,7 @@ pub struct RequestContext {
     max_body_bytes: usize,
     id_prefix: String,
     next_id: AtomicU64,
+    draining: Draining,
 }
 
 /// The Content-Security-Policy; `form-action` names the hosts a form may
@@ -70,6 +92,7 @@ impl RequestContext {
         pages: Arc<PageTable>,
         access: AccessLog,
         log: Logger,
+        draining: Draining,
     ) -> Arc<RequestContext> {
         let mut security_headers = vec![
             (
@@ -110,6 +133,7 @@ impl RequestContext {
             max_body_bytes: settings.server.max_body_bytes,
             id_prefix,
             next_id: AtomicU64::new(1),
+            draining,
         })
     }
 
@@ -268,7 +292,8 @@ enum Headers {
     HandlersMaySetThem,
 }
 
-/// Adds the headers every response carries and writes the access log line.
+/// Adds the headers every response carries (and, while draining, closes the
+/// connection after it) and writes the access log line.
 fn finish(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
@@ -285,6 +310,15 @@ fn finish(
         }
     }
     headers.insert(REQUEST_ID, request_id.0.clone());
+    if ctx.draining.is_on() {
+        // actix-http writes `Connection: close` and closes the connection
+        // once the response is sent.
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    let headers = response.headers_mut();
     let cache = if set_by == Headers::Complete {
         "hit"
     } else {

@@ -332,3 +332,109 @@ async fn socket_activation_variables_for_another_process_are_ignored() {
     let answer = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(answer.status(), 200);
 }
+
+/// One HTTP/1.1 response read off `stream` (a body with a Content-Length):
+/// its head, header names lowercased, and its body.
+fn read_response(stream: &mut std::net::TcpStream) -> std::io::Result<(String, Vec<u8>)> {
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed after {:?}", String::from_utf8_lossy(&received)),
+            ));
+        }
+        received.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&received).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse::<usize>().expect("a length"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
+/// Waits up to 10 s for a line of the JSON log whose `msg` is `msg`.
+fn wait_for_log_message(file: &Path, msg: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["msg"] == msg);
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(Instant::now() < deadline, "no {msg:?} line in {}", file.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+const GET_HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+#[actix_rt::test]
+async fn on_sigterm_a_keep_alive_connection_gets_its_answer_with_connection_close() {
+    let database = fresh_database().await;
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let log_file = data_dir.path().join("log/lectern.log");
+    // A drain longer than the default 1 s: this machine may be busy.
+    let drain = Duration::from_secs(3);
+    let mut server = LecternProcess::start_with_env(
+        Arc::clone(&data_dir),
+        Some(&database),
+        &[("LECTERN__SERVER__DRAIN_SECS", "3")],
+    );
+    let address = server.address.strip_prefix("http://").unwrap().to_owned();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    };
+
+    // A keep-alive connection: answered, and kept open.
+    let mut kept = connect();
+    kept.write_all(GET_HEALTHZ).unwrap();
+    let (head, _) = read_response(&mut kept).unwrap();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    // A request in flight: its body is not all sent yet.
+    let mut in_flight = connect();
+    in_flight
+        .write_all(b"POST /webhooks/stripe HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n{}")
+        .unwrap();
+
+    server.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    wait_for_log_message(&log_file, "stopping");
+
+    // The kept connection's next request is answered, and then the server
+    // closes the connection: the client's next request goes on a new one.
+    kept.write_all(GET_HEALTHZ).unwrap();
+    let (head, body) = read_response(&mut kept).expect("answered during the drain");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"ok\n");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    let mut after = Vec::new();
+    assert_eq!(kept.read_to_end(&mut after).expect("closed, not reset"), 0);
+    // A new connection during the drain is served, once.
+    let mut new = connect();
+    new.write_all(GET_HEALTHZ).unwrap();
+    let (head, _) = read_response(&mut new).expect("a new connection is served during the drain");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    assert!(signalled.elapsed() < drain, "all of this within the drain");
+
+    // The request in flight completes after the drain, while the server stops.
+    std::thread::sleep(drain.saturating_sub(signalled.elapsed()) + Duration::from_millis(500));
+    in_flight.write_all(b"  ").unwrap();
+    let (head, body) = read_response(&mut in_flight).expect("the request in flight is answered");
+    // No stripe.webhook_secret here: the event is refused, once read.
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("stripe.webhook_secret"), "{body}");
+    assert_eq!(server.wait_exit(Duration::from_secs(60)), Some(0));
+}
