@@ -616,6 +616,10 @@ pub fn serve(settings: Settings) -> Result<(), StartupError> {
         Activation::None => None,
     };
     let (database, mut embedded) = open_database(&settings, &log)?;
+    // While Lectern serves, a server of its own that dies is started again.
+    if let Some(server) = embedded.as_mut() {
+        server.supervise(log.clone());
+    }
 
     let served = actix_rt::System::new().block_on(async {
         ensure_embedded_database(&embedded).await?;

@@ -153,3 +153,59 @@ async fn started_events_after_stop(root: &std::path::Path) -> i64 {
     server.stop();
     count
 }
+
+/// The embedded PostgreSQL is a supervised child: SIGKILLed, it is started
+/// again, the pools reconnect, and pages that need the database come back
+/// without Lectern being restarted.
+#[actix_rt::test]
+async fn a_killed_embedded_database_is_started_again_and_the_site_recovers() {
+    let data_dir = Arc::new(
+        tempfile::Builder::new()
+            .prefix("lectern-embedded-")
+            .tempdir_in("/tmp")
+            .unwrap(),
+    );
+    let root = data_dir.path().to_owned();
+    let lectern = LecternProcess::start(Arc::clone(&data_dir), None);
+    assert_eq!(ready(&lectern).await["status"], "ready");
+    let postmaster = |root: &std::path::Path| -> i32 {
+        std::fs::read_to_string(root.join("postgres/postmaster.pid"))
+            .ok()
+            .and_then(|pid_file| pid_file.lines().next()?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let first = postmaster(&root);
+    assert!(first > 0);
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+
+    // A page that needs the database (a search is never cached) and the
+    // readiness check come back, on a new server, with the same process.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let search = reqwest::get(lectern.url("/search?q=actor"))
+            .await
+            .unwrap()
+            .status();
+        let readyz = reqwest::get(lectern.url("/readyz")).await.unwrap().status();
+        if search == 200 && readyz == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not back within 60 s: search {search}, readyz {readyz}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let again = postmaster(&root);
+    assert!(again > 0 && again != first, "a new server: {first} then {again}");
+    let log = std::fs::read_to_string(root.join("log/lectern.log")).unwrap();
+    assert!(
+        log.lines().any(
+            |line| line.contains("the embedded PostgreSQL exited: starting it again")
+                && line.contains("\"restarts\":1")
+        ),
+        "{log}"
+    );
+    assert!(log.contains("embedded PostgreSQL started again"), "{log}");
+}

@@ -45,6 +45,7 @@ async fn readyz_is_green_when_database_migrations_and_actors_are() {
             "stripe_worker_1",
             "stripe_worker_2",
             "billing",
+            "backup_scheduler",
         ]
     );
 }

@@ -13,19 +13,25 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, User};
 use sha2::{Digest, Sha256};
+use slog::{error, info, warn, Logger};
 
 /// The superuser that `initdb` creates; trust authentication on the socket.
 pub const SUPERUSER: &str = "lectern";
 const PORT: u16 = 5432;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait before starting a server that died again, doubled after
+/// each failed start up to [`MAX_RESTART_WAIT`].
+const FIRST_RESTART_WAIT: Duration = Duration::from_millis(250);
+const MAX_RESTART_WAIT: Duration = Duration::from_secs(30);
 /// A Unix socket path may hold at most 107 bytes on Linux.
 const MAX_SOCKET_PATH: usize = 100;
 
@@ -64,9 +70,34 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
 pub struct EmbeddedPostgres {
     data_dir: PathBuf,
     socket_dir: PathBuf,
-    pid: Pid,
-    /// Receives the server's exit status (in a mutex only so that the server can be shared).
-    exited: Option<Mutex<mpsc::Receiver<ExitStatus>>>,
+    /// The server's PID (a restarted server has a new one).
+    pid: Arc<AtomicI32>,
+    /// How this process hears that the server exited; `None` for a server
+    /// another Lectern runs, which this one never stops.
+    watch: Option<Watch>,
+}
+
+#[derive(Debug)]
+enum Watch {
+    /// The server's exit status (in a mutex only so that the server can be shared).
+    Exited(Mutex<mpsc::Receiver<ExitStatus>>, Launcher),
+    /// A supervising thread starts the server again when it dies, until
+    /// `stopping`; it says `done` once the server is down for good.
+    Supervised {
+        stopping: Arc<AtomicBool>,
+        done: Mutex<mpsc::Receiver<()>>,
+        restarts: Arc<AtomicU64>,
+    },
+}
+
+/// What it takes to start this data directory's server.
+#[derive(Debug, Clone)]
+struct Launcher {
+    postgres: PathBuf,
+    user: Option<User>,
+    data_dir: PathBuf,
+    socket_dir: PathBuf,
+    log_file: PathBuf,
 }
 
 struct Binaries {
@@ -146,85 +177,98 @@ impl EmbeddedPostgres {
             return Ok(EmbeddedPostgres {
                 data_dir,
                 socket_dir,
-                pid,
-                exited: None,
+                pid: Arc::new(AtomicI32::new(pid.as_raw())),
+                watch: None,
             });
         }
-        clear_stale_lock_files(&data_dir, &socket_dir);
-
-        if let Some(parent) = log_file.parent() {
-            fs::create_dir_all(parent).map_err(io_error(parent))?;
-        }
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(log_file)
-            .map_err(io_error(log_file))?;
-        let log_err = log.try_clone().map_err(io_error(log_file))?;
-
-        let mut command = Command::new(&binaries.postgres);
-        command
-            .arg("-D")
-            .arg(&data_dir)
-            .arg("-p")
-            .arg(PORT.to_string())
-            .args(["-c", "listen_addresses="])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", socket_dir.display()))
-            .args(["-c", "unix_socket_permissions=0770"])
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0);
-        as_server_user(&mut command, &user);
-        die_with_parent(&mut command);
-
-        let (pid, exited) = spawn_watched(command)?;
-        let mut server = EmbeddedPostgres {
+        let launcher = Launcher {
+            postgres: binaries.postgres,
+            user,
+            data_dir: data_dir.clone(),
+            socket_dir: socket_dir.clone(),
+            log_file: log_file.to_owned(),
+        };
+        let pid = Arc::new(AtomicI32::new(0));
+        let exited = launcher.launch(&pid)?;
+        Ok(EmbeddedPostgres {
             data_dir,
             socket_dir,
             pid,
-            exited: Some(Mutex::new(exited)),
-        };
-        if let Err(e) = server.wait_until_ready(log_file) {
-            server.stop();
-            return Err(e);
-        }
-        Ok(server)
+            watch: Some(Watch::Exited(Mutex::new(exited), launcher)),
+        })
     }
 
-    fn wait_until_ready(&mut self, log_file: &Path) -> Result<(), EmbeddedError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let pid_file = self.data_dir.join("postmaster.pid");
-        loop {
-            if let Some(exited) = &self.exited {
-                let status = exited.lock().unwrap_or_else(PoisonError::into_inner).try_recv();
-                if let Ok(status) = status {
-                    self.exited = None;
-                    return Err(EmbeddedError::Start(format!(
-                        "the server exited ({status}); its log {} ends with: {}",
-                        log_file.display(),
-                        tail(log_file, 600)
-                    )));
+    /// From now on, a server that dies is started again, after a wait that
+    /// doubles with each failed start (from 0.25 s to 30 s), and each
+    /// restart is logged; the connection pools reconnect by themselves. For
+    /// `lectern serve`; one-off commands do without.
+    pub fn supervise(&mut self, log: Logger) {
+        let Some(Watch::Exited(exited, launcher)) = self.watch.take() else {
+            return;
+        };
+        let mut exited = exited.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let restarts = Arc::new(AtomicU64::new(0));
+        let (done_tx, done) = mpsc::channel();
+        let (pid, stop, count) = (
+            Arc::clone(&self.pid),
+            Arc::clone(&stopping),
+            Arc::clone(&restarts),
+        );
+        let thread_log = log.clone();
+        let supervisor = thread::Builder::new()
+            .name("postgres-supervisor".into())
+            .spawn(move || {
+                let log = thread_log;
+                loop {
+                    let status = exited.recv().ok();
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let restarts = count.fetch_add(1, Ordering::Relaxed) + 1;
+                    warn!(log, "the embedded PostgreSQL exited: starting it again";
+                        "status" => status.map(|s| s.to_string()).unwrap_or_default(), "restarts" => restarts);
+                    let mut wait = FIRST_RESTART_WAIT;
+                    loop {
+                        thread::sleep(wait);
+                        if stop.load(Ordering::Acquire) {
+                            let _ = done_tx.send(());
+                            return;
+                        }
+                        match launcher.launch(&pid) {
+                            Ok(again) => {
+                                info!(log, "embedded PostgreSQL started again";
+                                    "pid" => pid.load(Ordering::Relaxed), "restarts" => restarts);
+                                exited = again;
+                                break;
+                            }
+                            Err(e) => {
+                                error!(log, "the embedded PostgreSQL did not start again";
+                                    "error" => %e, "next_try_in_ms" => (wait * 2).min(MAX_RESTART_WAIT).as_millis() as u64);
+                                wait = (wait * 2).min(MAX_RESTART_WAIT);
+                            }
+                        }
+                    }
                 }
+                let _ = done_tx.send(());
+            });
+        match supervisor {
+            Ok(_) => {
+                self.watch = Some(Watch::Supervised {
+                    stopping,
+                    done: Mutex::new(done),
+                    restarts,
+                })
             }
-            // postmaster.pid's eighth line says "ready" once connections are accepted.
-            let ready = fs::read_to_string(&pid_file)
-                .map(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
-                .unwrap_or(false);
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(EmbeddedError::Start(format!(
-                    "not ready after {} s; see {}",
-                    READY_TIMEOUT.as_secs(),
-                    log_file.display()
-                )));
-            }
-            thread::sleep(Duration::from_millis(25));
+            Err(e) => error!(log, "cannot supervise the embedded PostgreSQL"; "error" => %e),
+        }
+    }
+
+    /// How often a supervised server was started again.
+    pub fn restarts(&self) -> u64 {
+        match &self.watch {
+            Some(Watch::Supervised { restarts, .. }) => restarts.load(Ordering::Relaxed),
+            _ => 0,
         }
     }
 
@@ -245,29 +289,43 @@ impl EmbeddedPostgres {
     }
 
     pub fn pid(&self) -> u32 {
-        self.pid.as_raw().unsigned_abs()
+        self.pid.load(Ordering::Relaxed).unsigned_abs()
     }
 
     /// Whether this process started the server (and so stops it), rather
     /// than attaching to one another Lectern runs.
     pub fn is_owned(&self) -> bool {
-        self.exited.is_some()
+        self.watch.is_some()
     }
 
     /// Fast shutdown (clients disconnected, no recovery on next start), then
     /// immediate shutdown if that takes too long. A server this process only
     /// attached to is left running.
     pub fn stop(&mut self) {
-        let Some(exited) = self.exited.take() else {
-            return;
-        };
-        let exited = exited.into_inner().unwrap_or_else(PoisonError::into_inner);
-        for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL] {
-            if kill(self.pid, signal).is_err() {
-                return;
+        let signals = [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL];
+        match self.watch.take() {
+            None => {}
+            Some(Watch::Exited(exited, _)) => {
+                let exited = exited.into_inner().unwrap_or_else(PoisonError::into_inner);
+                for signal in signals {
+                    if kill(Pid::from_raw(self.pid.load(Ordering::Acquire)), signal).is_err() {
+                        return;
+                    }
+                    if exited.recv_timeout(STOP_TIMEOUT).is_ok() {
+                        return;
+                    }
+                }
             }
-            if exited.recv_timeout(STOP_TIMEOUT).is_ok() {
-                return;
+            Some(Watch::Supervised { stopping, done, .. }) => {
+                stopping.store(true, Ordering::Release);
+                let done = done.into_inner().unwrap_or_else(PoisonError::into_inner);
+                for signal in signals {
+                    // The PID is read each time: a restart may have changed it.
+                    let _ = kill(Pid::from_raw(self.pid.load(Ordering::Acquire)), signal);
+                    if done.recv_timeout(STOP_TIMEOUT).is_ok() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -276,6 +334,85 @@ impl EmbeddedPostgres {
 impl Drop for EmbeddedPostgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+impl Launcher {
+    /// Starts the server (its PID goes to `pid` at once, for a stop that
+    /// comes meanwhile) and waits until it accepts connections; answers how
+    /// this process will hear that it exited.
+    fn launch(&self, pid: &AtomicI32) -> Result<mpsc::Receiver<ExitStatus>, EmbeddedError> {
+        clear_stale_lock_files(&self.data_dir, &self.socket_dir);
+        if let Some(parent) = self.log_file.parent() {
+            fs::create_dir_all(parent).map_err(io_error(parent))?;
+        }
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.log_file)
+            .map_err(io_error(&self.log_file))?;
+        let log_err = log.try_clone().map_err(io_error(&self.log_file))?;
+
+        let mut command = Command::new(&self.postgres);
+        command
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(PORT.to_string())
+            .args(["-c", "listen_addresses="])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.socket_dir.display()))
+            .args(["-c", "unix_socket_permissions=0770"])
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        as_server_user(&mut command, &self.user);
+        die_with_parent(&mut command);
+
+        let (spawned, exited) = spawn_watched(command)?;
+        pid.store(spawned.as_raw(), Ordering::Release);
+        if let Err(e) = self.wait_until_ready(&exited) {
+            // Not ready: stop it, as `stop` would.
+            for signal in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGKILL] {
+                if kill(spawned, signal).is_err() || exited.recv_timeout(STOP_TIMEOUT).is_ok() {
+                    break;
+                }
+            }
+            return Err(e);
+        }
+        Ok(exited)
+    }
+
+    fn wait_until_ready(&self, exited: &mpsc::Receiver<ExitStatus>) -> Result<(), EmbeddedError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let pid_file = self.data_dir.join("postmaster.pid");
+        loop {
+            if let Ok(status) = exited.try_recv() {
+                return Err(EmbeddedError::Start(format!(
+                    "the server exited ({status}); its log {} ends with: {}",
+                    self.log_file.display(),
+                    tail(&self.log_file, 600)
+                )));
+            }
+            // postmaster.pid's eighth line says "ready" once connections are accepted.
+            let ready = fs::read_to_string(&pid_file)
+                .map(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(EmbeddedError::Start(format!(
+                    "not ready after {} s; see {}",
+                    READY_TIMEOUT.as_secs(),
+                    self.log_file.display()
+                )));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
     }
 }
 
