@@ -1040,6 +1040,8 @@ mod tests {
     fn later_layers_win_defaults_env_file_local_file_database_url_variables() {
         Jail::expect_with(|jail| {
             jail.clear_env();
+            // Production keeps backups in a bucket, which has no default.
+            jail.set_env("LECTERN__BACKUP__S3__BUCKET", "site-backups");
             jail.create_dir("config")?;
             jail.set_env("LECTERN_ENV", "production");
             jail.create_file(
@@ -1126,6 +1128,8 @@ mod tests {
     fn production_refuses_an_unset_or_loopback_public_url_and_names_the_key() {
         Jail::expect_with(|jail| {
             jail.clear_env();
+            // Production keeps backups in a bucket, which has no default.
+            jail.set_env("LECTERN__BACKUP__S3__BUCKET", "site-backups");
             jail.set_env("LECTERN_ENV", "production");
             let error = load(jail).expect_err("unset");
             assert_eq!(error.key, "server.public_url");
@@ -1345,6 +1349,8 @@ mod tests {
     fn s3_backup_keys_are_checked_and_named() {
         Jail::expect_with(|jail| {
             jail.clear_env();
+            // Production keeps backups in a bucket, which has no default.
+            jail.set_env("LECTERN__BACKUP__S3__BUCKET", "site-backups");
             jail.set_env("LECTERN__BACKUP__STORAGE", "s3");
             jail.set_env("LECTERN__BACKUP__S3__PREFIX", "/site-a/backups/");
             let settings = load(jail).map_err(|e| e.to_string())?;
@@ -1378,6 +1384,8 @@ mod tests {
                 assert_eq!(error.origin, "the environment");
                 assert!(error.message.contains(says), "{}", error.message);
                 jail.clear_env();
+                // Production keeps backups in a bucket, which has no default.
+                jail.set_env("LECTERN__BACKUP__S3__BUCKET", "site-backups");
                 jail.set_env("LECTERN__BACKUP__STORAGE", "s3");
             }
 
