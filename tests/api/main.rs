@@ -22,6 +22,7 @@ mod middleware;
 mod ops;
 mod page_cache;
 mod pages;
+mod pool;
 mod search;
 mod snapshots;
 mod static_files;

@@ -151,7 +151,9 @@ impl BackupScheduler {
         debug!(self.run.log, "backup armed"; "kind" => kind.as_str(), "at" => %at);
         ctx.run_later(wait, move |act, ctx| {
             ctx.notify(RunDue { kind, at });
-            act.arm(kind, at, ctx);
+            // A timer that fired late (the machine slept) skips the times
+            // it missed rather than running them all at once.
+            act.arm(kind, at.max(OffsetDateTime::now_utc()), ctx);
         });
     }
 }
