@@ -735,3 +735,93 @@ async fn an_oversize_media_file_is_named_and_nothing_is_written() {
     assert_eq!(count(&database, "media").await, 0);
     assert_eq!(count(&database, "episodes").await, 0);
 }
+
+/// A content import killed half-way (SIGKILL, while its transaction is
+/// open) leaves nothing half-imported: none of its rows; the next import
+/// brings them all.
+#[actix_rt::test]
+async fn an_import_killed_half_way_leaves_nothing_half_imported() {
+    const EPISODES: u32 = 3000;
+    let database = fresh_database().await;
+    let folder = tempfile::tempdir().unwrap();
+    write(folder.path(), "series/tiny.md", SERIES);
+    for n in 1..=EPISODES {
+        write(
+            folder.path(),
+            &format!("episodes/episode-{n}.md"),
+            &format!(
+                "+++\ntitle = \"Episode {n}\"\nsummary = \"About {n}.\"\nnumber = {n}\nseries = \"tiny\"\n\
+                 position = {n}\nduration = \"10:00\"\nvideo = \"https://v.example/{n}.mp4\"\naccess = \"free\"\n\
+                 published_at = \"2026-01-01T09:00:00Z\"\ntags = [\"testing\", \"tag-{}\"]\n+++\n## Episode {n}\n\nNotes.\n",
+                n % 50
+            ),
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut importing = lectern_command(work.path())
+        .env("DATABASE_URL", conninfo(&database))
+        .args(["content", "import"])
+        .arg(folder.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Killed once its transaction has written some of the episodes.
+    let (client, connection) = database.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        // The import's transaction holds this lock from its first write
+        // to episodes until it commits.
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 WHERE c.relname = 'episodes' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if open > 0 {
+            break;
+        }
+        assert!(
+            importing.try_wait().unwrap().is_none(),
+            "the import finished before it could be killed: make the folder bigger"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never began writing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    importing.kill().unwrap();
+    importing.wait().unwrap();
+
+    // Its backend notices and rolls back: nothing of it is left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = 'episodes' AND l.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed import's transaction is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(count(&database, "episodes").await, 0, "half an import");
+    assert_eq!(count(&database, "series").await, 0, "half an import");
+
+    let again = import(&database, folder.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(count(&database, "episodes").await, i64::from(EPISODES));
+}
