@@ -16,6 +16,7 @@ mod deploy;
 mod embedded;
 mod events;
 mod first_hour;
+mod fuzz;
 mod helpers;
 mod mail;
 mod middleware;
