@@ -352,57 +352,61 @@ async fn metrics_are_refused_to_a_client_elsewhere_without_the_token() {
         ("server.metrics_token", "\"s3cret-token\""),
     ])
     .await;
-    let ask = |ip: &'static str, token: Option<&'static str>| {
-        let mut request = app
-            .client
-            .get(app.url("/metrics"))
-            .header("x-real-ip", ip)
-            .header("accept", PROMETHEUS_ACCEPT);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let cache_control = response.headers()["cache-control"].to_str().unwrap().to_owned();
-            (status, cache_control, response.text().await.unwrap())
-        }
-    };
+    let forbidden = StatusCode::FORBIDDEN;
 
-    let (status, cache_control, body) = ask("203.0.113.9", None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(cache_control, "no-store");
+    let refusal = metrics_from(&app, "203.0.113.9", None).await;
+    assert_eq!(refusal.status(), forbidden);
+    assert_eq!(refusal.headers()["cache-control"], "no-store");
+    let body = refusal.text().await.unwrap();
     assert!(!body.contains("lectern_"), "{body}");
-    assert_eq!(ask("203.0.113.9", Some("wrong")).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(ask("203.0.113.9", Some("")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        metrics_from(&app, "203.0.113.9", Some("wrong")).await.status(),
+        forbidden
+    );
+    assert_eq!(
+        metrics_from(&app, "203.0.113.9", Some("")).await.status(),
+        forbidden
+    );
 
-    let (status, _, body) = ask("203.0.113.9", Some("s3cret-token")).await;
-    assert_eq!(status, StatusCode::OK);
+    let with_token = metrics_from(&app, "203.0.113.9", Some("s3cret-token")).await;
+    assert_eq!(with_token.status(), StatusCode::OK);
+    let body = with_token.text().await.unwrap();
     assert!(
         openmetrics_parser::openmetrics::parse_openmetrics(&body).is_ok(),
         "{body}"
     );
-    assert_eq!(
-        ask("127.0.0.1", None).await.0,
-        StatusCode::OK,
-        "this machine needs no token"
-    );
+    let local = metrics_from(&app, "127.0.0.1", None).await;
+    assert_eq!(local.status(), StatusCode::OK, "this machine needs no token");
 }
 
 #[actix_rt::test]
 async fn metrics_without_a_configured_token_are_for_this_machine_only() {
     let app = spawn_app_with(&[("server.client_ip_header", "\"X-Real-IP\"")]).await;
-    let ask = |ip: &'static str, token: Option<&'static str>| {
-        let mut request = app.client.get(app.url("/metrics")).header("x-real-ip", ip);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        async move { request.send().await.unwrap().status() }
-    };
 
-    assert_eq!(ask("203.0.113.9", None).await, StatusCode::FORBIDDEN);
-    assert_eq!(ask("203.0.113.9", Some("")).await, StatusCode::FORBIDDEN);
-    assert_eq!(ask("::1", None).await, StatusCode::OK);
+    let status = |response: reqwest::Response| response.status();
+    assert_eq!(
+        status(metrics_from(&app, "203.0.113.9", None).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(metrics_from(&app, "203.0.113.9", Some("")).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status(metrics_from(&app, "::1", None).await), StatusCode::OK);
+}
+
+/// `/metrics` asked by a client at `ip` behind the proxy (X-Real-IP), with
+/// `Authorization: Bearer token` when there is a token.
+async fn metrics_from(app: &TestApp, ip: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = app
+        .client
+        .get(app.url("/metrics"))
+        .header("x-real-ip", ip)
+        .header("accept", PROMETHEUS_ACCEPT);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.send().await.unwrap()
 }
 
 #[actix_rt::test]
