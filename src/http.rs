@@ -22,6 +22,7 @@ pub mod extract;
 pub mod layout;
 pub mod limits;
 pub mod media;
+pub mod metrics;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
@@ -40,6 +41,7 @@ use lectern_actors::supervisor::RootSupervisor;
 use slog::Logger;
 
 use crate::config::Settings;
+use metrics::HttpMetrics;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -52,6 +54,9 @@ pub struct AppState {
     pub actors: Arc<RootSupervisor>,
     /// Checks and applies SES bounce and complaint notifications.
     pub sns: SnsReceiver,
+    /// Requests by route and status, and their latency: the middleware
+    /// counts, `/metrics` reads.
+    pub metrics: Arc<HttpMetrics>,
     pub log: Logger,
 }
 

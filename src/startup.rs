@@ -28,6 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::commands::{self, import_demo};
 use crate::config::{MailBackend, Settings};
 use crate::http::accounts::SiteLinks;
+use crate::http::metrics::HttpMetrics;
 use crate::http::middleware::{around_request, Draining, RequestContext};
 use crate::http::{self, AppState};
 use crate::telemetry::{self, AccessLog, LogReopener};
@@ -206,6 +207,7 @@ impl Application {
             accounts,
             billing,
             actors: Arc::clone(&actors),
+            metrics: Arc::new(HttpMetrics::new()),
             log: log.clone(),
         };
         let drain = Duration::from_secs(state.settings.server.drain_secs);
@@ -538,6 +540,7 @@ fn http_server(
     let request_context = RequestContext::new(
         &settings,
         Arc::clone(&state.actors.pages),
+        Arc::clone(&state.metrics),
         access,
         state.log.clone(),
         draining,

@@ -3,13 +3,14 @@
 //! for a cached page is answered here, before routing, as a plug reads an
 //! ETS table), the rendering and logging of error pages (see `errors`),
 //! security headers, `X-Cache` on every response, one access log line,
-//! with the tokens of emailed links masked, and, while Lectern drains before
-//! it stops, `Connection: close` (see `Draining`).
+//! with the tokens of emailed links masked, the request's count and latency
+//! for `/metrics` (see `metrics`), and, while Lectern drains before it
+//! stops, `Connection: close` (see `Draining`).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -17,13 +18,14 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::web::BytesMut;
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use lectern_actors::cache::PageTable;
 use slog::{error, info, Logger};
 
 use super::cached;
 use super::errors::{self, ErrorPage};
 use super::extract::UserId;
+use super::metrics::{HttpMetrics, UNMATCHED};
 use super::AppState;
 use crate::config::Settings;
 use crate::telemetry::{AccessLine, AccessLog};
@@ -68,6 +70,7 @@ pub struct RequestContext {
     log: Logger,
     /// The page table, when the cache is on.
     pages: Option<Arc<PageTable>>,
+    metrics: Arc<HttpMetrics>,
     security_headers: Vec<(HeaderName, HeaderValue)>,
     max_body_bytes: usize,
     id_prefix: String,
@@ -90,6 +93,7 @@ impl RequestContext {
     pub fn new(
         settings: &Settings,
         pages: Arc<PageTable>,
+        metrics: Arc<HttpMetrics>,
         access: AccessLog,
         log: Logger,
         draining: Draining,
@@ -129,6 +133,7 @@ impl RequestContext {
             access,
             log,
             pages: settings.cache.enabled.then_some(pages),
+            metrics,
             security_headers,
             max_body_bytes: settings.server.max_body_bytes,
             id_prefix,
@@ -214,16 +219,19 @@ pub async fn around_request(
     let response = match next.call(req).await {
         Ok(response) => answer_errors(&ctx, response.map_into_boxed_body(), &request_id).await,
         Err(error) => {
+            let status = error.as_response_error().status_code().as_u16();
+            let latency = started.elapsed();
             ctx.access.record(&AccessLine {
                 request_id: request_id.as_str(),
                 method: method.as_str(),
                 path: "-",
-                status: error.as_response_error().status_code().as_u16(),
+                status,
                 bytes: 0,
-                latency_us: elapsed_us(started),
+                latency_us: micros(latency),
                 cache: "-",
                 user_id: None,
             });
+            ctx.metrics.record(Cow::Borrowed(UNMATCHED), status, latency);
             return Err(error);
         }
     };
@@ -293,7 +301,8 @@ enum Headers {
 }
 
 /// Adds the headers every response carries (and, while draining, closes the
-/// connection after it) and writes the access log line.
+/// connection after it), writes the access log line and counts the request
+/// for `/metrics`.
 fn finish(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
@@ -339,21 +348,33 @@ fn finish(
     };
     let request = response.request();
     let user_id = request.extensions().get::<UserId>().map(|id| id.0);
+    let status = response.status().as_u16();
+    let latency = started.elapsed();
     ctx.access.record(&AccessLine {
         request_id: request_id.as_str(),
         method: request.method().as_str(),
         path: &mask_tokens(request.path()),
-        status: response.status().as_u16(),
+        status,
         bytes,
-        latency_us: elapsed_us(started),
+        latency_us: micros(latency),
         cache,
         user_id,
     });
+    ctx.metrics.record(route_of(request), status, latency);
     response
 }
 
-fn elapsed_us(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+/// The route pattern that matched (`/episodes/{slug}`), for `/metrics`: a
+/// bounded set, where paths are not. A front-door hit or a refusal before
+/// routing is matched here against the routes, as the router would have.
+fn route_of(request: &HttpRequest) -> Cow<'static, str> {
+    request
+        .match_pattern()
+        .map_or(Cow::Borrowed(UNMATCHED), Cow::Owned)
+}
+
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

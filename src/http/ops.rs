@@ -1,24 +1,28 @@
-//! Operations endpoints: `/healthz` (the process is alive) and `/readyz`
-//! (it can serve: database reachable, migrations current, actors alive).
-//! Anyone may read the status; the detail (errors, counters) is for this
-//! machine and for clients with `server.metrics_token`.
+//! Operations endpoints: `/healthz` (the process is alive), `/readyz`
+//! (it can serve: database reachable, migrations current, actors alive)
+//! and `/metrics` (Prometheus; see `metrics`). Anyone may read the status;
+//! the detail (errors, counters) and the metrics are for this machine and
+//! for clients with `server.metrics_token`.
 
 use std::time::Duration;
 
 use actix_web::http::header::{self, CacheControl, CacheDirective};
 use actix_web::{web, HttpRequest, HttpResponse, Responder};
 use lectern_actors::accounts::constant_time_eq;
+use lectern_actors::mail::outbox;
 use lectern_actors::store;
 use serde::Serialize;
 
 use super::extract::ClientAddr;
+use super::metrics::{Format, PoolUse, Snapshot};
 use super::{get_or_head, AppState};
 
 const DATABASE_DEADLINE: Duration = Duration::from_secs(1);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", get_or_head().to(healthz))
-        .route("/readyz", get_or_head().to(readyz));
+        .route("/readyz", get_or_head().to(readyz))
+        .route("/metrics", get_or_head().to(metrics));
     // Debug builds only: release builds have no such route.
     #[cfg(debug_assertions)]
     cfg.route("/debug/panic/{actor}", web::post().to(inject_panic));
@@ -168,5 +172,40 @@ async fn readyz(req: HttpRequest, client: ClientAddr, state: web::Data<AppState>
         response.json(body)
     } else {
         response.json(Status { status: body.status })
+    }
+}
+
+/// Prometheus metrics, for the clients that may see `/readyz`'s detail;
+/// anyone else gets 403. The outbox is counted with one query bounded like
+/// `/readyz`'s ping: with the database away, the rest is still answered,
+/// with `lectern_database_up 0`.
+async fn metrics(req: HttpRequest, client: ClientAddr, state: web::Data<AppState>) -> HttpResponse {
+    let no_store = CacheControl(vec![CacheDirective::NoStore]);
+    if !may_see_detail(&req, &client, &state) {
+        return HttpResponse::Forbidden()
+            .insert_header(no_store)
+            .content_type("text/plain; charset=utf-8")
+            .body("/metrics is for this machine, or for a client with the metrics token.\n");
+    }
+    let outbox = outbox::depth(&state.pool, DATABASE_DEADLINE).await.ok();
+    let pool = state.pool.status();
+    let snapshot = Snapshot {
+        actors: state.actors.report(),
+        cache: state.actors.pages.stats(),
+        pool: PoolUse {
+            max_size: pool.max_size,
+            size: pool.size,
+            available: pool.available,
+            waiting: pool.waiting,
+        },
+        outbox,
+    };
+    let format = Format::accepted_by(req.headers());
+    match state.metrics.encode(snapshot, format) {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header(no_store)
+            .content_type(format.content_type())
+            .body(body),
+        Err(_) => HttpResponse::InternalServerError().finish(),
     }
 }

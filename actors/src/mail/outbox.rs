@@ -116,6 +116,38 @@ pub async fn purge(pool: &deadpool_postgres::Pool, keep: Duration) -> Result<u64
     Ok(client.execute(&purge, &[&keep.as_secs_f64()]).await?)
 }
 
+/// How many emails wait in the outbox (due or retrying) and how many were
+/// given up, for `/metrics`: two counts over the partial indexes on status,
+/// bounded by `within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    pub dead: u64,
+}
+
+pub async fn depth(
+    pool: &deadpool_postgres::Pool,
+    within: Duration,
+) -> Result<OutboxDepth, crate::store::StoreError> {
+    let count = async {
+        let client = pool.get().await?;
+        let count = client
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM email_outbox WHERE status = 'pending'), \
+                        (SELECT count(*) FROM email_outbox WHERE status = 'dead')",
+            )
+            .await?;
+        let row = client.query_one(&count, &[]).await?;
+        Ok::<_, crate::store::StoreError>(OutboxDepth {
+            pending: row.get::<_, i64>(0).unsigned_abs(),
+            dead: row.get::<_, i64>(1).unsigned_abs(),
+        })
+    };
+    tokio::time::timeout(within, count)
+        .await
+        .map_err(|_| crate::store::StoreError::Timeout(within))?
+}
+
 /// The wait before retry number `attempts` (1 after the first failure):
 /// `base * 2^(attempts-1)`, at most an hour, times `jitter` in [0, 1]
 /// ("full jitter", so that emails that failed together do not retry together).
