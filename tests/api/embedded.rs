@@ -54,15 +54,20 @@ async fn started_events_before(data_dir: &std::path::Path, before: time::OffsetD
         .get(0)
 }
 
-#[actix_rt::test]
-async fn the_embedded_database_lives_and_dies_with_lectern() {
-    // Under /tmp so that the postgres user can reach it when we are root.
-    let data_dir = Arc::new(
+/// A data directory under /tmp, so that the postgres user can reach it
+/// when we are root.
+fn data_dir_under_tmp() -> Arc<tempfile::TempDir> {
+    Arc::new(
         tempfile::Builder::new()
             .prefix("lectern-embedded-")
             .tempdir_in("/tmp")
             .unwrap(),
-    );
+    )
+}
+
+#[actix_rt::test]
+async fn the_embedded_database_lives_and_dies_with_lectern() {
+    let data_dir = data_dir_under_tmp();
     let root = data_dir.path().to_owned();
 
     // First start: initdb, start, migrate, serve.
@@ -159,12 +164,7 @@ async fn started_events_after_stop(root: &std::path::Path) -> i64 {
 /// without Lectern being restarted.
 #[actix_rt::test]
 async fn a_killed_embedded_database_is_started_again_and_the_site_recovers() {
-    let data_dir = Arc::new(
-        tempfile::Builder::new()
-            .prefix("lectern-embedded-")
-            .tempdir_in("/tmp")
-            .unwrap(),
-    );
+    let data_dir = data_dir_under_tmp();
     let root = data_dir.path().to_owned();
     let lectern = LecternProcess::start(Arc::clone(&data_dir), None);
     assert_eq!(ready(&lectern).await["status"], "ready");
