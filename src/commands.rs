@@ -3,9 +3,7 @@
 //! each opens the configured (or embedded) database, does its work, and says
 //! what it did.
 
-use std::sync::Arc;
-
-use lectern_actors::backup::{BackupRow, Backups, DirStorage, Kind, S3Storage, Storage, Which};
+use lectern_actors::backup::{BackupRow, Backups, Kind, Which};
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::import::{
     apply, import_bundle, parse_files, scan_dir, ImportOptions, ImportReport,
@@ -14,7 +12,7 @@ use lectern_actors::content::inventory::{self, Listing};
 use lectern_actors::mail::EmailAddress;
 use lectern_actors::store::{self, DbConfig, DbPool};
 
-use crate::config::{BackupStorage, Settings};
+use crate::config::Settings;
 use crate::startup::{
     accounts_context, billing_context, ensure_embedded_database, open_database, StartupError,
 };
@@ -162,23 +160,13 @@ pub fn grant(
     })
 }
 
-/// The configured backup storage: a directory, or a bucket (whose fetched
-/// objects are copied under the backup directory while they are checked).
-pub(crate) fn backup_storage(settings: &Settings) -> Result<Arc<dyn Storage>, StartupError> {
-    let dir = settings.backup_dir();
-    Ok(match settings.backup.storage {
-        BackupStorage::Dir => Arc::new(DirStorage::new(dir)),
-        BackupStorage::S3 => Arc::new(S3Storage::new(&settings.backup.s3.config(), dir)?),
-    })
-}
-
 /// Runs `work` with the backups context of the configured database.
 fn with_backups<T, F, Fut>(settings: Settings, work: F) -> Result<T, StartupError>
 where
     F: FnOnce(Backups) -> Fut,
     Fut: std::future::Future<Output = Result<T, StartupError>>,
 {
-    let storage = backup_storage(&settings)?;
+    let storage = settings.backup_storage()?;
     with_database_config(settings, |pool, database, _| async move {
         store::migrate(&pool).await?;
         work(Backups::new(pool, database, storage)).await

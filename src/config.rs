@@ -9,10 +9,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use figment::providers::{Env, Format, Toml};
 use figment::{Figment, Metadata, Source};
 use lectern_actors::backup::scheduler::{BackupPlan, Schedule};
+use lectern_actors::backup::{BackupError, DirStorage, S3Storage, Storage};
 use lectern_actors::mail::EmailAddress;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -848,6 +850,16 @@ impl Settings {
                 .as_deref()
                 .and_then(|e| EmailAddress::parse(e).ok()),
         }
+    }
+
+    /// The configured backup storage: a directory, or a bucket (whose fetched
+    /// objects are copied under the backup directory while they are checked).
+    pub fn backup_storage(&self) -> Result<Arc<dyn Storage>, BackupError> {
+        let dir = self.backup_dir();
+        Ok(match self.backup.storage {
+            BackupStorage::Dir => Arc::new(DirStorage::new(dir)),
+            BackupStorage::S3 => Arc::new(S3Storage::new(&self.backup.s3.config(), dir)?),
+        })
     }
 
     /// How SNS messages are checked.

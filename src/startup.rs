@@ -25,7 +25,7 @@ use serde_json::json;
 use slog::{error, info, Logger};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::commands::{self, import_demo};
+use crate::commands::import_demo;
 use crate::config::{MailBackend, Settings};
 use crate::http::accounts::SiteLinks;
 use crate::http::metrics::HttpMetrics;
@@ -167,7 +167,7 @@ impl Application {
         let backups = Arc::new(Backups::new(
             pool.clone(),
             database.clone(),
-            commands::backup_storage(&settings)?,
+            settings.backup_storage()?,
         ));
 
         let actors = Arc::new(RootSupervisor::start(

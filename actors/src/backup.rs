@@ -252,68 +252,44 @@ impl Backups {
     ) -> Result<Dumped, BackupError> {
         let started = Instant::now();
         let key = key_for(kind, at);
-        let (lease, id) = Lease::take(&self.database, kind, self.storage.name(), &key).await?;
+        let lease = Lease::take(&self.database, kind, self.storage.name(), &key).await?;
         progress(&format!("dumping to {} …", self.storage.location(&key)));
-        let dumped = match self.dump(&key).await {
-            Ok((bytes, sha256, tables)) => {
-                let manifest = Manifest {
-                    key: key.clone(),
-                    kind: kind.as_str().to_owned(),
-                    bytes,
-                    sha256: sha256.clone(),
-                    made_at: at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                    lectern: env!("CARGO_PKG_VERSION").to_owned(),
-                    row_counts: tables.counts.clone(),
-                    checksums: tables.checksums.clone(),
-                };
-                match self.write_manifest(&manifest).await {
-                    Ok(()) => Ok((bytes, sha256, tables)),
-                    Err(e) => {
-                        // An object without its manifest is not a good backup.
-                        let _ = self.delete_object(&key).await;
-                        Err(e)
-                    }
-                }
+        let stored = async {
+            let (bytes, sha256, tables) = self.dump(&key).await?;
+            let manifest = Manifest {
+                key: key.clone(),
+                kind: kind.as_str().to_owned(),
+                bytes,
+                sha256,
+                made_at: at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                lectern: env!("CARGO_PKG_VERSION").to_owned(),
+                row_counts: tables.counts,
+                checksums: tables.checksums,
+            };
+            if let Err(e) = self.write_manifest(&manifest).await {
+                // An object without its manifest is not a good backup.
+                let _ = self.delete_object(&key).await;
+                return Err(e);
             }
-            Err(e) => Err(e),
+            Ok(manifest)
         };
-        match dumped {
-            Ok((bytes, sha256, tables)) => {
-                let rows = tables.counts.values().sum();
-                lease
-                    .client
-                    .execute(
-                        "UPDATE backups SET status = 'succeeded', finished_at = now(), \
-                         bytes = $2, sha256 = $3, row_counts = $4, checksums = $5 WHERE id = $1",
-                        &[
-                            &id,
-                            &(bytes as i64),
-                            &sha256,
-                            &serde_json::json!(tables.counts),
-                            &serde_json::json!(tables.checksums),
-                        ],
-                    )
-                    .await?;
+        match stored.await {
+            Ok(manifest) => {
+                record_succeeded(&lease.client, &manifest).await?;
                 Ok(Dumped {
                     location: self.storage.location(&key),
                     key,
-                    bytes,
-                    sha256,
-                    tables: tables.counts.len(),
-                    rows,
+                    bytes: manifest.bytes,
+                    tables: manifest.row_counts.len(),
+                    rows: manifest.row_counts.values().sum(),
+                    sha256: manifest.sha256,
                     took: started.elapsed(),
                 })
             }
             Err(e) => {
-                lease
-                    .client
-                    .execute(
-                        "UPDATE backups SET status = 'failed', finished_at = now(), error = $2 WHERE id = $1",
-                        &[&id, &e.to_string()],
-                    )
-                    .await?;
+                record_failed(&lease.client, &key, &e.to_string()).await?;
                 Err(e)
             }
         }
@@ -348,30 +324,11 @@ impl Backups {
             // Several nodes may settle the same row: each update is conditional.
             match self.read_manifest(&key).await {
                 Ok(manifest) => {
-                    client
-                        .execute(
-                            "UPDATE backups SET status = 'succeeded', finished_at = now(), error = NULL, \
-                             bytes = $2, sha256 = $3, row_counts = $4, checksums = $5 \
-                             WHERE key = $1 AND status = 'running'",
-                            &[
-                                &key,
-                                &(manifest.bytes as i64),
-                                &manifest.sha256,
-                                &serde_json::json!(manifest.row_counts),
-                                &serde_json::json!(manifest.checksums),
-                            ],
-                        )
-                        .await?;
+                    record_succeeded(&client, &manifest).await?;
                     settled.recovered.push(key);
                 }
                 Err(BackupError::Missing { .. }) => {
-                    client
-                        .execute(
-                            "UPDATE backups SET status = 'failed', finished_at = now(), error = $2 \
-                             WHERE key = $1 AND status = 'running'",
-                            &[&key, &INTERRUPTED],
-                        )
-                        .await?;
+                    record_failed(&client, &key, INTERRUPTED).await?;
                     self.delete_object(&key).await?;
                     settled.failed.push(key);
                 }
@@ -766,6 +723,38 @@ struct Manifest {
     checksums: BTreeMap<String, String>,
 }
 
+/// Records the running backup `manifest` describes as succeeded. Only a
+/// `running` row changes: several nodes may settle the same one.
+async fn record_succeeded(client: &Client, manifest: &Manifest) -> Result<(), BackupError> {
+    client
+        .execute(
+            "UPDATE backups SET status = 'succeeded', finished_at = now(), error = NULL, \
+             bytes = $2, sha256 = $3, row_counts = $4, checksums = $5 \
+             WHERE key = $1 AND status = 'running'",
+            &[
+                &manifest.key,
+                &(manifest.bytes as i64),
+                &manifest.sha256,
+                &serde_json::json!(manifest.row_counts),
+                &serde_json::json!(manifest.checksums),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records the running backup `key` as failed, with why.
+async fn record_failed(client: &Client, key: &str, reason: &str) -> Result<(), BackupError> {
+    client
+        .execute(
+            "UPDATE backups SET status = 'failed', finished_at = now(), error = $2 \
+             WHERE key = $1 AND status = 'running'",
+            &[&key, &reason],
+        )
+        .await?;
+    Ok(())
+}
+
 /// The key of `key`'s manifest.
 fn manifest_key(key: &str) -> String {
     format!("{key}.json")
@@ -780,12 +769,7 @@ struct Lease {
 impl Lease {
     /// Inserts the `running` row and takes its lock in one transaction, so
     /// that no other node sees the row without its lock.
-    async fn take(
-        database: &DbConfig,
-        kind: Kind,
-        storage: &str,
-        key: &str,
-    ) -> Result<(Lease, i64), BackupError> {
+    async fn take(database: &DbConfig, kind: Kind, storage: &str, key: &str) -> Result<Lease, BackupError> {
         let (mut client, connection) = database.connect(NoTls).await?;
         tokio::spawn(connection);
         let transaction = client.transaction().await?;
@@ -809,7 +793,7 @@ impl Lease {
             )
             .await?;
         transaction.commit().await?;
-        Ok((Lease { client }, id))
+        Ok(Lease { client })
     }
 }
 

@@ -47,6 +47,8 @@ pub enum AccessError {
     BadForm(String),
     #[error("not a form: expected application/x-www-form-urlencoded")]
     NotAForm,
+    #[error("for this machine, or for a client with the metrics token")]
+    OperatorsOnly,
 }
 
 impl ResponseError for AccessError {
@@ -54,7 +56,9 @@ impl ResponseError for AccessError {
         match self {
             AccessError::Unavailable(_) | AccessError::Access(_) => StatusCode::SERVICE_UNAVAILABLE,
             AccessError::LoginRequired { .. } => StatusCode::SEE_OTHER,
-            AccessError::AdminsOnly | AccessError::Forged(_) => StatusCode::FORBIDDEN,
+            AccessError::AdminsOnly | AccessError::Forged(_) | AccessError::OperatorsOnly => {
+                StatusCode::FORBIDDEN
+            }
             AccessError::BadForm(_) => StatusCode::BAD_REQUEST,
             AccessError::NotAForm => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
@@ -82,12 +86,21 @@ impl ResponseError for AccessError {
                 "pages/account/form_expired",
             )
             .response(),
-            AccessError::BadForm(_) | AccessError::NotAForm => HttpResponse::build(self.status_code())
-                .content_type("text/plain; charset=utf-8")
-                .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-                .body(format!("The form could not be read: {self}.\n")),
+            AccessError::BadForm(_) | AccessError::NotAForm => plain_text(
+                self.status_code(),
+                format!("The form could not be read: {self}.\n"),
+            ),
+            // Asked for by monitoring tools, not people: plain text.
+            AccessError::OperatorsOnly => plain_text(self.status_code(), format!("This is {self}.\n")),
         }
     }
+}
+
+fn plain_text(status: StatusCode, text: String) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(text)
 }
 
 /// A redirect that is never cached.
@@ -445,6 +458,42 @@ impl ClientAddr {
     /// A client on this machine.
     pub fn is_loopback(&self) -> bool {
         self.ip.is_some_and(|ip| ip.is_loopback())
+    }
+}
+
+/// A client that may read what is for the operator (`/readyz`'s detail,
+/// `/metrics`): one on this machine, or one that sent `Authorization:
+/// Bearer` with `server.metrics_token`. Refused with `OperatorsOnly` (403).
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl Operator {
+    /// Whether `req` comes from an operator.
+    pub fn is(req: &HttpRequest) -> bool {
+        let state = state_of(req);
+        if ClientAddr::of(req, &state.settings.server.client_ip_header).is_loopback() {
+            return true;
+        }
+        let Some(token) = &state.settings.server.metrics_token else {
+            return false;
+        };
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), token.expose().as_bytes()))
+    }
+}
+
+impl FromRequest for Operator {
+    type Error = AccessError;
+    type Future = std::future::Ready<Result<Operator, AccessError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(match Operator::is(req) {
+            true => Ok(Operator),
+            false => Err(AccessError::OperatorsOnly),
+        })
     }
 }
 

@@ -6,14 +6,17 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, CacheControl, CacheDirective};
-use actix_web::{web, HttpRequest, HttpResponse, Responder};
-use lectern_actors::accounts::constant_time_eq;
+use actix_web::http::header::{CacheControl, CacheDirective};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, Responder, ResponseError};
 use lectern_actors::mail::outbox;
 use lectern_actors::store;
 use serde::Serialize;
 
+use super::errors::ErrorPage;
+#[cfg(debug_assertions)]
 use super::extract::ClientAddr;
+use super::extract::Operator;
 use super::metrics::{Format, PoolUse, Snapshot};
 use super::{get_or_head, AppState};
 
@@ -36,17 +39,15 @@ async fn inject_panic(
     actor: web::Path<String>,
     client: ClientAddr,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, super::pages::PageError> {
     let crashed = match client.is_loopback() {
         true => state.actors.inject_panic(&actor).await,
         false => None,
     };
-    match crashed {
-        Some(crashed) => HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("{crashed}\n")),
-        None => HttpResponse::NotFound().finish(),
-    }
+    let crashed = crashed.ok_or(super::pages::PageError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{crashed}\n")))
 }
 
 async fn healthz() -> impl Responder {
@@ -96,29 +97,13 @@ struct Checks {
     actors: Check,
 }
 
-/// Whether the client may read the detail: it is on this machine, or it
-/// sent `Authorization: Bearer` with the metrics token.
-fn may_see_detail(req: &HttpRequest, client: &ClientAddr, state: &AppState) -> bool {
-    if client.is_loopback() {
-        return true;
-    }
-    let Some(token) = &state.settings.server.metrics_token else {
-        return false;
-    };
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), token.expose().as_bytes()))
-}
-
 /// What anyone may know: whether Lectern can serve.
 #[derive(Serialize)]
 struct Status {
     status: &'static str,
 }
 
-async fn readyz(req: HttpRequest, client: ClientAddr, state: web::Data<AppState>) -> impl Responder {
+async fn readyz(req: HttpRequest, state: web::Data<AppState>) -> impl Responder {
     let database = match store::ping(&state.pool, DATABASE_DEADLINE).await {
         Ok(()) => Check::pass(None),
         Err(e) => Check::fail(e.to_string()),
@@ -168,25 +153,39 @@ async fn readyz(req: HttpRequest, client: ClientAddr, state: web::Data<AppState>
         HttpResponse::ServiceUnavailable()
     };
     response.insert_header(CacheControl(vec![CacheDirective::NoStore]));
-    if may_see_detail(&req, &client, &state) {
+    if Operator::is(&req) {
         response.json(body)
     } else {
         response.json(Status { status: body.status })
     }
 }
 
-/// Prometheus metrics, for the clients that may see `/readyz`'s detail;
-/// anyone else gets 403. The outbox is counted with one query bounded like
+/// Why `/metrics` cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("cannot encode the metrics: {0}")]
+    Encode(#[from] std::fmt::Error),
+}
+
+impl ResponseError for OpsError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        ErrorPage::server_error().response()
+    }
+}
+
+/// Prometheus metrics, for operators (anyone else gets 403 from the
+/// extractor). The outbox is counted with one query bounded like
 /// `/readyz`'s ping: with the database away, the rest is still answered,
 /// with `lectern_database_up 0`.
-async fn metrics(req: HttpRequest, client: ClientAddr, state: web::Data<AppState>) -> HttpResponse {
-    let no_store = CacheControl(vec![CacheDirective::NoStore]);
-    if !may_see_detail(&req, &client, &state) {
-        return HttpResponse::Forbidden()
-            .insert_header(no_store)
-            .content_type("text/plain; charset=utf-8")
-            .body("/metrics is for this machine, or for a client with the metrics token.\n");
-    }
+async fn metrics(
+    _: Operator,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OpsError> {
     let outbox = outbox::depth(&state.pool, DATABASE_DEADLINE).await.ok();
     let pool = state.pool.status();
     let snapshot = Snapshot {
@@ -201,11 +200,9 @@ async fn metrics(req: HttpRequest, client: ClientAddr, state: web::Data<AppState
         outbox,
     };
     let format = Format::accepted_by(req.headers());
-    match state.metrics.encode(snapshot, format) {
-        Ok(body) => HttpResponse::Ok()
-            .insert_header(no_store)
-            .content_type(format.content_type())
-            .body(body),
-        Err(_) => HttpResponse::InternalServerError().finish(),
-    }
+    let body = state.metrics.encode(snapshot, format)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(CacheControl(vec![CacheDirective::NoStore]))
+        .content_type(format.content_type())
+        .body(body))
 }
