@@ -1,12 +1,13 @@
 //! One content file read into a document the importer can write: its TOML
 //! front matter checked (one set of keys, of which the file's kind, decided
 //! by its folder, takes some) and its Markdown body compiled. Every problem
-//! is reported with the file's path and line, all of them at once.
+//! is reported with the file's path and line, all of them at once. The
+//! exporter writes files here too, from the same front-matter struct.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -90,43 +91,94 @@ impl FileKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Access {
+pub(crate) enum Access {
     Free,
     Premium,
 }
 
+impl Access {
+    pub(crate) fn of(premium: bool) -> Access {
+        if premium {
+            Access::Premium
+        } else {
+            Access::Free
+        }
+    }
+}
+
 /// A date as a TOML string ("2026-03-14T09:00:00Z") or a bare TOML datetime.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
-enum DateValue {
+pub(crate) enum DateValue {
     Text(String),
     Toml(toml::value::Datetime),
+}
+
+impl TryFrom<OffsetDateTime> for DateValue {
+    type Error = WriteError;
+
+    /// The date as the writer puts it: RFC 3339 text in UTC (`…Z`).
+    fn try_from(date: OffsetDateTime) -> Result<DateValue, WriteError> {
+        let utc = date.to_offset(time::UtcOffset::UTC);
+        Ok(DateValue::Text(utc.format(&Rfc3339)?))
+    }
 }
 
 /// Every key a front matter may have, for every kind: one declaration that
 /// the kinds share, which [`FileKind::keys`] narrows. It is one flat struct
 /// rather than `#[serde(flatten)]`ed blocks because TOML cannot name the
 /// line of a bad value inside a flattened block (toml-rs/toml#589).
-#[derive(Debug, Deserialize)]
-struct FrontMatter {
-    title: Option<String>,
-    #[serde(default)]
-    summary: String,
-    published_at: Option<DateValue>,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-    number: Option<i32>,
-    series: Option<String>,
-    position: Option<i32>,
-    duration: Option<String>,
-    video: Option<String>,
-    poster: Option<String>,
-    access: Option<Access>,
+///
+/// The reader reads it and the writer ([`write_file`]) writes it: the
+/// fields are in the order the writer puts the keys, and what equals the
+/// default (no draft, no tags, an empty summary) is left out.
+#[derive(Debug, Default, PartialEq, Deserialize, Serialize)]
+pub(crate) struct FrontMatter {
+    pub(crate) title: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) summary: String,
+    pub(crate) number: Option<i32>,
+    pub(crate) series: Option<String>,
+    pub(crate) position: Option<i32>,
+    pub(crate) duration: Option<String>,
+    pub(crate) video: Option<String>,
+    pub(crate) poster: Option<String>,
+    pub(crate) access: Option<Access>,
+    pub(crate) published_at: Option<DateValue>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) draft: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) tags: Vec<String>,
 }
+
+/// Why an item cannot be written as a file.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("its front matter is not TOML: {0}")]
+    Toml(#[from] toml::ser::Error),
+    /// RFC 3339 has four-digit years only.
+    #[error("its date is not an RFC 3339 date: {0}")]
+    Date(#[from] time::error::Format),
+    /// TOML writes a text with line breaks over several lines; one of them
+    /// `+++` would close the front matter there.
+    #[error("its title or summary has a line `+++`, which would end the front matter early")]
+    Fence,
+}
+
+/// The file that holds `front` and the Markdown `body`: what
+/// [`parse_file`] reads back to the same values.
+pub(crate) fn write_file(front: &FrontMatter, body: &str) -> Result<String, WriteError> {
+    let toml = toml::to_string(front)?;
+    if toml.lines().any(|line| line.trim_end() == FENCE) {
+        return Err(WriteError::Fence);
+    }
+    Ok(format!("{FENCE}\n{toml}{FENCE}\n{body}"))
+}
+
+/// The line above and below the front matter.
+const FENCE: &str = "+++";
 
 /// When and under which tags an item is published; series have neither.
 #[derive(Debug, Default)]
@@ -224,7 +276,7 @@ fn split_front_matter(text: &str) -> Result<(&str, &str, usize), (usize, String)
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().unwrap_or("");
-    if first.trim_end() != "+++" {
+    if first.trim_end() != FENCE {
         return Err((
             1,
             "the file must start with front matter: a line `+++`, TOML, and another `+++`".into(),
@@ -233,7 +285,7 @@ fn split_front_matter(text: &str) -> Result<(&str, &str, usize), (usize, String)
     let front_start = first.len();
     let mut offset = front_start;
     for (index, line) in lines.enumerate() {
-        if line.trim_end() == "+++" {
+        if line.trim_end() == FENCE {
             let body_start = offset + line.len();
             return Ok((&text[front_start..offset], &text[body_start..], index + 3));
         }
@@ -766,7 +818,123 @@ mod tests {
         (keys, values).prop_map(|(key, value)| format!("{key} = {value}"))
     }
 
+    /// Text a title or summary may hold: quotes, backslashes, Unicode, line
+    /// breaks and fences among the rest.
+    fn free_text() -> impl Strategy<Value = String> {
+        let odd = [
+            "\n", "\r\n", "\"", "'''", "\\", "+++", "\n+++\n", "\t", "\u{7f}", "é", "日本",
+        ];
+        prop::collection::vec(
+            prop_oneof![
+                4 => "\\PC".boxed(),
+                1 => prop::sample::select(odd.to_vec()).prop_map(str::to_owned).boxed(),
+            ],
+            0..30,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// A title the reader takes: text that is not blank, at most 200 characters.
+    fn title() -> impl Strategy<Value = String> {
+        ("\\PC{1,10}", free_text())
+            .prop_map(|(start, rest)| format!("{start}{rest}"))
+            .prop_filter("a title has text", |t| {
+                !t.trim().is_empty() && t.chars().count() <= 200
+            })
+    }
+
+    fn date() -> impl Strategy<Value = DateValue> {
+        (0..4_000_000_000i64, 0..1_000_000i64).prop_map(|(secs, micros)| {
+            let date =
+                OffsetDateTime::from_unix_timestamp(secs).unwrap() + time::Duration::microseconds(micros);
+            DateValue::try_from(date).unwrap()
+        })
+    }
+
+    /// What the exporter may write for an episode or an article, before the episode's own keys.
+    fn publication() -> impl Strategy<Value = FrontMatter> {
+        (
+            title(),
+            free_text(),
+            proptest::option::of(date()),
+            any::<bool>(),
+            prop::collection::btree_set(slug(), 0..5),
+        )
+            .prop_map(|(title, summary, published_at, draft, tags)| FrontMatter {
+                title: Some(title),
+                summary,
+                // A date, or a draft, or both.
+                draft: draft || published_at.is_none(),
+                published_at,
+                tags: tags.into_iter().collect(),
+                ..FrontMatter::default()
+            })
+    }
+
+    /// What the exporter may write for a file of each kind.
+    fn written_front_matter() -> impl Strategy<Value = (FileKind, FrontMatter)> {
+        let series = (title(), free_text(), any::<i32>()).prop_map(|(title, summary, position)| {
+            (
+                FileKind::Series,
+                FrontMatter {
+                    title: Some(title),
+                    summary,
+                    position: Some(position),
+                    ..FrontMatter::default()
+                },
+            )
+        });
+        let article = publication().prop_map(|front| (FileKind::Article, front));
+        let episode = (
+            publication(),
+            1..i32::MAX,
+            proptest::option::of((slug(), 1..i32::MAX)),
+            0..1000 * 3600i64,
+            slug(),
+            proptest::option::of(slug()),
+            any::<bool>(),
+        )
+            .prop_map(|(front, number, series, secs, video, poster, premium)| {
+                (
+                    FileKind::Episode,
+                    FrontMatter {
+                        number: Some(number),
+                        series: series.as_ref().map(|(slug, _)| slug.clone()),
+                        position: series.map(|(_, position)| position),
+                        duration: Some(format_duration(secs)),
+                        video: Some(format!("https://v.example/{video}.mp4")),
+                        poster: poster.map(|poster| format!("/media/{poster}.png")),
+                        access: Some(Access::of(premium)),
+                        ..front
+                    },
+                )
+            });
+        prop_oneof![series, article, episode]
+    }
+
     proptest! {
+        #[test]
+        fn any_front_matter_written_is_read_back_the_same(
+            (kind, front) in written_front_matter(),
+            body in "[a-z #*`\n]{0,120}",
+        ) {
+            let text = match write_file(&front, &body) {
+                Ok(text) => text,
+                Err(WriteError::Fence) => {
+                    let fenced = |text: &str| text.lines().any(|line| line.trim_end() == FENCE);
+                    let title = front.title.as_deref().unwrap_or_default();
+                    prop_assert!(fenced(title) || fenced(&front.summary), "{front:?}");
+                    return Ok(());
+                }
+                Err(e) => return Err(TestCaseError::fail(e.to_string())),
+            };
+            let (front_text, read_body, _) = split_front_matter(&text).unwrap();
+            prop_assert_eq!(toml::from_str::<FrontMatter>(front_text).unwrap(), front);
+            prop_assert_eq!(read_body, body.as_str());
+            let parsed = parse(&format!("c/{}/item.md", kind.folder()), &text);
+            prop_assert!(parsed.is_ok(), "{parsed:?} from\n{text}");
+        }
+
         #[test]
         fn any_duration_formatted_for_a_page_parses_back(secs in 0..1000 * 3600i64) {
             prop_assert_eq!(parse_duration(&format_duration(secs)).map(i64::from), Some(secs));
