@@ -1,5 +1,5 @@
 //! The command line: `lectern [serve]`, `migrate`, `config show`, `content
-//! import|list`, `seed --demo`, `user create-admin`, `billing
+//! import|export|list`, `seed --demo`, `user create-admin`, `billing
 //! reconcile|grant`, `backup now|list|verify|restore`.
 //! Exit status: 0 done, 1 failed while running, 2 bad usage or configuration.
 
@@ -184,6 +184,17 @@ pub enum ContentAction {
         #[arg(long)]
         prune: bool,
     },
+    /// Write every series, episode and article (published, scheduled and
+    /// drafts) and every media file as the folder `content import` reads:
+    /// export, edit, import. DIR must be missing or empty, unless --force.
+    Export {
+        /// The folder to write (created if missing).
+        dir: PathBuf,
+        /// Write into a folder that has files: its series/, episodes/,
+        /// articles/ and media/ are replaced, and nothing else in it is touched.
+        #[arg(long)]
+        force: bool,
+    },
     /// List every series, episode and article: published, scheduled or draft.
     List,
 }
@@ -235,6 +246,9 @@ pub fn run() -> ExitCode {
         Command::Content {
             action: ContentAction::Import { dir, dry_run, prune },
         } => commands::import_content(settings, dir, ImportOptions { dry_run, prune }).map(Some),
+        Command::Content {
+            action: ContentAction::Export { dir, force },
+        } => commands::export_content(settings, &dir, force).map(Some),
         Command::Content {
             action: ContentAction::List,
         } => commands::list_content(settings).map(Some),

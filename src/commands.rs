@@ -1,10 +1,11 @@
-//! The one-off commands (`migrate`, `content import|list`, `seed --demo`, `user
+//! The one-off commands (`migrate`, `content import|export|list`, `seed --demo`, `user
 //! create-admin`, `billing reconcile|grant`, `backup now|list|verify|restore`):
 //! each opens the configured (or embedded) database, does its work, and says
 //! what it did.
 
 use lectern_actors::backup::{BackupRow, Backups, Kind, Which};
 use lectern_actors::content::demo::demo_files;
+use lectern_actors::content::export::{export, Destination};
 use lectern_actors::content::import::{
     apply, import_bundle, parse_files, scan_dir, ImportOptions, ImportReport,
 };
@@ -70,6 +71,21 @@ pub fn import_content(
         let report = apply(&pool, &bundle, options).await?;
         warn(&report.warnings());
         Ok(report.to_string())
+    })
+}
+
+/// `lectern content export [--force] DIR`: writes everything as files that
+/// `content import` reads. The destination is checked before the database
+/// is opened.
+pub fn export_content(
+    settings: Settings,
+    dir: &std::path::Path,
+    force: bool,
+) -> Result<String, StartupError> {
+    let destination = Destination::check(dir, force)?;
+    with_database(settings, move |pool, _| async move {
+        store::migrate(&pool).await?;
+        Ok(export(&pool, &destination).await?.to_string())
     })
 }
 

@@ -11,6 +11,7 @@ use lectern_actors::backup::{BackupError, Backups};
 use lectern_actors::billing::actor::BillingSchedule;
 use lectern_actors::billing::{Billing, BillingConfig, BillingError, StripeConfig};
 use lectern_actors::cache::PageTable;
+use lectern_actors::content::export::ExportError;
 use lectern_actors::content::import::ImportError;
 use lectern_actors::content::{self};
 use lectern_actors::events::Event;
@@ -74,6 +75,8 @@ pub enum StartupError {
     Escalated(String),
     #[error("{0}")]
     Import(#[from] ImportError),
+    #[error("{0}")]
+    Export(#[from] ExportError),
     #[error("accounts: {0}")]
     Accounts(#[from] AccountsError),
     #[error("{0}")]
@@ -97,6 +100,7 @@ impl StartupError {
     pub fn exit_status(&self) -> u8 {
         match self {
             StartupError::Backup(e) if e.is_usage() => 2,
+            StartupError::Export(e) if e.is_usage() => 2,
             _ => 1,
         }
     }

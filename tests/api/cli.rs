@@ -1,5 +1,6 @@
 //! The command line: help for every command, `config show` with secrets
-//! redacted, and one clear line with exit status 2 for a bad value.
+//! redacted, and one clear line with exit status 2 for a bad value or a
+//! destination `content export` refuses.
 
 use std::process::Output;
 
@@ -26,6 +27,7 @@ fn every_command_has_help() {
         &["serve", "--help"],
         &["migrate", "--help"],
         &["config", "show", "--help"],
+        &["content", "export", "--help"],
     ] {
         let (output, _dir) = lectern(args, &[]);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
@@ -131,4 +133,56 @@ fn config_show_prints_the_effective_values_with_secrets_redacted() {
     for secret in ["sk_test_verysecret", "whsec_alsosecret", "hunter2"] {
         assert!(!shown.contains(secret), "{secret} leaked: {shown}");
     }
+}
+
+#[test]
+fn content_export_needs_a_folder() {
+    let (output, _dir) = lectern(&["content", "export"], &[]);
+
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("the following required arguments were not provided:\n  <DIR>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn content_export_refuses_a_folder_with_files_a_file_and_a_link_with_status_2() {
+    let work = tempfile::tempdir().unwrap();
+    let full = work.path().join("content");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("notes.txt"), "mine").unwrap();
+    let file = work.path().join("file.md");
+    std::fs::write(&file, "mine").unwrap();
+    let link = work.path().join("link");
+    std::os::unix::fs::symlink(work.path().join("empty"), &link).unwrap();
+    std::fs::create_dir(work.path().join("empty")).unwrap();
+
+    for (dir, expected) in [
+        (
+            &full,
+            "is not empty: export writes a new folder; give a missing or empty one, \
+             or --force to replace its series/, episodes/, articles/ and media/ (nothing else in it is touched)",
+        ),
+        (&file, "is not a folder"),
+        (&link, "is a symbolic link: give the folder it points to"),
+    ] {
+        // No database is set up: the destination is refused before one is needed.
+        let (output, _dir) = lectern(&["content", "export", dir.to_str().unwrap()], &[]);
+
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert_eq!(
+            stderr(&output),
+            format!("lectern: {} {expected}\n", dir.display())
+        );
+    }
+    assert_eq!(std::fs::read_to_string(full.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(std::fs::read_dir(&full).unwrap().count(), 1);
+    assert_eq!(std::fs::read_dir(work.path().join("empty")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        4,
+        "no stage left beside them"
+    );
 }

@@ -17,7 +17,7 @@ fn episode(number: u32, position: u32, title: &str) -> String {
     )
 }
 
-fn write(dir: &Path, path: &str, text: &str) {
+pub(crate) fn write(dir: &Path, path: &str, text: &str) {
     let path = dir.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -54,12 +54,16 @@ async fn row_versions(database: &tokio_postgres::Config) -> Vec<String> {
     versions
 }
 
-fn import(database: &tokio_postgres::Config, folder: &Path) -> std::process::Output {
+pub(crate) fn import(database: &tokio_postgres::Config, folder: &Path) -> std::process::Output {
     content(database, &["import"], Some(folder))
 }
 
 /// `lectern content ARGS [FOLDER]` against `database`.
-fn content(database: &tokio_postgres::Config, args: &[&str], folder: Option<&Path>) -> std::process::Output {
+pub(crate) fn content(
+    database: &tokio_postgres::Config,
+    args: &[&str],
+    folder: Option<&Path>,
+) -> std::process::Output {
     let work = tempfile::tempdir().unwrap();
     lectern_command(work.path())
         .env("DATABASE_URL", conninfo(database))
@@ -70,11 +74,11 @@ fn content(database: &tokio_postgres::Config, args: &[&str], folder: Option<&Pat
         .unwrap()
 }
 
-fn stdout(output: &std::process::Output) -> String {
+pub(crate) fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &std::process::Output) -> String {
+pub(crate) fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -95,7 +99,7 @@ fn tiny_folder() -> tempfile::TempDir {
     folder
 }
 
-async fn query_strings(database: &tokio_postgres::Config, sql: &str) -> Vec<String> {
+pub(crate) async fn query_strings(database: &tokio_postgres::Config, sql: &str) -> Vec<String> {
     let (client, connection) = database.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client

@@ -12,6 +12,7 @@ mod billing;
 mod browser;
 mod cli;
 mod content;
+mod content_export;
 mod deploy;
 mod embedded;
 mod events;

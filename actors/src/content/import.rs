@@ -330,7 +330,7 @@ fn scan_kind_folder(name: &str, folder: &Path, scan: &mut Scan) -> Result<(), Im
 }
 
 /// The folder of a content folder that holds media files.
-const MEDIA: &str = "media";
+pub(crate) const MEDIA: &str = "media";
 
 /// Every media file under `folder` (the content folder's `media/`, at any
 /// depth): warnings for the paths and types that are not served, errors for
