@@ -17,13 +17,14 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use slog::{info, warn, Logger};
 use time::OffsetDateTime;
+use tokio_postgres::NoTls;
 
 pub use money::Money;
 pub use stripe::{Stripe, StripeConfig, StripeError};
 pub use webhook::StripeEvent;
 
 use crate::mail::{self, Email, EmailAddress, EmailKind, MailError};
-use crate::store::StoreError;
+use crate::store::{DbConfig, StoreError};
 
 /// How often a plan bills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -146,6 +147,18 @@ pub enum BillingError {
     Mail(#[from] MailError),
     #[error("unexpected value in the database: {0}")]
     StoredValue(String),
+}
+
+/// The advisory-lock class of a scheduled job's lease (its second key is
+/// the hash of the job's name).
+pub const JOB_LEASE_CLASS: i32 = 0x6a62; // "jb"
+
+/// A node's hold on a scheduled job while it runs one period of it: a
+/// connection of its own, holding the job's advisory lock. Should the node
+/// die, PostgreSQL ends the connection and the lock with it, and the next
+/// node to look takes the unfinished period over.
+pub struct JobLease {
+    client: tokio_postgres::Client,
 }
 
 impl From<tokio_postgres::Error> for BillingError {
@@ -1116,32 +1129,63 @@ impl Billing {
         Ok(report)
     }
 
-    /// Claims `job`'s run for `period` for this node: true for exactly one
-    /// node per period.
+    /// Claims `job`'s run for `period` for `node`, unless the period's run
+    /// finished, or another node is running the job (it holds the job's
+    /// lease). A claim left by a node that died while running the job is
+    /// taken over: the period is run again, here.
     pub async fn claim_job(
         &self,
+        database: &DbConfig,
         job: &str,
         period: OffsetDateTime,
         node: &str,
-    ) -> Result<bool, BillingError> {
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(
-                "INSERT INTO job_runs (job, period, node) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&job, &period, &node],
+    ) -> Result<Option<JobLease>, BillingError> {
+        let finished = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM job_runs WHERE job = $1 AND period = $2 AND finished_at IS NOT NULL",
+                &[&job, &period],
+            )
+            .await?;
+        if finished.is_some() {
+            return Ok(None);
+        }
+        let (client, connection) = database.connect(NoTls).await?;
+        tokio::spawn(connection);
+        let leased: bool = client
+            .query_one(
+                &format!("SELECT pg_try_advisory_lock({JOB_LEASE_CLASS}, hashtext($1))"),
+                &[&job],
             )
             .await?
-            == 1)
+            .get(0);
+        // Under the lease, a row that is not finished was left by a node
+        // that died: it is this node's now.
+        let claimed = leased
+            && client
+                .execute(
+                    "INSERT INTO job_runs (job, period, node) VALUES ($1, $2, $3) \
+                     ON CONFLICT (job, period) DO UPDATE SET node = excluded.node, started_at = now() \
+                     WHERE job_runs.finished_at IS NULL",
+                    &[&job, &period, &node],
+                )
+                .await?
+                == 1;
+        Ok(claimed.then_some(JobLease { client }))
     }
 
+    /// Records the period's run as finished, and gives up the job's lease.
     pub async fn finish_job(
         &self,
+        lease: JobLease,
         job: &str,
         period: OffsetDateTime,
         report: serde_json::Value,
     ) -> Result<(), BillingError> {
-        let client = self.pool.get().await?;
-        client
+        lease
+            .client
             .execute(
                 "UPDATE job_runs SET finished_at = now(), report = $3 WHERE job = $1 AND period = $2",
                 &[&job, &period, &report],

@@ -640,6 +640,59 @@ async fn scheduled_reconciliation_runs_on_one_node_per_period() {
 }
 
 #[actix_rt::test]
+async fn a_reconciliation_cut_short_by_a_dead_node_is_run_by_another_in_the_same_period() {
+    use lectern_actors::billing::actor::RunSchedule;
+
+    let stripe = stripe().await;
+    let app = app_with(&stripe, &[]).await;
+    let mut visitor = Visitor::new(&app);
+    member(&app, &mut visitor, "ada@example.org").await;
+    let session = session_id(&check_out(&mut visitor, "monthly").await);
+    app.deliver_all(&stripe.complete_checkout(&session, Outcome::Paid { card_country: "US" }))
+        .await;
+    let subscription = stripe.subscriptions()[0]["id"].as_str().unwrap().to_owned();
+    let _ = stripe.cancel_subscription(&subscription);
+    assert_eq!(visitor.me().await["subscriber"], true, "drifted");
+
+    // What a node SIGKILLed while reconciling leaves: the period claimed,
+    // never finished. The period is the 3-hour one (billing's default)
+    // that `now` falls in, counted from the epoch as every node counts it.
+    let now = time::OffsetDateTime::now_utc();
+    let every = 3 * 3600;
+    let period = time::OffsetDateTime::from_unix_timestamp(
+        now.unix_timestamp() - now.unix_timestamp().rem_euclid(every),
+    )
+    .unwrap();
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO job_runs (job, period, node) VALUES ('billing.reconcile', $1, 'gone:1')",
+            &[&period],
+        )
+        .await
+        .unwrap();
+
+    app.actors()
+        .billing
+        .send(RunSchedule(now))
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .scalar("SELECT count(*) FROM job_runs WHERE job = 'billing.reconcile' AND finished_at IS NOT NULL")
+        .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the period's reconciliation never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(visitor.me().await["subscriber"], false, "fixed");
+}
+
+#[actix_rt::test]
 async fn a_grant_opens_premium_episodes_and_its_end_is_announced_a_week_ahead() {
     let stripe = stripe().await;
     let app = app_with(&stripe, &[]).await;

@@ -162,7 +162,7 @@ fn the_nginx_site_passes_nginx_t() {
     let dir = tempfile::tempdir().unwrap();
     let site = config_file("nginx.conf");
     assert!(
-        site.contains("server 127.0.0.1:4000;"),
+        site.contains("server 127.0.0.1:4000 "),
         "nginx's upstream is lectern.socket's address"
     );
 

@@ -5,7 +5,8 @@
 //! restarted and a slow Stripe never holds an HTTP worker: a handler waits
 //! for its answer, a page does not. On a timer it drains the inbox (woken
 //! by `NOTIFY lectern_billing` too) and runs the scheduled jobs, each
-//! claimed for its period by exactly one node.
+//! claimed for its period by exactly one node, which holds its lease while
+//! it runs (a period left unfinished by a node that died is run again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,16 +245,17 @@ impl BillingSupervisor {
             let run = self.dispatch(work);
             let log = self.log.clone();
             let stats = Arc::clone(&self.stats);
+            let database = self.database.clone();
             ctx.spawn(
                 async move {
-                    match billing.claim_job(job, period, &node).await {
-                        Ok(true) => {}
-                        Ok(false) => return,
+                    let lease = match billing.claim_job(&database, job, period, &node).await {
+                        Ok(Some(lease)) => lease,
+                        Ok(None) => return,
                         Err(e) => {
                             stats.record_error(format!("cannot claim {job}: {e}"));
                             return;
                         }
-                    }
+                    };
                     let report = match run.await {
                         Ok(Done::Reconciled(report)) => {
                             info!(log, "billing reconciled"; "report" => %report);
@@ -267,7 +269,7 @@ impl BillingSupervisor {
                             serde_json::json!({ "error": e.to_string() })
                         }
                     };
-                    if let Err(e) = billing.finish_job(job, period, report).await {
+                    if let Err(e) = billing.finish_job(lease, job, period, report).await {
                         stats.record_error(format!("cannot record {job}: {e}"));
                     }
                 }
