@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use lectern_actors::alerts::watch::WatchConfig;
 use lectern_actors::backup::scheduler::BackupPlan;
 use lectern_actors::backup::{Backups, DirStorage};
 use lectern_actors::billing::actor::BillingSchedule;
@@ -22,8 +23,8 @@ use lectern_actors::mail::backend::{ses_client, SesBackend};
 use lectern_actors::mail::templates::MailTemplates;
 use lectern_actors::mail::{BackendConfig, MailerConfig};
 use lectern_actors::store::{self, embedded::EmbeddedPostgres, DbPool};
-use lectern_actors::supervisor::restarts::RestartPolicy;
-use lectern_actors::supervisor::{RootSupervisor, SupervisorConfig};
+use lectern_actors::supervisor::restarts::{RestartPolicy, StormPolicy};
+use lectern_actors::supervisor::{AlertsConfig, RootSupervisor, SupervisorConfig};
 use serde_json::json;
 
 const SENDER: &str = "hello@lectern.test";
@@ -126,7 +127,18 @@ fn main() {
                     weekly: None,
                     keep_daily: 7,
                     keep_weekly: 5,
-                    alert_to: None,
+                },
+                alerts: AlertsConfig {
+                    to: None,
+                    storm: StormPolicy {
+                        restarts: 3,
+                        within: Duration::from_secs(60),
+                    },
+                    watch: WatchConfig {
+                        dead_letters_every: Duration::from_secs(60),
+                        database_down_after: Duration::from_secs(60),
+                        certificate: None,
+                    },
                 },
             },
             pool.clone(),

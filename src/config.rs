@@ -10,12 +10,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::{Figment, Metadata, Source};
+use lectern_actors::alerts::watch::{CertificateWatch, WatchConfig};
 use lectern_actors::backup::scheduler::{BackupPlan, Schedule};
 use lectern_actors::backup::{BackupError, DirStorage, S3Storage, Storage};
 use lectern_actors::mail::EmailAddress;
+use lectern_actors::supervisor::restarts::StormPolicy;
+use lectern_actors::supervisor::AlertsConfig;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The documented defaults, built in so that the binary runs from anywhere.
@@ -332,6 +336,17 @@ impl S3Settings {
 pub struct AlertSettings {
     /// The operator's address; unset, alerts are only logged.
     pub email: Option<String>,
+    /// More restarts of one actor than this within `restart_storm_secs`
+    /// are alerted on; below `supervisor.max_restarts`.
+    pub restart_storm_restarts: u32,
+    pub restart_storm_secs: u64,
+    /// A database unreachable this long is alerted on (once it is back).
+    pub database_down_secs: u64,
+    pub dead_letters_check_secs: u64,
+    /// A PEM certificate (certbot's fullchain.pem); read when checked, so
+    /// a missing or unreadable one is an alert, not a refusal to start.
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_warn_days: u32,
 }
 
 /// A backup schedule; an empty pattern is none.
@@ -762,11 +777,7 @@ impl Settings {
                 return fail(key, "must be between 1 and 1000");
             }
         }
-        if let Some(email) = &self.alerts.email {
-            if EmailAddress::parse(email).is_err() {
-                return fail("alerts.email", "must be an email address");
-            }
-        }
+        self.validate_alerts(&fail)?;
         let sns = &self.mail.sns;
         if !sns.topic_arns.iter().all(|arn| is_sns_topic_arn(arn)) {
             return fail(
@@ -789,6 +800,69 @@ impl Settings {
         }
         self.validate_backup(&fail)?;
         Ok(())
+    }
+
+    fn validate_alerts(
+        &self,
+        fail: &dyn Fn(&str, &str) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
+        let alerts = &self.alerts;
+        if let Some(email) = &alerts.email {
+            if EmailAddress::parse(email).is_err() {
+                return fail("alerts.email", "must be an email address");
+            }
+        }
+        if alerts.restart_storm_restarts == 0 || alerts.restart_storm_restarts >= self.supervisor.max_restarts
+        {
+            return fail(
+                "alerts.restart_storm_restarts",
+                "must be at least 1 and below supervisor.max_restarts (the storm is told before Lectern exits)",
+            );
+        }
+        for (key, secs) in [
+            ("alerts.restart_storm_secs", alerts.restart_storm_secs),
+            ("alerts.database_down_secs", alerts.database_down_secs),
+            ("alerts.dead_letters_check_secs", alerts.dead_letters_check_secs),
+        ] {
+            if secs == 0 || secs > 86_400 {
+                return fail(key, "must be between 1 and 86400 seconds");
+            }
+        }
+        if alerts.tls_warn_days == 0 || alerts.tls_warn_days > 365 {
+            return fail("alerts.tls_warn_days", "must be between 1 and 365");
+        }
+        if alerts
+            .tls_certificate
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return fail(
+                "alerts.tls_certificate",
+                "must be the path of a PEM certificate, or unset",
+            );
+        }
+        Ok(())
+    }
+
+    /// Whom alerts go to, and what the AlertWatch watches (the values were
+    /// checked at load).
+    pub fn alerts_config(&self) -> AlertsConfig {
+        let alerts = &self.alerts;
+        AlertsConfig {
+            to: alerts.email.as_deref().and_then(|e| EmailAddress::parse(e).ok()),
+            storm: StormPolicy {
+                restarts: alerts.restart_storm_restarts,
+                within: Duration::from_secs(alerts.restart_storm_secs),
+            },
+            watch: WatchConfig {
+                dead_letters_every: Duration::from_secs(alerts.dead_letters_check_secs),
+                database_down_after: Duration::from_secs(alerts.database_down_secs),
+                certificate: alerts.tls_certificate.clone().map(|path| CertificateWatch {
+                    path,
+                    warn_within: Duration::from_secs(u64::from(alerts.tls_warn_days) * 86_400),
+                }),
+            },
+        }
     }
 
     fn validate_backup(
@@ -844,11 +918,6 @@ impl Settings {
             weekly: schedule(&self.backup.weekly).ok().flatten(),
             keep_daily: self.backup.keep_daily,
             keep_weekly: self.backup.keep_weekly,
-            alert_to: self
-                .alerts
-                .email
-                .as_deref()
-                .and_then(|e| EmailAddress::parse(e).ok()),
         }
     }
 
@@ -1265,14 +1334,19 @@ mod tests {
                 weekly.next_after(monday),
                 Some(time::macros::datetime!(2026-12-06 03:30:00 UTC))
             );
-            assert_eq!((plan.keep_daily, plan.keep_weekly, plan.alert_to), (7, 5, None));
+            assert_eq!((plan.keep_daily, plan.keep_weekly), (7, 5));
+            assert_eq!(load(jail).map_err(|e| e.to_string())?.alerts_config().to, None);
 
             jail.set_env("LECTERN__BACKUP__WEEKLY", "");
             jail.set_env("LECTERN__ALERTS__EMAIL", "Ops@Example.com");
-            let plan = load(jail).map_err(|e| e.to_string())?.backup_plan();
-            assert!(plan.weekly.is_none(), "empty is none");
+            let settings = load(jail).map_err(|e| e.to_string())?;
+            assert!(settings.backup_plan().weekly.is_none(), "empty is none");
             assert_eq!(
-                plan.alert_to.map(|a| a.as_str().to_owned()).as_deref(),
+                settings
+                    .alerts_config()
+                    .to
+                    .map(|a| a.as_str().to_owned())
+                    .as_deref(),
                 Some("ops@example.com")
             );
 
@@ -1300,6 +1374,24 @@ mod tests {
                     "ops",
                     "alerts.email",
                     "an email address",
+                ),
+                (
+                    "LECTERN__ALERTS__RESTART_STORM_RESTARTS",
+                    "5",
+                    "alerts.restart_storm_restarts",
+                    "below supervisor.max_restarts",
+                ),
+                (
+                    "LECTERN__ALERTS__DATABASE_DOWN_SECS",
+                    "0",
+                    "alerts.database_down_secs",
+                    "between 1 and 86400",
+                ),
+                (
+                    "LECTERN__ALERTS__TLS_WARN_DAYS",
+                    "0",
+                    "alerts.tls_warn_days",
+                    "between 1 and 365",
                 ),
             ] {
                 jail.clear_env();

@@ -194,6 +194,7 @@ impl Application {
                     node: node_name(),
                 },
                 backup: settings.backup_plan(),
+                alerts: settings.alerts_config(),
             },
             pool.clone(),
             database,
@@ -276,6 +277,7 @@ impl Application {
             served = self.server => served.map_err(StartupError::Server),
             reason = self.actors.escalated() => {
                 error!(self.log, "stopping: the supervision tree escalated"; "reason" => &reason);
+                self.actors.alert_escalation(&reason).await;
                 handle.stop(true).await;
                 Err(StartupError::Escalated(reason))
             }

@@ -5,7 +5,7 @@ pub mod actor;
 
 use std::time::SystemTime;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool, Transaction};
 
 use crate::store::StoreError;
 
@@ -38,6 +38,16 @@ pub async fn insert_events(pool: &Pool, events: &[Event]) -> Result<u64, StoreEr
         return Ok(0);
     }
     let client = pool.get().await?;
+    Ok(write_events(&client, events).await?)
+}
+
+/// Writes events as part of `transaction`, for those that must be recorded
+/// if and only if the change they tell of is (an alert raised).
+pub async fn insert_events_in(transaction: &Transaction<'_>, events: &[Event]) -> Result<u64, StoreError> {
+    Ok(write_events(transaction, events).await?)
+}
+
+async fn write_events(client: &impl GenericClient, events: &[Event]) -> Result<u64, tokio_postgres::Error> {
     let statement = client
         .prepare_cached(
             "INSERT INTO events (kind, subject, data, occurred_at) \
@@ -48,9 +58,9 @@ pub async fn insert_events(pool: &Pool, events: &[Event]) -> Result<u64, StoreEr
     let subjects: Vec<Option<&str>> = events.iter().map(|e| e.subject.as_deref()).collect();
     let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
     let times: Vec<SystemTime> = events.iter().map(|e| e.occurred_at).collect();
-    Ok(client
+    client
         .execute(&statement, &[&kinds, &subjects, &data, &times])
-        .await?)
+        .await
 }
 
 /// How many events of `kind` are stored (for the dashboard and tests).

@@ -2,6 +2,7 @@
 //! crate knows nothing of HTTP; the web layer in `src/` calls into it.
 
 pub mod accounts;
+pub mod alerts;
 pub mod assets;
 pub mod aws;
 pub mod backup;

@@ -34,8 +34,8 @@ pub enum EmailKind {
     PaymentFailed,
     CancellationConfirmed,
     GrantExpiring,
-    /// To the operator (`alerts.email`): a backup failed or did not verify.
-    BackupFailed,
+    /// To the operator (`alerts.email`): see [`crate::alerts`].
+    Alert,
 }
 
 impl EmailKind {
@@ -50,7 +50,7 @@ impl EmailKind {
             EmailKind::PaymentFailed => "payment_failed",
             EmailKind::CancellationConfirmed => "cancellation_confirmed",
             EmailKind::GrantExpiring => "grant_expiring",
-            EmailKind::BackupFailed => "backup_failed",
+            EmailKind::Alert => "alert",
         }
     }
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use deadpool_postgres::Pool;
-use slog::{warn, Logger};
+use slog::{error, warn, Logger};
 
+use crate::alerts::watch::{AlertWatch, WatchConfig};
+use crate::alerts::{Alert, Alerts, Condition};
 use crate::backup::scheduler::{BackupPlan, BackupScheduler};
 use crate::backup::Backups;
 use crate::billing::actor::{BillingSchedule, BillingSupervisor, StripeWorker};
@@ -23,14 +25,16 @@ use crate::events::{Event, EventLog, Flush, Record};
 use crate::housekeeping::Housekeeper;
 use crate::mail::messages::FinishSends;
 use crate::mail::templates::{MailTemplates, TemplateError};
+use crate::mail::EmailAddress;
 use crate::mail::{Deliverer, Mailer, MailerConfig};
 use crate::render::{compile_templates, RenderError, Renderer};
 use crate::store::{self, DbConfig, StoreError};
-use restarts::{ActorReport, Child, RestartPolicy, Tree};
+use restarts::{ActorReport, Child, RestartPolicy, StormPolicy, Tree};
 
 /// How often the watchdog looks for actors that died outside a guarded handler.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(5);
+const ALERT_AT_ESCALATION: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the Mailer's sends in flight; one cut short
 /// is sent again later (at least once).
 const FINISH_SENDS_AT_SHUTDOWN: Duration = Duration::from_secs(10);
@@ -52,6 +56,16 @@ pub struct SupervisorConfig {
     pub keep_mail: Duration,
     pub billing: BillingSchedule,
     pub backup: BackupPlan,
+    pub alerts: AlertsConfig,
+}
+
+/// Whom alerts go to, and what the AlertWatch watches.
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    /// `alerts.email`; without it alerts are only logged.
+    pub to: Option<EmailAddress>,
+    pub storm: StormPolicy,
+    pub watch: WatchConfig,
 }
 
 /// StripeWorkers under the BillingSupervisor: calls to Stripe at once.
@@ -79,6 +93,9 @@ pub struct RootSupervisor {
     /// The one way to Stripe.
     pub billing: Arc<Child<BillingSupervisor>>,
     pub backup_scheduler: Arc<Child<BackupScheduler>>,
+    pub alert_watch: Arc<Child<AlertWatch>>,
+    /// The one way to raise an alert.
+    pub alerts: Alerts,
     /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
     pub pages: Arc<PageTable>,
     arbiters: Vec<Arbiter>,
@@ -97,6 +114,7 @@ impl RootSupervisor {
         log: Logger,
     ) -> Result<RootSupervisor, StartError> {
         let tree = Tree::new(config.policy, log.clone());
+        let alerts = Alerts::new(pool.clone(), config.alerts.to.clone(), log.clone());
 
         // 1. EventLog first: the others record into it.
         let event_log_arbiter = Arbiter::new();
@@ -117,7 +135,7 @@ impl RootSupervisor {
         // 3. PageCache: invalidation, and the listener for other nodes' changes.
         let page_cache_arbiter = Arbiter::new();
         let housekeeper_pool = pool.clone();
-        let backup_pool = pool.clone();
+        let watch_pool = pool.clone();
         let cache_table = Arc::clone(&pages);
         let cache_log = log.clone();
         let schedule_check = config.schedule_check;
@@ -188,13 +206,14 @@ impl RootSupervisor {
                 })
             })
             .collect::<Vec<_>>();
-        let (schedule, billing_log) = (config.billing.clone(), log.clone());
+        let (schedule, billing_alerts, billing_log) = (config.billing.clone(), alerts.clone(), log.clone());
         let billing = tree.supervise("billing", billing_arbiter.handle(), move |stats| {
             BillingSupervisor::new(
                 Arc::clone(&billing),
                 workers.clone(),
                 schedule.clone(),
                 billing_database.clone(),
+                billing_alerts.clone(),
                 stats,
                 billing_log.clone(),
             )
@@ -203,15 +222,55 @@ impl RootSupervisor {
         // 7. The BackupScheduler, on an arbiter of its own: a dump and its
         //    verification take minutes, and must not hold up anything else.
         let backup_arbiter = Arbiter::new();
-        let (plan, backup_events, backup_log) = (config.backup.clone(), Arc::clone(&event_log), log.clone());
+        let (plan, backup_events, backup_alerts, backup_log) = (
+            config.backup.clone(),
+            Arc::clone(&event_log),
+            alerts.clone(),
+            log.clone(),
+        );
         let backup_scheduler = tree.supervise("backup_scheduler", backup_arbiter.handle(), move |stats| {
             BackupScheduler::new(
                 Arc::clone(&backups),
                 plan.clone(),
-                backup_pool.clone(),
                 Arc::clone(&backup_events),
+                backup_alerts.clone(),
                 stats,
                 backup_log.clone(),
+            )
+        });
+
+        // 8. The AlertWatch, and the restart storms the tree reports.
+        let alert_arbiter = Arbiter::new();
+        if let Some(mut storms) = tree.storms(config.alerts.storm) {
+            let alerts = alerts.clone();
+            alert_arbiter.spawn(async move {
+                while let Some(storm) = storms.recv().await {
+                    let alert = Alert::new(
+                        Condition::RestartStorm,
+                        format!(
+                            "The actor {} restarted {} times within {} s.",
+                            storm.actor,
+                            storm.restarts,
+                            storm.within.as_secs()
+                        ),
+                        format!(
+                            "Its last error: {}",
+                            storm.last_error.as_deref().unwrap_or("none recorded")
+                        ),
+                    );
+                    // A failure to record it is logged with the alert by `raise`.
+                    let _ = alerts.raise(alert).await;
+                }
+            });
+        }
+        let (watch, watch_alerts, watch_log) = (config.alerts.watch.clone(), alerts.clone(), log.clone());
+        let alert_watch = tree.supervise("alert_watch", alert_arbiter.handle(), move |stats| {
+            AlertWatch::new(
+                watch_alerts.clone(),
+                watch_pool.clone(),
+                watch.clone(),
+                stats,
+                watch_log.clone(),
             )
         });
 
@@ -225,6 +284,8 @@ impl RootSupervisor {
             housekeeper,
             billing,
             backup_scheduler,
+            alert_watch,
+            alerts,
             pages,
             arbiters: vec![
                 event_log_arbiter,
@@ -233,6 +294,7 @@ impl RootSupervisor {
                 housekeeper_arbiter,
                 billing_arbiter,
                 backup_arbiter,
+                alert_arbiter,
             ],
             log,
         })
@@ -251,6 +313,25 @@ impl RootSupervisor {
     /// restart intensity allows; the process should then exit non-zero.
     pub async fn escalated(&self) -> String {
         self.tree.escalated().await
+    }
+
+    /// Tells the operator that the process is exiting because the tree
+    /// escalated; systemd starts it again. Told now, while the database
+    /// most likely answers (an escalation comes of actors restarting, not
+    /// of the database, which has its own alert); if it does not answer
+    /// within a few seconds, the log has it.
+    pub async fn alert_escalation(&self, reason: &str) {
+        let alert = Alert::new(
+            Condition::RestartStorm,
+            "Lectern exited: actors restarted more often than supervisor.max_restarts allows.",
+            reason,
+        );
+        if tokio::time::timeout(ALERT_AT_ESCALATION, self.alerts.raise(alert))
+            .await
+            .is_err()
+        {
+            error!(self.log, "the escalation alert was not recorded in time; it is only logged"; "reason" => reason);
+        }
     }
 
     /// Lets the Mailer finish the sends in flight (claiming no more), writes

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap};
+use lectern_actors::alerts::Condition;
 use lectern_actors::cache::CacheStats;
 use lectern_actors::mail::outbox::OutboxDepth;
 use lectern_actors::supervisor::restarts::ActorReport;
@@ -23,7 +24,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 /// Every metric's name starts with `lectern_`.
@@ -176,6 +177,8 @@ pub struct Snapshot {
     pub pool: PoolUse,
     /// `None` when the database did not answer in time.
     pub outbox: Option<OutboxDepth>,
+    /// Alerts this process raised, by condition.
+    pub alerts: Vec<(Condition, u64)>,
 }
 
 /// One metric without labels.
@@ -355,6 +358,17 @@ impl Collector for Snapshot {
                 level(outbox.dead),
             )?;
         }
+
+        let mut alerts = e.encode_descriptor(
+            "alerts_raised",
+            "Alerts this process raised since it started, emailed or counted as repeats within the hour.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (condition, raised) in &self.alerts {
+            let labels = [("condition", condition.key())];
+            total(*raised).encode(alerts.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -409,8 +423,14 @@ mod tests {
                 waiting: 0,
             },
             outbox: None,
+            alerts: vec![(Condition::BackupFailed, 2), (Condition::DeadLetters, 0)],
         };
         let text = metrics.encode(snapshot, Format::OpenMetrics).unwrap();
+        assert!(
+            text.contains("lectern_alerts_raised_total{condition=\"backup_failed\"} 2\n")
+                && text.contains("lectern_alerts_raised_total{condition=\"dead_letters\"} 0\n"),
+            "{text}"
+        );
         assert!(
             text.contains("lectern_http_requests_total{route=\"/episodes/{slug}\",status=\"200\"} 2\n"),
             "{text}"

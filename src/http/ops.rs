@@ -198,6 +198,7 @@ async fn metrics(
             waiting: pool.waiting,
         },
         outbox,
+        alerts: state.actors.alerts.raised_counts(),
     };
     let format = Format::accepted_by(req.headers());
     let body = state.metrics.encode(snapshot, format)?;

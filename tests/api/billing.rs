@@ -104,7 +104,18 @@ impl TestApp {
         self.events_handled().await;
     }
 
-    async fn scalar(&self, sql: &str) -> i64 {
+    /// Runs the scheduled billing jobs whose period `now` is in.
+    async fn run_billing_schedule(&self, now: time::OffsetDateTime) {
+        use lectern_actors::billing::actor::RunSchedule;
+        self.actors()
+            .billing
+            .send(RunSchedule(now))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    pub(crate) async fn scalar(&self, sql: &str) -> i64 {
         self.pool
             .get()
             .await
@@ -569,18 +580,24 @@ async fn a_card_from_another_country_than_quoted_is_flagged_not_blocked() {
     assert_eq!(flag, "quoted for IN, card from DE");
 }
 
+/// A member who subscribed, logged in as `visitor`, whose subscription was
+/// then cancelled in Stripe without the webhook arriving; its id.
+async fn drifted_subscriber(app: &TestApp, stripe: &StripeServer, visitor: &mut Visitor<'_>) -> String {
+    member(app, visitor, "ada@example.org").await;
+    let session = session_id(&check_out(visitor, "monthly").await);
+    app.deliver_all(&stripe.complete_checkout(&session, Outcome::Paid { card_country: "US" }))
+        .await;
+    let subscription = stripe.subscriptions()[0]["id"].as_str().unwrap().to_owned();
+    let _ = stripe.cancel_subscription(&subscription);
+    subscription
+}
+
 #[actix_rt::test]
 async fn reconciliation_fixes_a_subscription_cancelled_in_stripe_and_says_so() {
     let stripe = stripe().await;
     let app = app_with(&stripe, &[]).await;
     let mut visitor = Visitor::new(&app);
-    member(&app, &mut visitor, "ada@example.org").await;
-    let session = session_id(&check_out(&mut visitor, "monthly").await);
-    app.deliver_all(&stripe.complete_checkout(&session, Outcome::Paid { card_country: "US" }))
-        .await;
-    let subscription = stripe.subscriptions()[0]["id"].as_str().unwrap().to_owned();
-    // Cancelled in Stripe; the webhook never arrives.
-    let _ = stripe.cancel_subscription(&subscription);
+    let subscription = drifted_subscriber(&app, &stripe, &mut visitor).await;
     assert_eq!(visitor.me().await["subscriber"], true, "drifted");
 
     let data = tempfile::tempdir().unwrap();
@@ -605,9 +622,34 @@ async fn reconciliation_fixes_a_subscription_cancelled_in_stripe_and_says_so() {
 }
 
 #[actix_rt::test]
-async fn scheduled_reconciliation_runs_on_one_node_per_period() {
-    use lectern_actors::billing::actor::RunSchedule;
+async fn scheduled_reconciliation_that_fixes_drift_alerts_the_operator() {
+    let stripe = stripe().await;
+    let app = app_with(&stripe, &[("alerts.email", "\"ops@example.com\"")]).await;
+    let subscription = drifted_subscriber(&app, &stripe, &mut Visitor::new(&app)).await;
 
+    app.run_billing_schedule(time::OffsetDateTime::now_utc() + time::Duration::days(365))
+        .await;
+    let alert = crate::helpers::wait_for(Duration::from_secs(10), "a drift alert", || async {
+        app.outbox()
+            .await
+            .into_iter()
+            .find(|e| e.message == "alert" && e.recipient == "ops@example.com")
+    })
+    .await;
+    assert_eq!(alert.data["condition"], "billing_drift");
+    assert_eq!(
+        alert.data["summary"],
+        "Billing reconciliation: 1 subscription(s) checked, 1 fixed, 0 problem(s)."
+    );
+    let detail = alert.data["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("fixed: {subscription}: status active → canceled")),
+        "{detail}"
+    );
+}
+
+#[actix_rt::test]
+async fn scheduled_reconciliation_runs_on_one_node_per_period() {
     let stripe = stripe().await;
     let first = app_with(&stripe, &[]).await;
     let settings = stripe_settings(&stripe);
@@ -615,12 +657,7 @@ async fn scheduled_reconciliation_runs_on_one_node_per_period() {
     let second = spawn_app_on(first.database.clone(), &overrides).await;
     let now = time::OffsetDateTime::now_utc() + time::Duration::days(365);
     for app in [&first, &second] {
-        app.actors()
-            .billing
-            .send(RunSchedule(now))
-            .await
-            .unwrap()
-            .unwrap();
+        app.run_billing_schedule(now).await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while first

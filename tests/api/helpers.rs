@@ -244,6 +244,22 @@ pub fn test_settings(data_dir: &Path, overrides: &[(&str, &str)]) -> Settings {
     Settings::from_figment(&figment, Environment::Test).expect("test settings are valid")
 }
 
+/// Polls `check` every 100 ms until it answers `Some`, for at most `within`.
+pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A running Lectern with its own database.
 pub struct TestApp {
     pub address: String,
@@ -587,10 +603,9 @@ impl TestApp {
             .collect()
     }
 
-    /// The link in `email` as its recipient reads it: waits until the
-    /// Mailer delivered it (as an .eml file), then takes the link to this
-    /// site from its text part, and returns the link's path.
-    pub async fn link_in(&self, email: &OutboxEmail) -> String {
+    /// `email` as its recipient gets it: waits until the Mailer delivered
+    /// it (as an .eml file, 15 s at most) and reads the file.
+    pub async fn eml_of(&self, email: &OutboxEmail) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         let file = loop {
             let client = self.pool.get().await.unwrap();
@@ -615,7 +630,13 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let eml = std::fs::read_to_string(&file).unwrap();
+        std::fs::read_to_string(&file).unwrap()
+    }
+
+    /// The link in `email` as its recipient reads it: the link to this site
+    /// in its text part, as a path.
+    pub async fn link_in(&self, email: &OutboxEmail) -> String {
+        let eml = self.eml_of(email).await;
         let text = mime_part(&eml, "text/plain");
         let link = site_link(&text, &self.address)
             .unwrap_or_else(|| panic!("no link to {} in the email:\n{text}", self.address));

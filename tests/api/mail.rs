@@ -817,6 +817,24 @@ fn every_message_renders_as_its_snapshot() {
         EmailKind::MagicLink,
         json!({ "name": "Ada <Lovelace>", "link": "https://lectern.example/login/s1gn", "minutes": 15, "signup_attempt": true }),
     ));
+    for (name, repeats_before, previous_at) in [
+        ("alert", 0, ""),
+        ("alert_after_repeats", 12, "2026-12-02 09:14 UTC"),
+    ] {
+        cases.push((
+            name.to_owned(),
+            EmailKind::Alert,
+            json!({
+                "condition": "backup_failed",
+                "title": "a backup failed",
+                "summary": "The backup daily/2026-12-02T03-00-00Z.dump failed.",
+                "detail": "pg_restore: error: could not extend file: No space left on device",
+                "advice": "The failure is recorded (lectern backup list shows it).",
+                "repeats_before": repeats_before,
+                "previous_at": previous_at,
+            }),
+        ));
+    }
     for (name, message, data) in cases {
         let email = templates.render(message.name(), &data).unwrap();
         insta::assert_snapshot!(

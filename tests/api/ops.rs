@@ -52,6 +52,7 @@ async fn readyz_is_green_when_database_migrations_and_actors_are() {
             "stripe_worker_2",
             "billing",
             "backup_scheduler",
+            "alert_watch",
         ]
     );
 }

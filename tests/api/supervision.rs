@@ -229,7 +229,7 @@ mod in_lectern_serve {
 
     use crate::helpers::{demo_database, LecternProcess};
 
-    const ACTORS: [&str; 7] = [
+    const ACTORS: [&str; 8] = [
         "event_log",
         "renderer",
         "page_cache",
@@ -237,6 +237,7 @@ mod in_lectern_serve {
         "housekeeper",
         "billing",
         "backup_scheduler",
+        "alert_watch",
     ];
 
     /// `actor`'s line in `/readyz`'s detail (given to a loopback client).
@@ -290,6 +291,8 @@ mod in_lectern_serve {
             &[
                 ("LECTERN__SUPERVISOR__MAX_RESTARTS", "2"),
                 ("LECTERN__SUPERVISOR__WITHIN_SECS", "3600"),
+                // Below max_restarts, as it must be.
+                ("LECTERN__ALERTS__RESTART_STORM_RESTARTS", "1"),
             ],
         );
 

@@ -2,8 +2,8 @@
 //! UTC) it backs the database up, verifies the backup by restoring it into
 //! a scratch database, and prunes the older backups of that kind. A run
 //! that fails, or does not verify, is recorded with its reason, logged and
-//! emailed to the operator (`alerts.email`); the next run is armed when
-//! this one comes due, whatever becomes of it.
+//! raised as an alert to the operator; the next run is armed when this one
+//! comes due, whatever becomes of it.
 //!
 //! Every node runs a scheduler; each scheduled run happens on one of them,
 //! because its key is the scheduled time's and keys are unique.
@@ -17,14 +17,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
-use deadpool_postgres::Pool;
 use serde_json::json;
 use slog::{debug, error, info, warn, Logger};
 use time::OffsetDateTime;
 
 use super::{key_for, BackupError, Backups, Kind};
+use crate::alerts::{Alert, Alerts, Condition};
 use crate::events::{Event, EventLog, Record};
-use crate::mail::{self, Email, EmailAddress, EmailKind};
 use crate::supervisor::restarts::{guard_future, ActorStats, Child, Crashed, SupervisedActor};
 
 /// When backups of one kind are due: a cron pattern in UTC, five fields
@@ -71,15 +70,13 @@ impl fmt::Debug for Schedule {
     }
 }
 
-/// What the scheduler does: when, how many to keep, whom to tell.
+/// What the scheduler does: when, and how many to keep.
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
     pub daily: Option<Schedule>,
     pub weekly: Option<Schedule>,
     pub keep_daily: u32,
     pub keep_weekly: u32,
-    /// Where failures are emailed; without it they are only logged.
-    pub alert_to: Option<EmailAddress>,
 }
 
 impl BackupPlan {
@@ -111,8 +108,8 @@ pub struct BackupScheduler {
 struct Run {
     backups: Arc<Backups>,
     plan: BackupPlan,
-    pool: Pool,
     events: Arc<Child<EventLog>>,
+    alerts: Alerts,
     /// One dump at a time on this node, whatever its kind.
     one_at_a_time: tokio::sync::Mutex<()>,
     log: Logger,
@@ -122,8 +119,8 @@ impl BackupScheduler {
     pub fn new(
         backups: Arc<Backups>,
         plan: BackupPlan,
-        pool: Pool,
         events: Arc<Child<EventLog>>,
+        alerts: Alerts,
         stats: Arc<ActorStats>,
         log: Logger,
     ) -> BackupScheduler {
@@ -131,8 +128,8 @@ impl BackupScheduler {
             run: Arc::new(Run {
                 backups,
                 plan,
-                pool,
                 events,
+                alerts,
                 one_at_a_time: tokio::sync::Mutex::new(()),
                 log,
             }),
@@ -287,7 +284,7 @@ impl Run {
         }
     }
 
-    /// Logs a failure, records it and emails the operator; answers the reason.
+    /// Logs a failure, records it and alerts the operator; answers the reason.
     async fn failed(&self, key: &str, reason: &str) -> String {
         error!(self.log, "backup failed"; "key" => key, "reason" => reason);
         self.events.do_send(Record(Event::new(
@@ -295,30 +292,14 @@ impl Run {
             key.to_owned(),
             json!({ "reason": reason }),
         )));
-        match &self.plan.alert_to {
-            None => warn!(self.log, "no alerts.email: the backup failure is only logged"; "key" => key),
-            Some(to) => {
-                if let Err(e) = self.alert(to, key, reason).await {
-                    error!(self.log, "cannot queue the backup alert"; "key" => key, "error" => %e);
-                }
-            }
-        }
+        let alert = Alert::new(
+            Condition::BackupFailed,
+            format!("The backup {key} failed."),
+            reason,
+        );
+        // A failure to record the alert is logged with it by `raise`.
+        let _ = self.alerts.raise(alert).await;
         format!("backup {key} failed: {reason}")
-    }
-
-    async fn alert(&self, to: &EmailAddress, key: &str, reason: &str) -> Result<(), BackupError> {
-        let mut client = self.pool.get().await.map_err(crate::store::StoreError::from)?;
-        let transaction = client.transaction().await?;
-        let email = Email {
-            to: to.clone(),
-            kind: EmailKind::BackupFailed,
-            data: json!({ "key": key, "reason": reason }),
-        };
-        mail::enqueue(&transaction, email)
-            .await
-            .map_err(|mail::MailError::Database(e)| BackupError::Query(e))?;
-        transaction.commit().await?;
-        Ok(())
     }
 }
 

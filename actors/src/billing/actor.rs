@@ -16,6 +16,7 @@ use slog::{error, info, warn, Logger};
 use time::OffsetDateTime;
 
 use super::{Billing, BillingError, CheckoutStarted, CountryCode, ReconcileReport};
+use crate::alerts::{Alert, Alerts, Condition};
 use crate::store::listen::listen;
 use crate::store::DbConfig;
 use crate::supervisor::restarts::{guard, guard_future, ActorStats, Child, Crashed, SupervisedActor};
@@ -157,6 +158,7 @@ pub struct BillingSupervisor {
     woken: bool,
     schedule: BillingSchedule,
     database: DbConfig,
+    alerts: Alerts,
     stats: Arc<ActorStats>,
     log: Logger,
 }
@@ -167,6 +169,7 @@ impl BillingSupervisor {
         workers: Vec<Arc<Child<StripeWorker>>>,
         schedule: BillingSchedule,
         database: DbConfig,
+        alerts: Alerts,
         stats: Arc<ActorStats>,
         log: Logger,
     ) -> BillingSupervisor {
@@ -178,6 +181,7 @@ impl BillingSupervisor {
             woken: false,
             schedule,
             database,
+            alerts,
             stats,
             log,
         }
@@ -246,6 +250,7 @@ impl BillingSupervisor {
             let log = self.log.clone();
             let stats = Arc::clone(&self.stats);
             let database = self.database.clone();
+            let alerts = self.alerts.clone();
             ctx.spawn(
                 async move {
                     let lease = match billing.claim_job(&database, job, period, &node).await {
@@ -259,6 +264,10 @@ impl BillingSupervisor {
                     let report = match run.await {
                         Ok(Done::Reconciled(report)) => {
                             info!(log, "billing reconciled"; "report" => %report);
+                            if let Some(alert) = drift_alert(&report) {
+                                // A failure to record it is logged with the alert by `raise`.
+                                let _ = alerts.raise(alert).await;
+                            }
                             serde_json::to_value(&report).unwrap_or_default()
                         }
                         Ok(Done::Reminded(n)) => serde_json::json!({ "reminded": n }),
@@ -277,6 +286,21 @@ impl BillingSupervisor {
             );
         }
     }
+}
+
+/// The operator is told of a scheduled reconciliation that fixed or found
+/// anything; one run at the command line tells whoever ran it.
+fn drift_alert(report: &ReconcileReport) -> Option<Alert> {
+    if report.fixes.is_empty() && report.problems.is_empty() {
+        return None;
+    }
+    let detail = report.to_string();
+    let summary = detail.lines().next().unwrap_or_default();
+    Some(Alert::new(
+        Condition::BillingDrift,
+        format!("Billing reconciliation: {summary}."),
+        detail.lines().skip(1).collect::<Vec<_>>().join("\n"),
+    ))
 }
 
 /// The start of the period of length `every` that `now` falls in, counted

@@ -104,6 +104,38 @@ pub async fn record_outcome(
     Ok(())
 }
 
+/// Dead letters not reported yet: how many, and the newest one's message
+/// and error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetters {
+    pub count: u64,
+    pub latest_message: String,
+    pub latest_error: String,
+}
+
+/// Marks the dead letters nobody reported yet as reported, as part of
+/// `transaction` (the alert that tells of them goes in the same one). Two
+/// nodes checking at once report each dead letter once: the second waits
+/// for the first's row locks and then finds them reported.
+pub async fn report_dead_letters(
+    transaction: &Transaction<'_>,
+) -> Result<Option<NewDeadLetters>, tokio_postgres::Error> {
+    let report = transaction
+        .prepare_cached(
+            "UPDATE email_outbox SET dead_reported = true \
+             WHERE status = 'dead' AND NOT dead_reported \
+             RETURNING id, message, coalesce(last_error, '')",
+        )
+        .await?;
+    let rows = transaction.query(&report, &[]).await?;
+    let latest = rows.iter().max_by_key(|row| row.get::<_, i64>(0));
+    Ok(latest.map(|row| NewDeadLetters {
+        count: rows.len() as u64,
+        latest_message: row.get(1),
+        latest_error: row.get(2),
+    }))
+}
+
 /// Deletes sent and dead emails created more than `keep` ago; returns how many.
 pub async fn purge(pool: &deadpool_postgres::Pool, keep: Duration) -> Result<u64, crate::store::StoreError> {
     let client = pool.get().await?;

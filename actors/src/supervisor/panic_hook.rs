@@ -7,6 +7,7 @@ use actix::prelude::*;
 
 use super::restarts::{guard, Crashed};
 use super::RootSupervisor;
+use crate::alerts::watch::AlertWatch;
 use crate::backup::scheduler::BackupScheduler;
 use crate::billing::actor::BillingSupervisor;
 use crate::cache::PageCache;
@@ -39,7 +40,8 @@ panics_on_request!(
     Mailer,
     Housekeeper,
     BillingSupervisor,
-    BackupScheduler
+    BackupScheduler,
+    AlertWatch
 );
 
 impl RootSupervisor {
@@ -54,6 +56,7 @@ impl RootSupervisor {
             "housekeeper" => self.housekeeper.send(Panic).await,
             "billing" => self.billing.send(Panic).await,
             "backup_scheduler" => self.backup_scheduler.send(Panic).await,
+            "alert_watch" => self.alert_watch.send(Panic).await,
             _ => return None,
         };
         Some(match answer {

@@ -17,7 +17,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
@@ -25,7 +25,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use serde::Serialize;
 use slog::{error, warn, Logger};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// At most `max_restarts` restarts of one actor within `within`; one more and
 /// the tree escalates.
@@ -42,6 +42,25 @@ impl Default for RestartPolicy {
             within: Duration::from_secs(60),
         }
     }
+}
+
+/// More than `restarts` restarts of one actor within `within` are a storm
+/// the operator is told of (an alert), before the restart intensity
+/// escalates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StormPolicy {
+    pub restarts: u32,
+    pub within: Duration,
+}
+
+/// An actor restarting more often than the [`StormPolicy`] allows; sent at
+/// each restart while it lasts.
+#[derive(Debug, Clone)]
+pub struct Storm {
+    pub actor: &'static str,
+    pub restarts: usize,
+    pub within: Duration,
+    pub last_error: Option<String>,
 }
 
 /// A handler panicked; the actor is being restarted.
@@ -105,23 +124,42 @@ impl ActorStats {
     pub fn record_restart(&self, why: &str) {
         let restarts = self.restarts.fetch_add(1, Ordering::Relaxed) + 1;
         let policy = self.tree.policy;
-        let in_window = {
+        let storms = self.tree.storms.get();
+        let (in_window, in_storm_window) = {
             let mut recent = self
                 .recent_restarts
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
+            let keep = storms.map_or(policy.within, |(storm, _)| storm.within.max(policy.within));
             recent.push_back(now);
-            while recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > policy.within)
-            {
+            while recent.front().is_some_and(|t| now.duration_since(*t) > keep) {
                 recent.pop_front();
             }
-            recent.len()
+            let within = |window: Duration| {
+                recent
+                    .iter()
+                    .filter(|t| now.duration_since(**t) <= window)
+                    .count()
+            };
+            (
+                within(policy.within),
+                storms.map(|(storm, _)| within(storm.within)),
+            )
         };
         warn!(self.tree.log, "actor restarted";
             "actor" => self.name, "why" => why, "restarts" => restarts);
+        if let (Some((storm, storms)), Some(restarts)) = (storms, in_storm_window) {
+            if restarts > storm.restarts as usize {
+                // The receiver goes with the tree; nothing to tell then.
+                let _ = storms.send(Storm {
+                    actor: self.name,
+                    restarts,
+                    within: storm.within,
+                    last_error: self.last_error(),
+                });
+            }
+        }
         if in_window > policy.max_restarts as usize {
             self.tree.escalate(format!(
                 "actor {} restarted {} times within {} s (limit {}); last error: {}",
@@ -222,6 +260,7 @@ struct TreeShared {
     policy: RestartPolicy,
     log: Logger,
     escalation: watch::Sender<Option<String>>,
+    storms: OnceLock<(StormPolicy, mpsc::UnboundedSender<Storm>)>,
 }
 
 impl TreeShared {
@@ -318,6 +357,7 @@ impl Tree {
                 policy,
                 log,
                 escalation,
+                storms: OnceLock::new(),
             }),
             children: Mutex::new(Vec::new()),
             escalated,
@@ -424,6 +464,14 @@ impl Tree {
             .iter()
             .map(|child| child.report())
             .collect()
+    }
+
+    /// Restart storms under `policy`, from now on; `None` if they are
+    /// already being watched (there is one watcher per tree).
+    pub fn storms(&self, policy: StormPolicy) -> Option<mpsc::UnboundedReceiver<Storm>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.shared.storms.set((policy, sender)).ok()?;
+        Some(receiver)
     }
 
     /// Resolves with the reason once the restart intensity is exceeded.
