@@ -104,7 +104,7 @@ impl TestApp {
         self.events_handled().await;
     }
 
-    async fn scalar(&self, sql: &str) -> i64 {
+    pub async fn scalar(&self, sql: &str) -> i64 {
         self.pool
             .get()
             .await
