@@ -662,10 +662,15 @@ impl Billing {
         };
         let id: String = row.get(0);
         let kind: String = row.get(1);
-        let payload: serde_json::Value = row.get(2);
         let attempts: i32 = row.get(3);
-        let object = &payload["data"]["object"];
-        match self.handle_event(&txn, &kind, object).await {
+        // A payload PostgreSQL holds but serde_json cannot read back (a
+        // number beyond a float's range, nesting past its limit) would fail
+        // the same way every time: it is set aside like any other failure.
+        let handled = match row.try_get::<_, serde_json::Value>(2) {
+            Ok(payload) => self.handle_event(&txn, &kind, &payload["data"]["object"]).await,
+            Err(e) => Err(BillingError::StoredValue(format!("the event's payload: {e}"))),
+        };
+        match handled {
             Ok(outcome) => {
                 txn.execute(
                     "UPDATE stripe_events SET processed_at = now(), attempts = attempts + 1, \

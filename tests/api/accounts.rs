@@ -891,3 +891,67 @@ async fn the_rate_limiter_allows_a_burst_then_one_request_a_step() {
     }
     assert!(hit(&app.pool, key, rate).await.unwrap().is_err());
 }
+
+/// A session lives in the database, not in the process: when `lectern
+/// serve` is killed with SIGKILL and started again, a member logged in
+/// before is still logged in with the same cookie.
+#[actix_rt::test]
+async fn a_session_outlives_a_sigkill_of_lectern_serve() {
+    use std::sync::Arc;
+
+    use crate::helpers::{conninfo, fresh_database, lectern_command, LecternProcess};
+    use crate::visitor::form_field;
+
+    let database = fresh_database().await;
+    let data_dir = Arc::new(tempfile::tempdir().unwrap());
+    let output = lectern_command(data_dir.path())
+        .env("DATABASE_URL", conninfo(&database))
+        .args(["user", "create-admin", "grace@example.org"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let link = stdout
+        .lines()
+        .find(|l| l.contains("/login/magic/"))
+        .unwrap_or_else(|| panic!("no link in {stdout}"));
+    let path = &link[link.find("/login/magic/").unwrap()..];
+    let cookie_named = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find(|value| value.starts_with(&format!("{name}=")))
+            .and_then(|value| value.split(';').next())
+            .map(str::to_owned)
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let mut first = LecternProcess::start(Arc::clone(&data_dir), Some(&database));
+    let landing = client.get(first.url(path)).send().await.unwrap();
+    let csrf = cookie_named(&landing, "lectern_csrf").expect("a form token cookie");
+    let token = form_field(&landing.text().await.unwrap(), "csrf_token").expect("a form");
+    let login = client
+        .post(first.url(path))
+        .header("cookie", &csrf)
+        .form(&[("csrf_token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let session = cookie_named(&login, "lectern_session").expect("logged in");
+    let account = |url: String| client.get(url).header("cookie", &session).send();
+    assert_eq!(account(first.url("/account")).await.unwrap().status(), 200);
+
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    let status = first.child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+
+    let second = LecternProcess::start(data_dir, Some(&database));
+    let after = account(second.url("/account")).await.unwrap();
+    assert_eq!(after.status(), 200, "the old cookie is still a login");
+    assert!(after.text().await.unwrap().contains("grace@example.org"));
+}

@@ -12,7 +12,7 @@ use crate::helpers::{demo_database, lectern_command, spawn_app_on, TestApp};
 use crate::visitor::Visitor;
 
 const KEY: &str = "sk_test_lectern";
-const WEBHOOK_SECRET: &str = "whsec_test_lectern";
+pub const WEBHOOK_SECRET: &str = "whsec_test_lectern";
 const PASSWORD: &str = "correct horse battery";
 pub const PREMIUM: &str = "/episodes/lifetimes-demystified";
 
@@ -45,7 +45,7 @@ pub async fn app_with(stripe: &StripeServer, more: &[(&str, &str)]) -> TestApp {
 }
 
 /// A member who signed up and confirmed, logged in as `visitor`.
-async fn member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) {
+pub async fn member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) {
     let page = visitor
         .submit(
             "/signup",
@@ -59,7 +59,7 @@ async fn member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) {
 }
 
 /// The id of the Checkout Session a member was sent to.
-fn session_id(checkout: &crate::visitor::Page) -> String {
+pub fn session_id(checkout: &crate::visitor::Page) -> String {
     let location = checkout
         .location()
         .unwrap_or_else(|| panic!("{}: {}", checkout.status, checkout.body));
@@ -67,7 +67,7 @@ fn session_id(checkout: &crate::visitor::Page) -> String {
 }
 
 /// Pushes the button for `plan` on /pricing; answers Lectern's response.
-async fn check_out(visitor: &mut Visitor<'_>, plan: &str) -> crate::visitor::Page {
+pub async fn check_out(visitor: &mut Visitor<'_>, plan: &str) -> crate::visitor::Page {
     visitor.submit("/pricing", "/checkout", &[("plan", plan)]).await
 }
 

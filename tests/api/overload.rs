@@ -2,7 +2,9 @@
 //! database than the pool has connections queue for it and are all answered
 //! (or refused with 503 and `Retry-After` once the pool's wait runs out),
 //! none hangs, and the site serves as before once they end; thousands of
-//! distinct URLs leave the cache within its capacity.
+//! distinct URLs leave the cache within its capacity; hundreds of clients
+//! sending their headers a byte a second neither stop others being served
+//! nor are held past the client request timeout.
 
 use std::time::{Duration, Instant};
 
@@ -105,5 +107,78 @@ async fn thousands_of_distinct_urls_leave_the_cache_within_its_capacity() {
         entries <= 5,
         "{entries} pages cached for {} URLs: {cache}",
         urls.len()
+    );
+}
+
+/// Slow clients: each opens a connection and sends a request's headers a
+/// byte a second. Meanwhile other visitors are served as usual, and each
+/// slow client is answered 408 and cut off once the client request timeout
+/// (actix-web's, 5 s) has passed, not held for as long as it keeps sending.
+#[actix_rt::test]
+async fn clients_sending_headers_a_byte_a_second_are_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SLOW: usize = 500;
+    let app = spawn_app_on(demo_database().await, &[]).await;
+    let authority = app
+        .address
+        .strip_prefix("http://")
+        .expect("an http address")
+        .to_owned();
+    let slow_clients: Vec<_> = (0..SLOW)
+        .map(|_| {
+            let authority = authority.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+                let request = b"GET / HTTP/1.1\r\nHost: slow\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+                let mut answer = Vec::new();
+                for byte in request {
+                    if stream.write_all(&[*byte]).await.is_err() {
+                        break;
+                    }
+                    let mut buffer = [0u8; 256];
+                    match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => break,
+                        Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+                        Err(_) => {}
+                    }
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await;
+                String::from_utf8_lossy(&answer).into_owned()
+            })
+        })
+        .collect();
+
+    // Others meanwhile: a cached page and one that needs the database.
+    let mut served = 0;
+    for _ in 0..20 {
+        for path in ["/", "/episodes/building-an-actor-with-tokio", "/search?q=actor"] {
+            let answer = app
+                .client
+                .get(app.url(path))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .expect("served during the attack");
+            assert_eq!(answer.status(), 200, "{path}");
+            served += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let answers = futures_util::future::join_all(slow_clients).await;
+    let cut_off = answers
+        .iter()
+        .filter(|answer| answer.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 408")))
+        .count();
+    println!("{served} requests served during the attack; {cut_off} of {SLOW} slow clients answered 408");
+    // The request above is 60 bytes: a client held to the end would have sent it all.
+    assert_eq!(
+        cut_off,
+        SLOW,
+        "{:?}",
+        answers
+            .iter()
+            .find(|a| !a.as_ref().is_ok_and(|a| a.starts_with("HTTP/1.1 408")))
     );
 }

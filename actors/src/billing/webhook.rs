@@ -104,7 +104,15 @@ impl StripeEvent {
             _object: IgnoredAny,
         }
         let text = std::str::from_utf8(body).map_err(|e| MalformedEvent(e.to_string()))?;
-        let envelope: Envelope = serde_json::from_str(text).map_err(|e| MalformedEvent(e.to_string()))?;
+        // Read whole, as the event is read when it is handled: a number beyond
+        // a float's range, nesting past serde_json's limit or a lone surrogate
+        // is refused here, and so is a NUL, which PostgreSQL's jsonb cannot hold.
+        let whole: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| MalformedEvent(e.to_string()))?;
+        if holds_nul(&whole) {
+            return Err(MalformedEvent("a string holds a NUL character".into()));
+        }
+        let envelope = Envelope::deserialize(&whole).map_err(|e| MalformedEvent(e.to_string()))?;
         let plain = |s: &str| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic());
         if !envelope.id.starts_with("evt_") || !plain(&envelope.id) || !plain(&envelope.kind) {
             return Err(MalformedEvent("the id or type is not Stripe's".into()));
@@ -117,6 +125,18 @@ impl StripeEvent {
             created,
             payload: text.to_owned(),
         })
+    }
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, field)| key.contains('\0') || holds_nul(field)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -226,6 +246,10 @@ mod tests {
             br#"{"id":"evt_1","type":"invoice.paid","created":1700000000,"data":{"object":{}}"#,
             br#"{"id":"x","type":"t","created":1,"data":{"object":{}}}"#,
             br#"{"id":"evt_1","type":"t t","created":1,"data":{"object":{}}}"#,
+            // What PostgreSQL's jsonb or serde_json cannot read back.
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{"name":"a\u0000b"}}}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{}},"x":"\ud800"}"#,
+            br#"{"id":"evt_1","type":"t","created":1,"data":{"object":{"amount":1e999}}}"#,
         ] {
             assert!(
                 StripeEvent::parse(bad).is_err(),

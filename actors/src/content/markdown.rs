@@ -182,6 +182,7 @@ fn unescape(escaped: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn html(source: &str) -> String {
         compile_markdown(source, MarkdownOptions::default())
@@ -294,5 +295,78 @@ mod tests {
     #[test]
     fn images_load_lazily() {
         assert!(html("![a diagram](/static/x.svg)").contains("<img loading=\"lazy\" src=\"/static/x.svg\""));
+    }
+
+    /// Markdown-shaped text: the constructs that nest or open and close
+    /// (quotes, lists, emphasis, links, fences, tables, HTML, footnotes),
+    /// mixed with arbitrary text.
+    fn markdownish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "\\PC{0,12}",
+            prop::sample::select(vec![
+                "\n",
+                "\n\n",
+                "> ",
+                "- ",
+                "* ",
+                "1. ",
+                "   ",
+                "\t",
+                "# ",
+                "## ",
+                "---\n",
+                "===\n",
+                "```",
+                "```rust\n",
+                "```nosuchlang\n",
+                "~~~",
+                "`",
+                "*",
+                "**",
+                "_",
+                "~~",
+                "[",
+                "]",
+                "(",
+                ")",
+                "![",
+                "](",
+                "<",
+                ">",
+                "</",
+                "<div>",
+                "<h2>",
+                "&amp;",
+                "&#x",
+                "\\",
+                "|",
+                "| - |\n",
+                "[^1]",
+                "[^1]: ",
+                "<https://x.example>",
+                "javascript:",
+                "$$",
+            ])
+            .prop_map(str::to_owned),
+        ];
+        prop::collection::vec(piece, 0..120).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn any_markdown_compiles_or_is_refused_without_panicking(
+            source in markdownish(),
+            allow_raw_html: bool,
+        ) {
+            let options = MarkdownOptions { allow_raw_html, ..MarkdownOptions::default() };
+            if let Ok(compiled) = compile_markdown(&source, options) {
+                prop_assert!(compiled.html.starts_with(&compiled.teaser_html));
+            }
+            if let Ok(teaser) = teaser_source(&source, options) {
+                prop_assert!(source.starts_with(teaser));
+            }
+        }
     }
 }
