@@ -102,6 +102,7 @@ fn main() {
                 live_templates: false,
                 schedule_check: Duration::from_secs(3600),
                 events_flush: Duration::from_secs(1),
+                page_view_buffer: 16,
                 mail: MailerConfig {
                     backend: BackendConfig::Ses {
                         endpoint: Some(endpoint.clone()),

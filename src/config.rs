@@ -151,6 +151,10 @@ pub struct LogSettings {
     pub terminal: bool,
     /// How often the events table gets the events recorded since the last write.
     pub events_flush_secs: u64,
+    /// Whether page views are recorded (`page_views`).
+    pub page_views: bool,
+    /// Page views held for the EventLog at most.
+    pub page_view_buffer: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -645,6 +649,9 @@ impl Settings {
         }
         if self.log.events_flush_secs == 0 {
             return fail("log.events_flush_secs", "must be at least 1");
+        }
+        if !(1..=1_000_000).contains(&self.log.page_view_buffer) {
+            return fail("log.page_view_buffer", "must be between 1 and 1000000");
         }
         if self.supervisor.max_restarts == 0 {
             return fail("supervisor.max_restarts", "must be at least 1");

@@ -25,6 +25,7 @@ pub mod media;
 pub mod metrics;
 pub mod middleware;
 pub mod ops;
+pub mod page_views;
 pub mod pages;
 pub mod webhooks;
 

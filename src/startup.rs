@@ -184,6 +184,7 @@ impl Application {
                 live_templates: settings.renderer.live_templates,
                 schedule_check: Duration::from_secs(settings.cache.schedule_check_secs),
                 events_flush: Duration::from_secs(settings.log.events_flush_secs),
+                page_view_buffer: settings.log.page_view_buffer,
                 mail: mailer_config(&settings, &public_url),
                 housekeeping_every: HOUSEKEEPING_EVERY,
                 keep_mail: Duration::from_secs(u64::from(settings.mail.keep_days) * 86_400),
@@ -546,6 +547,7 @@ fn http_server(
     let request_context = RequestContext::new(
         &settings,
         Arc::clone(&state.actors.pages),
+        Arc::clone(&state.actors.page_views),
         Arc::clone(&state.metrics),
         access,
         state.log.clone(),

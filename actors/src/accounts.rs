@@ -21,6 +21,7 @@ pub use password::{PasswordPolicy, PasswordProblem, Passwords};
 pub use rate_limit::RetryAfter;
 pub use tokens::{constant_time_eq, is_token_shaped, LinkTarget};
 
+use crate::events::{self, Event};
 use crate::mail::{self, Email, EmailAddress, EmailKind, MailError};
 use crate::store::StoreError;
 use tokens::{create_link, new_token, token_hash, use_link, void_links};
@@ -355,6 +356,13 @@ impl Accounts {
                 }
             }
         };
+        if let Registration::Created(id) = registration {
+            events::record_in(
+                &txn,
+                &Event::new("account.signed_up", Some(id.to_string()), json!({})),
+            )
+            .await?;
+        }
         if let Registration::Created(id) | Registration::Renewed(id) = registration {
             // The address is not proven: the name typed with it stays out of the email.
             let data = json!({ "name": "", "change": false });

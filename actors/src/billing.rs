@@ -23,6 +23,7 @@ pub use money::Money;
 pub use stripe::{Stripe, StripeConfig, StripeError};
 pub use webhook::StripeEvent;
 
+use crate::events::{self, Event};
 use crate::mail::{self, Email, EmailAddress, EmailKind, MailError};
 use crate::store::{DbConfig, StoreError};
 
@@ -53,8 +54,19 @@ pub struct CountryCode(String);
 impl CountryCode {
     /// `in` or `IN` is India; anything else (`XX`, `T1`, garbage) is no country.
     pub fn parse(raw: &str) -> Option<CountryCode> {
-        let code = raw.trim().to_ascii_uppercase();
-        (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())).then_some(CountryCode(code))
+        let letters = CountryCode::letters(raw.as_bytes())?;
+        Some(CountryCode(letters.iter().map(|&b| char::from(b)).collect()))
+    }
+
+    /// The two upper-case letters of a code, as [`CountryCode::parse`]
+    /// reads it, with nothing allocated (a page view keeps them).
+    pub fn letters(raw: &[u8]) -> Option<[u8; 2]> {
+        match raw.trim_ascii() {
+            &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+            }
+            _ => None,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -564,6 +576,13 @@ impl Billing {
                 ],
             )
             .await?;
+        let started = Event::new(
+            "checkout.started",
+            Some(session.id.clone()),
+            json!({ "user_id": user_id, "plan": plan.id, "country": country_text,
+                    "amount": quote.amount.amount, "currency": quote.amount.currency }),
+        );
+        events::record_in(&client, &started).await?;
         info!(self.log, "checkout started"; "user_id" => user_id, "plan" => &plan.id,
             "session" => &session.id, "amount" => %quote.amount);
         Ok(CheckoutStarted {
@@ -966,6 +985,13 @@ impl Billing {
                 }),
             )
             .await?;
+            let started = json!({ "user_id": user_id, "plan": plan.map(|p| &p.id), "amount": amount.amount,
+                                  "currency": amount.currency });
+            events::record_in(
+                txn,
+                &Event::new("subscription.started", Some(subscription.id.clone()), started),
+            )
+            .await?;
             outcome.push_str("; started, welcome mailed");
         }
         if subscription.cancel_at_period_end && !was_cancelling && subscription.status != "canceled" {
@@ -974,6 +1000,12 @@ impl Billing {
                 user_id,
                 EmailKind::CancellationConfirmed,
                 json!({ "access_until": period_end.map(long_date), "billing_url": self.config.urls.account_billing }),
+            )
+            .await?;
+            let cancelled = json!({ "user_id": user_id, "access_until": period_end.map(long_date) });
+            events::record_in(
+                txn,
+                &Event::new("subscription.cancelled", Some(subscription.id.clone()), cancelled),
             )
             .await?;
             outcome.push_str("; cancellation mailed");

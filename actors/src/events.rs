@@ -1,15 +1,21 @@
-//! The events context: analytics and audit events, written in batches by the
-//! EventLog actor so that recording one never waits on the database.
+//! The events context: analytics and audit events, and page views (see
+//! [`page_views`]), written in batches by the EventLog actor so that
+//! recording one never waits on the database; and the daily figures read
+//! back from them.
 
 pub mod actor;
+pub mod page_views;
 
 use std::time::SystemTime;
 
 use deadpool_postgres::{GenericClient, Pool, Transaction};
+use time::{Date, OffsetDateTime};
 
+use crate::cache::ViewerClass;
 use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
+pub use page_views::{PageView, PageViewStats, PageViews, Salt};
 
 /// One analytics or audit event, e.g. `server.started` or `mail.sent`.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +69,22 @@ async fn write_events(client: &impl GenericClient, events: &[Event]) -> Result<u
         .await
 }
 
+/// Writes one event in the caller's transaction: for what a context
+/// records as part of a change (a sign-up, a checkout, a cancellation), so
+/// that the event exists if and only if the change does.
+pub async fn record_in(client: &impl GenericClient, event: &Event) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached("INSERT INTO events (kind, subject, data, occurred_at) VALUES ($1, $2, $3, $4)")
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[&event.kind, &event.subject, &event.data, &event.occurred_at],
+        )
+        .await?;
+    Ok(())
+}
+
 /// How many events of `kind` are stored (for the dashboard and tests).
 pub async fn count_events(pool: &Pool, kind: &str) -> Result<i64, StoreError> {
     let client = pool.get().await?;
@@ -70,4 +92,117 @@ pub async fn count_events(pool: &Pool, kind: &str) -> Result<i64, StoreError> {
         .query_one("SELECT count(*) FROM events WHERE kind = $1", &[&kind])
         .await?;
     Ok(row.get(0))
+}
+
+/// The salt of `day`'s visitor hashes: made by the first node that needs
+/// it, the same for every node. Salts of days before `today` are deleted
+/// (the caller keeps the one it asked for in memory while it needs it), so
+/// that a past day's hashes cannot be made again from an address.
+pub async fn day_salt(pool: &Pool, day: Date, today: Date) -> Result<Salt, StoreError> {
+    let client = pool.get().await?;
+    let mut fresh = [0; 16];
+    getrandom::fill(&mut fresh).map_err(|e| StoreError::Unexpected(format!("no randomness: {e}")))?;
+    let insert = client
+        .prepare_cached("INSERT INTO visitor_salts (day, salt) VALUES ($1, $2) ON CONFLICT (day) DO NOTHING")
+        .await?;
+    client.execute(&insert, &[&day, &fresh.as_slice()]).await?;
+    let select = client
+        .prepare_cached("SELECT salt FROM visitor_salts WHERE day = $1")
+        .await?;
+    let stored: Vec<u8> = client.query_one(&select, &[&day]).await?.get(0);
+    let forget = client
+        .prepare_cached("DELETE FROM visitor_salts WHERE day < $1")
+        .await?;
+    client.execute(&forget, &[&today]).await?;
+    stored
+        .try_into()
+        .map_err(|_| StoreError::Unexpected("a visitor salt is not 16 bytes".into()))
+}
+
+/// The UTC day of a moment.
+pub fn day_of(at: SystemTime) -> Date {
+    OffsetDateTime::from(at).date()
+}
+
+/// Writes a batch of page views in one statement, each visitor hashed
+/// under its day's salt (`salt_of` knows every day in `views`).
+pub async fn insert_page_views(
+    pool: &Pool,
+    views: &[PageView],
+    salt_of: impl Fn(Date) -> Option<Salt>,
+) -> Result<u64, StoreError> {
+    if views.is_empty() {
+        return Ok(0);
+    }
+    let mut days = Vec::with_capacity(views.len());
+    let mut visitors = Vec::with_capacity(views.len());
+    for view in views {
+        let day = day_of(view.at);
+        let salt =
+            salt_of(day).ok_or_else(|| StoreError::Unexpected(format!("no visitor salt for {day}")))?;
+        days.push(day);
+        visitors.push(view.visitor(&salt));
+    }
+    let times: Vec<SystemTime> = views.iter().map(|v| v.at).collect();
+    let paths: Vec<&str> = views.iter().map(|v| v.path.as_str()).collect();
+    let referrers: Vec<Option<&str>> = views
+        .iter()
+        .map(|v| v.referrer_host.as_ref().map(|h| h.as_str()))
+        .collect();
+    let countries: Vec<Option<&str>> = views
+        .iter()
+        .map(|v| v.country.as_ref().and_then(|c| std::str::from_utf8(c).ok()))
+        .collect();
+    let viewers: Vec<&str> = views.iter().map(|v| viewer_name(v.viewer)).collect();
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO page_views (day, viewed_at, path, referrer_host, country, viewer, visitor) \
+             SELECT * FROM UNNEST($1::date[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], \
+                                  $6::text[], $7::bigint[])",
+        )
+        .await?;
+    Ok(client
+        .execute(
+            &statement,
+            &[&days, &times, &paths, &referrers, &countries, &viewers, &visitors],
+        )
+        .await?)
+}
+
+fn viewer_name(viewer: ViewerClass) -> &'static str {
+    match viewer {
+        ViewerClass::Anonymous => "anonymous",
+        ViewerClass::Member => "member",
+        ViewerClass::Subscriber => "subscriber",
+    }
+}
+
+/// Page views and unique visitors on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DailyVisits {
+    pub day: Date,
+    pub views: i64,
+    pub visitors: i64,
+}
+
+/// Views and unique visitors for each day from `from` to `to` that had any.
+pub async fn daily_visits(pool: &Pool, from: Date, to: Date) -> Result<Vec<DailyVisits>, StoreError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT day, count(*), count(DISTINCT visitor) FROM page_views \
+             WHERE day BETWEEN $1 AND $2 GROUP BY day ORDER BY day",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&from, &to])
+        .await?
+        .iter()
+        .map(|row| DailyVisits {
+            day: row.get(0),
+            views: row.get(1),
+            visitors: row.get(2),
+        })
+        .collect())
 }

@@ -29,6 +29,9 @@ pub enum StoreError {
     Migration(#[from] refinery::Error),
     #[error("the database did not answer within {0:?}")]
     Timeout(Duration),
+    /// Something a caller relies on is missing or malformed.
+    #[error("{0}")]
+    Unexpected(String),
 }
 
 /// A pool of connections for the given server and database.

@@ -21,7 +21,7 @@ use crate::backup::Backups;
 use crate::billing::actor::{BillingSchedule, BillingSupervisor, StripeWorker};
 use crate::billing::Billing;
 use crate::cache::{PageCache, PageTable};
-use crate::events::{Event, EventLog, Flush, Record};
+use crate::events::{Event, EventLog, Flush, PageViews, Record};
 use crate::housekeeping::Housekeeper;
 use crate::mail::messages::FinishSends;
 use crate::mail::templates::{MailTemplates, TemplateError};
@@ -50,6 +50,8 @@ pub struct SupervisorConfig {
     pub schedule_check: Duration,
     /// How often the EventLog writes what it holds.
     pub events_flush: Duration,
+    /// Page views held for the EventLog at most; past that the oldest are dropped.
+    pub page_view_buffer: usize,
     pub mail: MailerConfig,
     /// How often the Housekeeper purges, and how long sent emails are kept.
     pub housekeeping_every: Duration,
@@ -98,6 +100,9 @@ pub struct RootSupervisor {
     pub alerts: Alerts,
     /// The cache table outlives PageCache restarts, as an ETS table with an heir does.
     pub pages: Arc<PageTable>,
+    /// The ring of page views, which HTTP workers push into and the
+    /// EventLog drains: it outlives EventLog restarts the same way.
+    pub page_views: Arc<PageViews>,
     arbiters: Vec<Arbiter>,
     log: Logger,
 }
@@ -120,8 +125,16 @@ impl RootSupervisor {
         let event_log_arbiter = Arbiter::new();
         let event_log_pool = pool.clone();
         let events_flush = config.events_flush;
+        let page_views = Arc::new(PageViews::new(config.page_view_buffer));
+        let (views, event_log_log) = (Arc::clone(&page_views), log.clone());
         let event_log = tree.supervise("event_log", event_log_arbiter.handle(), move |stats| {
-            EventLog::new(event_log_pool.clone(), stats, events_flush)
+            EventLog::new(
+                event_log_pool.clone(),
+                Arc::clone(&views),
+                stats,
+                events_flush,
+                event_log_log.clone(),
+            )
         });
 
         // 2. The Renderer pool; templates are compiled once, here, so that a
@@ -287,6 +300,7 @@ impl RootSupervisor {
             alert_watch,
             alerts,
             pages,
+            page_views,
             arbiters: vec![
                 event_log_arbiter,
                 page_cache_arbiter,
@@ -335,7 +349,7 @@ impl RootSupervisor {
     }
 
     /// Lets the Mailer finish the sends in flight (claiming no more), writes
-    /// what the EventLog holds, then stops the actors' arbiters.
+    /// what the EventLog holds (page views included), then stops the actors' arbiters.
     pub async fn shutdown(&self) {
         match tokio::time::timeout(FINISH_SENDS_AT_SHUTDOWN, self.mailer.send(FinishSends)).await {
             Ok(Ok(Ok(()))) => {}

@@ -412,30 +412,56 @@ pub struct ClientAddr {
     pub ip: Option<IpAddr>,
 }
 
+/// Where the client's address comes from: the trusted proxy's header (its
+/// first entry) when one is configured and sent, else the peer.
+enum ClientSource<'a> {
+    Address(IpAddr),
+    /// The proxy's header, when it is not an address.
+    Unparsed(&'a str),
+    Unknown,
+}
+
+fn client_source<'a>(req: &'a HttpRequest, trusted_header: &str) -> ClientSource<'a> {
+    let from_header = (!trusted_header.is_empty())
+        .then(|| req.headers().get(trusted_header))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    match from_header {
+        Some(raw) => match raw.parse::<IpAddr>() {
+            Ok(ip) => ClientSource::Address(ip),
+            Err(_) => ClientSource::Unparsed(raw),
+        },
+        None => match req.peer_addr() {
+            Some(peer) => ClientSource::Address(peer.ip()),
+            None => ClientSource::Unknown,
+        },
+    }
+}
+
+/// The client's address alone, as [`ClientAddr`] finds it, with no text
+/// made: what a page view keeps until it is hashed.
+pub fn client_ip(req: &HttpRequest, trusted_header: &str) -> Option<IpAddr> {
+    match client_source(req, trusted_header) {
+        ClientSource::Address(ip) => Some(ip),
+        ClientSource::Unparsed(_) | ClientSource::Unknown => None,
+    }
+}
+
 impl ClientAddr {
     pub fn of(req: &HttpRequest, trusted_header: &str) -> ClientAddr {
-        let from_header = (!trusted_header.is_empty())
-            .then(|| req.headers().get(trusted_header))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|v| !v.is_empty());
-        match from_header {
-            Some(raw) => match raw.parse::<IpAddr>() {
-                Ok(ip) => ClientAddr::from_ip(ip),
-                // Not an address: still one client, but never a loopback one.
-                Err(_) => ClientAddr {
-                    key: raw.chars().take(64).collect(),
-                    ip: None,
-                },
+        match client_source(req, trusted_header) {
+            ClientSource::Address(ip) => ClientAddr::from_ip(ip),
+            // Not an address: still one client, but never a loopback one.
+            ClientSource::Unparsed(raw) => ClientAddr {
+                key: raw.chars().take(64).collect(),
+                ip: None,
             },
-            None => match req.peer_addr() {
-                Some(peer) => ClientAddr::from_ip(peer.ip()),
-                None => ClientAddr {
-                    key: "unknown".into(),
-                    ip: None,
-                },
+            ClientSource::Unknown => ClientAddr {
+                key: "unknown".into(),
+                ip: None,
             },
         }
     }

@@ -8,7 +8,7 @@
 //!   a request no route matched is `unmatched`. `/metrics` itself is
 //!   counted like any route.
 //! - read at scrape time ([`Snapshot`]): the actors, the page cache, the
-//!   connection pool and the outbox.
+//!   page views' ring, the connection pool and the outbox.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderMap};
 use lectern_actors::alerts::Condition;
 use lectern_actors::cache::CacheStats;
+use lectern_actors::events::PageViewStats;
 use lectern_actors::mail::outbox::OutboxDepth;
 use lectern_actors::supervisor::restarts::ActorReport;
 use prometheus_client::collector::Collector;
@@ -174,6 +175,7 @@ pub struct PoolUse {
 pub struct Snapshot {
     pub actors: Vec<ActorReport>,
     pub cache: CacheStats,
+    pub page_views: PageViewStats,
     pub pool: PoolUse,
     /// `None` when the database did not answer in time.
     pub outbox: Option<OutboxDepth>,
@@ -305,6 +307,29 @@ impl Collector for Snapshot {
             level(cache.capacity_bytes),
         )?;
 
+        let views = &self.page_views;
+        single(
+            e,
+            "page_views_written",
+            "Page views the EventLog wrote to the database.",
+            None,
+            total(views.written),
+        )?;
+        single(
+            e,
+            "page_views_dropped",
+            "Page views dropped, oldest first, because the ring was full (log.page_view_buffer).",
+            None,
+            total(views.dropped),
+        )?;
+        single(
+            e,
+            "page_views_buffered",
+            "Page views in the ring, waiting to be written.",
+            None,
+            count(views.buffered),
+        )?;
+
         let pool = &self.pool;
         single(
             e,
@@ -416,6 +441,11 @@ mod tests {
                 evictions: 0,
                 invalidations: 0,
             },
+            page_views: PageViewStats {
+                buffered: 1,
+                dropped: 3,
+                written: 5,
+            },
             pool: PoolUse {
                 max_size: 4,
                 size: 1,
@@ -447,6 +477,7 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(text.contains("lectern_page_views_dropped_total 3\n"), "{text}");
         assert!(text.contains("lectern_database_up 0\n"), "{text}");
         assert!(
             !text.contains("mail_outbox"),

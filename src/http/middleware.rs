@@ -4,8 +4,9 @@
 //! ETS table), the rendering and logging of error pages (see `errors`),
 //! security headers, `X-Cache` on every response, one access log line,
 //! with the tokens of emailed links masked, the request's count and latency
-//! for `/metrics` (see `metrics`), and, while Lectern drains before it
-//! stops, `Connection: close` (see `Draining`).
+//! for `/metrics` (see `metrics`), the page view it may be (see
+//! `page_views`), and, while Lectern drains before it stops,
+//! `Connection: close` (see `Draining`).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,12 +21,15 @@ use actix_web::middleware::Next;
 use actix_web::web::BytesMut;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use lectern_actors::cache::PageTable;
+use lectern_actors::events::{Event, PageViews};
+use serde_json::json;
 use slog::{error, info, Logger};
 
 use super::cached;
 use super::errors::{self, ErrorPage};
 use super::extract::UserId;
 use super::metrics::{HttpMetrics, UNMATCHED};
+use super::page_views::PageViewRecorder;
 use super::AppState;
 use crate::config::Settings;
 use crate::telemetry::{AccessLine, AccessLog};
@@ -70,6 +74,8 @@ pub struct RequestContext {
     log: Logger,
     /// The page table, when the cache is on.
     pages: Option<Arc<PageTable>>,
+    /// When `log.page_views` is on.
+    page_views: Option<PageViewRecorder>,
     metrics: Arc<HttpMetrics>,
     security_headers: Vec<(HeaderName, HeaderValue)>,
     max_body_bytes: usize,
@@ -93,6 +99,7 @@ impl RequestContext {
     pub fn new(
         settings: &Settings,
         pages: Arc<PageTable>,
+        page_views: Arc<PageViews>,
         metrics: Arc<HttpMetrics>,
         access: AccessLog,
         log: Logger,
@@ -133,6 +140,7 @@ impl RequestContext {
             access,
             log,
             pages: settings.cache.enabled.then_some(pages),
+            page_views: PageViewRecorder::new(settings, page_views),
             metrics,
             security_headers,
             max_body_bytes: settings.server.max_body_bytes,
@@ -258,6 +266,12 @@ async fn answer_errors(
         if status.is_server_error() {
             error!(ctx.log, "request failed"; "request_id" => request_id, "path" => %path,
                 "status" => status.as_u16(), "error" => %error);
+            if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+                let data = json!({ "path": path, "status": status.as_u16(), "error": error.to_string() });
+                state
+                    .actors
+                    .record(Event::new("request.failed", Some(request_id.to_owned()), data));
+            }
         } else if status != actix_web::http::StatusCode::NOT_FOUND {
             info!(ctx.log, "request refused"; "request_id" => request_id, "path" => %path,
                 "status" => status.as_u16(), "error" => %error);
@@ -301,8 +315,8 @@ enum Headers {
 }
 
 /// Adds the headers every response carries (and, while draining, closes the
-/// connection after it), writes the access log line and counts the request
-/// for `/metrics`.
+/// connection after it), writes the access log line, counts the request
+/// for `/metrics` and records it if it is a page view.
 fn finish(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
@@ -361,6 +375,10 @@ fn finish(
         user_id,
     });
     ctx.metrics.record(route_of(request), status, latency);
+    if let Some(page_views) = &ctx.page_views {
+        let at_front_door = set_by == Headers::Complete;
+        page_views.record(request, response.status(), response.headers(), at_front_door);
+    }
     response
 }
 

@@ -191,6 +191,7 @@ async fn metrics(
     let snapshot = Snapshot {
         actors: state.actors.report(),
         cache: state.actors.pages.stats(),
+        page_views: state.actors.page_views.stats(),
         pool: PoolUse {
             max_size: pool.max_size,
             size: pool.size,

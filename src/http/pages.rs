@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use lectern_actors::cache::{CachedPage, PageKey, PageKeyRef, Topic, ViewerClass};
 use lectern_actors::content::{self, topics, Listing, Slug};
 use lectern_actors::render::{RenderError, RenderPage};
@@ -22,6 +22,7 @@ use super::errors::ErrorPage;
 use super::extract::{AccessError, ClientAddr, Viewer};
 use super::layout::{layout_data, Meta};
 use super::limits::{self, Limit, LimitError};
+use super::page_views::PageSeen;
 use super::{get_or_head, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -136,6 +137,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<View>, StoreError>>,
 {
+    req.extensions_mut().insert(PageSeen(viewer));
     let load_and_render = |compress| async move {
         match load().await? {
             Some(view) => render(state, view, viewer, compress).await,
@@ -164,6 +166,7 @@ where
     F: Future<Output = Result<View, StoreError>>,
 {
     let page = render(state, load.await?, viewer, false).await?;
+    req.extensions_mut().insert(PageSeen(viewer));
     Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL))
 }
 

@@ -1,19 +1,28 @@
 //! The EventLog actor: buffers events and writes them in batches, every
 //! `log.events_flush_secs` (a second by default) or when a batch is full,
 //! and once more when it is told to flush at shutdown. While the database is away it keeps a bounded backlog.
+//! It drains the page views' ring (see [`super::page_views`]) on the same
+//! interval, and as soon as the ring is half full.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
+use actix::fut::ready;
 use actix::prelude::*;
 use deadpool_postgres::Pool;
+use slog::{warn, Logger};
+use time::Date;
 
-use super::{insert_events, Event};
+use super::{day_of, day_salt, insert_events, insert_page_views, Event, PageView, PageViews, Salt};
 use crate::supervisor::restarts::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
 
 const BATCH: usize = 500;
 /// Past this many unwritten events the oldest are dropped (and counted).
 const MAX_BACKLOG: usize = 50_000;
+/// Page views written by one statement.
+const VIEW_BATCH: usize = 10_000;
+/// Dropped page views are reported (log line, last error) at most this often.
+const DROPS_REPORTED_EVERY: Duration = Duration::from_secs(60);
 
 pub struct EventLog {
     pool: Pool,
@@ -21,17 +30,38 @@ pub struct EventLog {
     flush_every: Duration,
     buffer: Vec<Event>,
     dropped: u64,
+    /// Kept by the supervisor, so that a restart loses none of it.
+    views: Arc<PageViews>,
+    /// A batch of views taken from the ring that could not be written yet.
+    unwritten_views: Vec<PageView>,
+    writing_views: bool,
+    /// The salts of today and yesterday, once asked of the database.
+    salts: Vec<(Date, Salt)>,
+    drops_reported: (u64, Option<Instant>),
+    log: Logger,
 }
 
 impl EventLog {
     /// An EventLog that writes what it holds every `flush_every` (and when told to flush).
-    pub fn new(pool: Pool, stats: Arc<ActorStats>, flush_every: Duration) -> EventLog {
+    pub fn new(
+        pool: Pool,
+        views: Arc<PageViews>,
+        stats: Arc<ActorStats>,
+        flush_every: Duration,
+        log: Logger,
+    ) -> EventLog {
         EventLog {
             pool,
             stats,
             flush_every,
             buffer: Vec::new(),
             dropped: 0,
+            views,
+            unwritten_views: Vec::new(),
+            writing_views: false,
+            salts: Vec::new(),
+            drops_reported: (0, None),
+            log,
         }
     }
 
@@ -72,6 +102,102 @@ impl EventLog {
             })
         }))
     }
+
+    /// Writes one batch of page views: the one that failed last, else the
+    /// oldest in the ring. Answers with how many were written.
+    fn write_views(&mut self) -> ResponseActFuture<Self, Result<u64, Crashed>> {
+        if self.writing_views {
+            return Box::pin(ready(Ok(0)));
+        }
+        let batch = match std::mem::take(&mut self.unwritten_views) {
+            failed if !failed.is_empty() => failed,
+            _ => self.views.take(VIEW_BATCH),
+        };
+        if batch.is_empty() {
+            return Box::pin(ready(Ok(0)));
+        }
+        self.writing_views = true;
+        let today = day_of(SystemTime::now());
+        let yesterday = today.previous_day().unwrap_or(today);
+        self.salts.retain(|(day, _)| *day >= yesterday);
+        let mut salts = self.salts.clone();
+        let pool = self.pool.clone();
+        let write = async move {
+            let written = async {
+                for view in &batch {
+                    let day = day_of(view.at);
+                    if !salts.iter().any(|(known, _)| *known == day) {
+                        salts.push((day, day_salt(&pool, day, today).await?));
+                    }
+                }
+                let salt_of = |day| {
+                    salts
+                        .iter()
+                        .find(|(known, _)| *known == day)
+                        .map(|(_, salt)| *salt)
+                };
+                insert_page_views(&pool, &batch, salt_of).await
+            }
+            .await;
+            (batch, salts, written)
+        };
+        Box::pin(
+            guard_future(self, "WriteViews", write).map(move |outcome, act, _ctx| {
+                act.writing_views = false;
+                outcome.map(|(batch, salts, written)| {
+                    // A salt older than yesterday was for late views: not kept.
+                    act.salts = salts.into_iter().filter(|(day, _)| *day >= yesterday).collect();
+                    match written {
+                        Ok(n) => {
+                            act.views.count_written(n);
+                            n
+                        }
+                        Err(e) => {
+                            act.stats.record_error(format!("cannot write page views: {e}"));
+                            act.unwritten_views = batch;
+                            0
+                        }
+                    }
+                })
+            }),
+        )
+    }
+
+    /// Writes page views until the ring is empty or a write fails.
+    fn write_all_views(&mut self) -> ResponseActFuture<Self, Result<u64, Crashed>> {
+        Box::pin(self.write_views().then(|outcome, act, _ctx| match outcome {
+            Ok(n) if n > 0 && act.views.stats().buffered > 0 => {
+                Box::pin(act.write_all_views().map(move |more, _, _| more.map(|m| n + m)))
+                    as ResponseActFuture<Self, Result<u64, Crashed>>
+            }
+            outcome => Box::pin(ready(outcome)),
+        }))
+    }
+
+    /// Drains the ring each time a push finds it half full.
+    fn drain_when_half_full(&self, ctx: &mut Context<Self>) {
+        let views = Arc::clone(&self.views);
+        ctx.spawn(
+            async move { views.half_full().await }
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    ctx.wait(act.write_all_views().map(|_, _, _| ()));
+                    act.drain_when_half_full(ctx);
+                }),
+        );
+    }
+
+    /// Says how many page views the full ring dropped, at most once a minute.
+    fn report_drops(&mut self) {
+        let dropped = self.views.stats().dropped;
+        let (reported, at) = self.drops_reported;
+        if dropped > reported && at.is_none_or(|at| at.elapsed() >= DROPS_REPORTED_EVERY) {
+            warn!(self.log, "page views dropped: the ring was full (log.page_view_buffer)";
+                "dropped" => dropped, "since_last_report" => dropped - reported);
+            self.stats.record_error(format!("{dropped} page views dropped"));
+            self.drops_reported = (dropped, Some(Instant::now()));
+        }
+    }
 }
 
 impl Actor for EventLog {
@@ -82,13 +208,19 @@ impl Actor for EventLog {
             if !act.buffer.is_empty() {
                 ctx.wait(act.write_buffer().map(|_, _, _| ()));
             }
+            ctx.wait(act.write_all_views().map(|_, _, _| ()));
+            act.report_drops();
         });
+        self.drain_when_half_full(ctx);
     }
 }
 
 impl Supervised for EventLog {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         // The buffer survives: a restart should not lose what was recorded.
+        // The page views' ring is the supervisor's; a batch being written
+        // when the actor stopped is lost with its future.
+        self.writing_views = false;
         self.stats.record_restart("stopped");
     }
 }
@@ -117,7 +249,8 @@ impl Handler<Record> for EventLog {
     }
 }
 
-/// Write everything buffered now; answers with how many events were written.
+/// Write everything buffered now, events and page views; answers with how
+/// many events and views were written.
 #[derive(Message)]
 #[rtype(result = "Result<u64, Crashed>")]
 pub struct Flush;
@@ -126,6 +259,14 @@ impl Handler<Flush> for EventLog {
     type Result = ResponseActFuture<Self, Result<u64, Crashed>>;
 
     fn handle(&mut self, _: Flush, _ctx: &mut Context<Self>) -> Self::Result {
-        self.write_buffer()
+        Box::pin(self.write_buffer().then(|events, act, _ctx| {
+            match events {
+                Ok(events) => Box::pin(
+                    act.write_all_views()
+                        .map(move |views, _, _| views.map(|v| events + v)),
+                ) as ResponseActFuture<Self, Result<u64, Crashed>>,
+                crashed => Box::pin(ready(crashed)),
+            }
+        }))
     }
 }

@@ -1,0 +1,324 @@
+//! Page views: HTTP workers record each into [`PageViews`], a bounded ring
+//! kept outside the EventLog (as the page table is kept outside PageCache),
+//! so that recording one costs a push and no message, no lock, no
+//! database; the EventLog drains it in batches. Under overload the ring
+//! drops its oldest views and counts each drop.
+//!
+//! No cookie and no address is stored: a view carries the client's address
+//! and a hash of its User-Agent only in memory, until the EventLog turns
+//! them into the visitor hash under the day's salt (see [`super::day_salt`]).
+
+use std::hash::Hasher;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use crossbeam_queue::ArrayQueue;
+use siphasher::sip::SipHasher13;
+use tokio::sync::Notify;
+
+use crate::cache::ViewerClass;
+
+/// A day's salt for visitor hashes (a SipHash key).
+pub type Salt = [u8; 16];
+
+/// One page answered with 200 to a GET.
+pub struct PageView {
+    pub(super) at: SystemTime,
+    pub(super) path: ShortText,
+    pub(super) referrer_host: Option<ShortText>,
+    pub(super) country: Option<[u8; 2]>,
+    pub(super) viewer: ViewerClass,
+    client: Client,
+}
+
+/// Who is asking, before the day's salt turns it into the visitor hash:
+/// the address (an IPv6 one as its /64, which one subscriber usually has
+/// whole) and a hash of the User-Agent. Never written anywhere.
+#[derive(Clone, Copy)]
+struct Client {
+    address: [u8; 16],
+    user_agent: u64,
+}
+
+impl PageView {
+    /// A view of `path` now. `referrer` is the `Referer` header as sent (only
+    /// its host is kept), `country` the proxy's two-letter header.
+    pub fn new(
+        path: &str,
+        referrer: Option<&[u8]>,
+        country: Option<[u8; 2]>,
+        viewer: ViewerClass,
+        address: Option<IpAddr>,
+        user_agent: &[u8],
+    ) -> PageView {
+        // A fixed key: the same User-Agent hashes alike on every node.
+        let mut agent = SipHasher13::new();
+        agent.write(user_agent);
+        PageView {
+            at: SystemTime::now(),
+            path: ShortText::new(path),
+            referrer_host: referrer.and_then(referrer_host).map(|host| {
+                let mut host = ShortText::new(host);
+                host.make_ascii_lowercase();
+                host
+            }),
+            country,
+            viewer,
+            client: Client {
+                address: address.map_or([0; 16], address_bytes),
+                user_agent: agent.finish(),
+            },
+        }
+    }
+
+    /// The visitor hash under `salt`: one visitor, one value a day.
+    pub(super) fn visitor(&self, salt: &Salt) -> i64 {
+        let mut hasher = SipHasher13::new_with_key(salt);
+        hasher.write(&self.client.address);
+        hasher.write_u64(self.client.user_agent);
+        i64::from_ne_bytes(hasher.finish().to_ne_bytes())
+    }
+}
+
+/// An address as 16 bytes: IPv4 as IPv4-mapped IPv6, IPv6 cut to its /64.
+fn address_bytes(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_ipv6_mapped().octets(),
+            None => {
+                let mut bytes = v6.octets();
+                bytes[8..].fill(0);
+                bytes
+            }
+        },
+    }
+}
+
+/// The host of an `http` or `https` referrer, without user, port, path or
+/// query; `None` for anything else.
+pub fn referrer_host(referrer: &[u8]) -> Option<&str> {
+    let scheme_end = referrer.iter().position(|&b| b == b':')?;
+    let scheme = &referrer[..scheme_end];
+    if !(scheme.eq_ignore_ascii_case(b"https") || scheme.eq_ignore_ascii_case(b"http")) {
+        return None;
+    }
+    let rest = referrer[scheme_end + 1..].strip_prefix(b"//")?;
+    let authority = rest
+        .split(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .next()
+        .unwrap_or_default();
+    let host_and_port = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    let host = match host_and_port.strip_prefix(b"[") {
+        // An IPv6 literal keeps its brackets.
+        Some(v6) => &host_and_port[..v6.iter().position(|&b| b == b']')? + 2],
+        None => host_and_port.split(|&b| b == b':').next().unwrap_or_default(),
+    };
+    let plain = host
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
+    let host = std::str::from_utf8(host).ok()?;
+    (!host.is_empty() && host.len() <= 253 && plain).then_some(host)
+}
+
+/// A path or host: kept inline when short, as nearly all are, so that a
+/// view usually costs no allocation.
+pub(super) enum ShortText {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<str>),
+}
+
+const INLINE: usize = 62;
+
+impl ShortText {
+    fn new(text: &str) -> ShortText {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                ShortText::Inline { len, bytes }
+            }
+            _ => ShortText::Heap(text.into()),
+        }
+    }
+
+    fn make_ascii_lowercase(&mut self) {
+        match self {
+            ShortText::Inline { len, bytes } => bytes[..usize::from(*len)].make_ascii_lowercase(),
+            ShortText::Heap(text) => text.make_ascii_lowercase(),
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `&str`: valid UTF-8.
+            ShortText::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            ShortText::Heap(text) => text,
+        }
+    }
+}
+
+/// The ring of page views not yet written, shared by the HTTP workers
+/// (which push) and the EventLog (which drains).
+pub struct PageViews {
+    ring: ArrayQueue<PageView>,
+    dropped: AtomicU64,
+    written: AtomicU64,
+    /// Told once the ring is half full, so that the EventLog drains it
+    /// before its interval comes round.
+    half_full: Notify,
+    drain_asked: AtomicBool,
+}
+
+/// What `/metrics` and `/readyz` show of the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageViewStats {
+    pub buffered: usize,
+    pub dropped: u64,
+    pub written: u64,
+}
+
+impl PageViews {
+    /// A ring of `capacity` views (at least one).
+    pub fn new(capacity: usize) -> PageViews {
+        PageViews {
+            ring: ArrayQueue::new(capacity.max(1)),
+            dropped: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            half_full: Notify::new(),
+            drain_asked: AtomicBool::new(false),
+        }
+    }
+
+    /// Records a view; never waits. A full ring drops its oldest view.
+    pub fn record(&self, view: PageView) {
+        if self.ring.force_push(view).is_some() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.ring.len() * 2 >= self.ring.capacity() && !self.drain_asked.swap(true, Ordering::Relaxed) {
+            self.half_full.notify_one();
+        }
+    }
+
+    pub fn stats(&self) -> PageViewStats {
+        PageViewStats {
+            buffered: self.ring.len(),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Up to `max` of the oldest views, taken out of the ring.
+    pub(super) fn take(&self, max: usize) -> Vec<PageView> {
+        self.drain_asked.store(false, Ordering::Relaxed);
+        std::iter::from_fn(|| self.ring.pop()).take(max).collect()
+    }
+
+    pub(super) fn count_written(&self, n: u64) {
+        self.written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Resolves once a push found the ring half full.
+    pub(super) async fn half_full(&self) {
+        self.half_full.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(path: &str) -> PageView {
+        PageView::new(
+            path,
+            None,
+            None,
+            ViewerClass::Anonymous,
+            Some("192.0.2.1".parse().unwrap()),
+            b"Mozilla/5.0",
+        )
+    }
+
+    #[test]
+    fn a_flood_drops_the_oldest_and_counts_exactly_the_drops() {
+        let views = PageViews::new(100);
+        for n in 0..250 {
+            views.record(view(&format!("/episodes/{n}")));
+        }
+        let stats = views.stats();
+        assert_eq!((stats.buffered, stats.dropped), (100, 150));
+        let kept: Vec<String> = views
+            .take(1000)
+            .iter()
+            .map(|v| v.path.as_str().to_owned())
+            .collect();
+        let newest: Vec<String> = (150..250).map(|n| format!("/episodes/{n}")).collect();
+        assert_eq!(kept, newest);
+        assert_eq!(views.stats().buffered, 0);
+    }
+
+    #[test]
+    fn referrers_keep_their_host_only() {
+        let host = |r: &'static str| referrer_host(r.as_bytes());
+        assert_eq!(
+            host("https://news.example.com/item?id=1"),
+            Some("news.example.com")
+        );
+        assert_eq!(host("http://user:pw@example.org:8080/x#y"), Some("example.org"));
+        assert_eq!(host("HTTPS://example.org"), Some("example.org"));
+        assert_eq!(host("https://[2001:db8::1]:443/"), Some("[2001:db8::1]"));
+        assert_eq!(host("android-app://com.example"), None);
+        assert_eq!(host("https:///nothing"), None);
+        assert_eq!(host("https://exa mple.org/"), None);
+        assert_eq!(host("not a url"), None);
+    }
+
+    #[test]
+    fn one_visitor_a_day_and_another_for_another_agent_address_or_day() {
+        let (today, tomorrow) = ([1; 16], [2; 16]);
+        let seen = |address: &str, agent: &[u8], salt: &Salt| {
+            PageView::new(
+                "/",
+                None,
+                None,
+                ViewerClass::Anonymous,
+                address.parse().ok(),
+                agent,
+            )
+            .visitor(salt)
+        };
+        let visitor = seen("192.0.2.1", b"Firefox", &today);
+        assert_eq!(visitor, seen("::ffff:192.0.2.1", b"Firefox", &today));
+        assert_ne!(visitor, seen("192.0.2.1", b"Chrome", &today));
+        assert_ne!(visitor, seen("192.0.2.2", b"Firefox", &today));
+        assert_ne!(visitor, seen("192.0.2.1", b"Firefox", &tomorrow));
+        assert_eq!(
+            seen("2001:db8:1:2::1", b"Firefox", &today),
+            seen("2001:db8:1:2:aaaa::9", b"Firefox", &today),
+            "an IPv6 client is its /64"
+        );
+    }
+
+    #[test]
+    fn long_paths_are_kept_whole_and_hosts_lower_cased() {
+        let long = format!("/episodes/{}", "x".repeat(200));
+        assert_eq!(view(&long).path.as_str(), long);
+        assert_eq!(view("/").path.as_str(), "/");
+        let referred = |r: &str| {
+            let view = PageView::new("/", Some(r.as_bytes()), None, ViewerClass::Member, None, b"");
+            view.referrer_host.map(|h| h.as_str().to_owned())
+        };
+        assert_eq!(
+            referred("https://News.Example.COM/x").as_deref(),
+            Some("news.example.com")
+        );
+        let long_host = format!("https://{}.example/", "A".repeat(100));
+        assert_eq!(referred(&long_host), Some(format!("{}.example", "a".repeat(100))));
+    }
+}
