@@ -638,6 +638,10 @@ impl Parser<'_> {
     fn markdown_error(&mut self, error: MarkdownError) {
         match error {
             MarkdownError::Invalid { line, message } => self.error(self.body_line + line - 1, message),
+            MarkdownError::TooDeep { line, depth, limit } => self.error(
+                self.body_line + line - 1,
+                format!("quotes and lists nest {depth} deep; the limit is {limit}"),
+            ),
             e => self.error(self.body_line, e.to_string()),
         }
     }

@@ -12,12 +12,21 @@ use syntect::util::LinesWithEndings;
 /// The default cap on one document's Markdown source.
 pub const DEFAULT_MAX_BYTES: usize = 512 * 1024;
 
+/// How deeply block quotes and lists may nest. The `markdown` crate
+/// recurses once per level with no limit of its own: 16,384 nested quotes
+/// (16 KiB of `>`) overflow a thread's stack and abort the process, and a
+/// document at the size cap made of them does not finish in a minute. No
+/// page nests anywhere near this deep.
+pub const MAX_NESTING: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MarkdownError {
     #[error("the Markdown is {size} bytes; the limit is {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("line {line}: {message}")]
     Invalid { line: usize, message: String },
+    #[error("line {line}: quotes and lists nest {depth} deep; the limit is {limit}")]
+    TooDeep { line: usize, depth: usize, limit: usize },
 }
 
 /// How Markdown is compiled.
@@ -53,6 +62,7 @@ pub fn compile_markdown(source: &str, options: MarkdownOptions) -> Result<Compil
             limit: options.max_bytes,
         });
     }
+    check_nesting(source)?;
     let mut parse = markdown::Options::gfm();
     parse.compile.allow_dangerous_html = options.allow_raw_html;
     parse.compile.allow_dangerous_protocol = false;
@@ -65,10 +75,65 @@ pub fn compile_markdown(source: &str, options: MarkdownOptions) -> Result<Compil
     Ok(Compiled { html, teaser_html })
 }
 
+/// Refuses a source whose quotes and lists nest deeper than [`MAX_NESTING`]
+/// before the parser recurses into it. A line's depth is an upper bound of
+/// the containers open on it: the `>` and list markers it starts with, and
+/// for a list item, half its indentation (a nested item is indented by two
+/// columns or more per level).
+fn check_nesting(source: &str) -> Result<(), MarkdownError> {
+    for (index, line) in source.lines().enumerate() {
+        let depth = line_nesting(line.as_bytes());
+        if depth > MAX_NESTING {
+            return Err(MarkdownError::TooDeep {
+                line: index + 1,
+                depth,
+                limit: MAX_NESTING,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn line_nesting(line: &[u8]) -> usize {
+    let (mut markers, mut columns, mut listed, mut at) = (0, 0, false, 0);
+    while at < line.len() {
+        match line[at] {
+            b' ' => columns += 1,
+            b'\t' => columns += 4,
+            b'>' => markers += 1,
+            b'-' | b'*' | b'+' if line.get(at + 1).is_none_or(|b| matches!(b, b' ' | b'\t')) => {
+                markers += 1;
+                listed = true;
+            }
+            b'0'..=b'9' => {
+                let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+                let after = at + digits;
+                let ordered = digits <= 9
+                    && matches!(line.get(after), Some(b'.' | b')'))
+                    && line.get(after + 1).is_none_or(|b| matches!(b, b' ' | b'\t'));
+                if !ordered {
+                    break;
+                }
+                markers += 1;
+                listed = true;
+                at = after;
+            }
+            _ => break,
+        }
+        at += 1;
+    }
+    if listed {
+        markers + columns / 2
+    } else {
+        markers
+    }
+}
+
 /// The Markdown of the teaser: the source up to its first second-level
 /// heading, where `compile_markdown` cuts the teaser's HTML. Search reads
 /// it for premium episodes, so where the two could differ it stops sooner.
 pub fn teaser_source(source: &str, options: MarkdownOptions) -> Result<&str, MarkdownError> {
+    check_nesting(source)?;
     let tree = markdown::to_mdast(source, &markdown::ParseOptions::gfm()).map_err(invalid)?;
     let Some(end) = teaser_end(&tree, options.allow_raw_html) else {
         return Ok(source.trim_end());
@@ -188,6 +253,54 @@ mod tests {
         compile_markdown(source, MarkdownOptions::default())
             .expect("compiles")
             .html
+    }
+
+    #[test]
+    fn quotes_and_lists_nested_past_the_limit_are_refused_before_parsing() {
+        // Deep enough to overflow the stack inside the `markdown` crate.
+        let quotes = ">".repeat(16_384);
+        for source in [
+            quotes.as_str(),
+            &format!("intro\n\n{}", "> ".repeat(MAX_NESTING + 1)),
+        ] {
+            let error = compile_markdown(source, MarkdownOptions::default()).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    MarkdownError::TooDeep {
+                        limit: MAX_NESTING,
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+            assert!(teaser_source(source, MarkdownOptions::default()).is_err());
+        }
+        let lists: String = (0..=MAX_NESTING)
+            .map(|level| format!("{}- item\n", "  ".repeat(level)))
+            .collect();
+        assert_eq!(
+            compile_markdown(&lists, MarkdownOptions::default()).unwrap_err(),
+            MarkdownError::TooDeep {
+                line: MAX_NESTING + 1,
+                depth: MAX_NESTING + 1,
+                limit: MAX_NESTING
+            }
+        );
+        let ordered = format!("{}1. item", "1) ".repeat(MAX_NESTING));
+        assert!(compile_markdown(&ordered, MarkdownOptions::default()).is_err());
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_compiles() {
+        let quotes = format!("{}deep", "> ".repeat(MAX_NESTING));
+        assert!(html(&quotes).contains("deep"));
+        let lists: String = (0..MAX_NESTING / 2)
+            .map(|level| format!("{}- item {level}\n", "  ".repeat(level)))
+            .collect();
+        assert!(html(&lists).contains("item 31"));
+        // Code, tables and rules are not containers.
+        assert!(html("    indented code\n\n---\n\n2026. A year, not a list?").contains("<code>"));
     }
 
     #[test]
