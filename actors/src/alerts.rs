@@ -18,7 +18,7 @@ use deadpool_postgres::{Pool, Transaction};
 use serde_json::json;
 use slog::{error, warn, Logger};
 
-use crate::events::{insert_events_in, Event};
+use crate::events::{record_in, Event};
 use crate::mail::{self, Email, EmailAddress, EmailKind};
 use crate::store::StoreError;
 
@@ -265,7 +265,7 @@ impl Alerts {
             alert.condition.key().to_owned(),
             json!({ "summary": alert.summary, "detail": alert.detail, "told": told }),
         );
-        insert_events_in(transaction, &[event]).await?;
+        record_in(transaction, &event).await?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ pub mod page_views;
 
 use std::time::SystemTime;
 
-use deadpool_postgres::{GenericClient, Pool, Transaction};
+use deadpool_postgres::{GenericClient, Pool};
 use time::{Date, OffsetDateTime};
 
 use crate::cache::ViewerClass;
@@ -47,12 +47,6 @@ pub async fn insert_events(pool: &Pool, events: &[Event]) -> Result<u64, StoreEr
     Ok(write_events(&client, events).await?)
 }
 
-/// Writes events as part of `transaction`, for those that must be recorded
-/// if and only if the change they tell of is (an alert raised).
-pub async fn insert_events_in(transaction: &Transaction<'_>, events: &[Event]) -> Result<u64, StoreError> {
-    Ok(write_events(transaction, events).await?)
-}
-
 async fn write_events(client: &impl GenericClient, events: &[Event]) -> Result<u64, tokio_postgres::Error> {
     let statement = client
         .prepare_cached(
@@ -70,18 +64,10 @@ async fn write_events(client: &impl GenericClient, events: &[Event]) -> Result<u
 }
 
 /// Writes one event in the caller's transaction: for what a context
-/// records as part of a change (a sign-up, a checkout, a cancellation), so
-/// that the event exists if and only if the change does.
+/// records as part of a change (a sign-up, a checkout, a cancellation, an
+/// alert raised), so that the event exists if and only if the change does.
 pub async fn record_in(client: &impl GenericClient, event: &Event) -> Result<(), StoreError> {
-    let statement = client
-        .prepare_cached("INSERT INTO events (kind, subject, data, occurred_at) VALUES ($1, $2, $3, $4)")
-        .await?;
-    client
-        .execute(
-            &statement,
-            &[&event.kind, &event.subject, &event.data, &event.occurred_at],
-        )
-        .await?;
+    write_events(client, std::slice::from_ref(event)).await?;
     Ok(())
 }
 

@@ -683,12 +683,7 @@ async fn a_reconciliation_cut_short_by_a_dead_node_is_run_by_another_in_the_same
     let stripe = stripe().await;
     let app = app_with(&stripe, &[]).await;
     let mut visitor = Visitor::new(&app);
-    member(&app, &mut visitor, "ada@example.org").await;
-    let session = session_id(&check_out(&mut visitor, "monthly").await);
-    app.deliver_all(&stripe.complete_checkout(&session, Outcome::Paid { card_country: "US" }))
-        .await;
-    let subscription = stripe.subscriptions()[0]["id"].as_str().unwrap().to_owned();
-    let _ = stripe.cancel_subscription(&subscription);
+    drifted_subscriber(&app, &stripe, &mut visitor).await;
     assert_eq!(visitor.me().await["subscriber"], true, "drifted");
 
     // What a node SIGKILLed while reconciling leaves: the period claimed,
