@@ -114,6 +114,9 @@ pub struct ServerSettings {
     pub workers: usize,
     pub max_body_bytes: usize,
     pub keep_alive_secs: u64,
+    /// How long a request's head may take to arrive, from its first byte
+    /// (every request of a connection, see `http::connection`).
+    pub request_head_timeout_secs: u64,
     /// On SIGTERM, how long every response closes its connection before the
     /// server stops accepting (see `startup::Shutdown`); 0: no drain.
     pub drain_secs: u64,
@@ -589,6 +592,9 @@ impl Settings {
         }
         if self.server.shutdown_timeout_secs > 3600 {
             return fail("server.shutdown_timeout_secs", "must be at most 3600");
+        }
+        if !(1..=300).contains(&self.server.request_head_timeout_secs) {
+            return fail("server.request_head_timeout_secs", "must be between 1 and 300");
         }
         if self.backup.dir.as_os_str().is_empty() {
             return fail("backup.dir", "must not be empty");

@@ -17,6 +17,7 @@ pub mod accounts;
 pub mod assets;
 pub mod billing;
 pub mod cached;
+pub mod connection;
 pub mod errors;
 pub mod extract;
 pub mod layout;

@@ -5,7 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{middleware::from_fn, web, App, HttpServer};
+use actix_http::error::DispatchError;
+use actix_http::HttpService;
+use actix_service::{fn_service, map_config, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::rt::net::TcpStream;
+use actix_web::{middleware::from_fn, web, App};
 use lectern_actors::accounts::{Accounts, AccountsConfig, AccountsError, PasswordPolicy};
 use lectern_actors::backup::{BackupError, Backups};
 use lectern_actors::billing::actor::BillingSchedule;
@@ -29,6 +34,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::commands::import_demo;
 use crate::config::{MailBackend, Settings};
 use crate::http::accounts::SiteLinks;
+use crate::http::connection::HeadDeadline;
 use crate::http::metrics::HttpMetrics;
 use crate::http::middleware::{around_request, Draining, RequestContext};
 use crate::http::{self, AppState};
@@ -554,8 +560,10 @@ fn http_server(
         draining,
     );
     let max_body = settings.server.max_body_bytes;
+    let head_timeout = Duration::from_secs(settings.server.request_head_timeout_secs);
+    let keep_alive = Duration::from_secs(settings.server.keep_alive_secs);
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || {
+    let app = move || {
         let request_context = Arc::clone(&request_context);
         App::new()
             .app_data(state.clone())
@@ -565,15 +573,31 @@ fn http_server(
                 around_request(Arc::clone(&request_context), req, next)
             }))
             .configure(http::routes)
-    })
-    .workers(threads_or_cores(settings.server.workers))
-    .keep_alive(Duration::from_secs(settings.server.keep_alive_secs))
-    .max_connections(50_000)
-    .shutdown_timeout(settings.server.shutdown_timeout_secs)
-    // Lectern handles signals itself (see `serve`), so that shutdown is ordered.
-    .disable_signals()
-    .listen(listener)
-    .map_err(StartupError::Server)?;
+    };
+    // actix-web's `HttpServer` with each connection's stream wrapped in a
+    // `HeadDeadline`, which `HttpServer` has no place for.
+    let server = actix_server::Server::build()
+        .workers(threads_or_cores(settings.server.workers))
+        .max_concurrent_connections(50_000)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Lectern handles signals itself (see `serve`), so that shutdown is ordered.
+        .disable_signals()
+        .listen("http", listener, move || {
+            let http = HttpService::build()
+                .keep_alive(keep_alive)
+                .client_request_timeout(head_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                // Lectern reads neither `connection_info()` nor the
+                // `AppConfig`'s host and address (links use server.public_url).
+                .h1(map_config(app(), |_| AppConfig::default()));
+            fn_service(move |stream: TcpStream| {
+                let stream = HeadDeadline::new(stream, head_timeout);
+                let peer = stream.peer_addr();
+                std::future::ready(Ok::<_, DispatchError>((stream, peer)))
+            })
+            .and_then(http)
+        })
+        .map_err(StartupError::Server)?;
     Ok(server.run())
 }
 

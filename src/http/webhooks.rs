@@ -98,7 +98,7 @@ async fn ses(
         Err(SnsError::Rejected(rejection)) => {
             if let Rejection::NoTopicAllowed = rejection {
                 // The operator's to fix: every message is refused until then.
-                error!(log, "SNS message refused: mail.sns.topic_arns is empty");
+                error!(log, "SNS message refused"; "error" => %rejection);
             }
             Err(WebhookError::Rejected(rejection))
         }

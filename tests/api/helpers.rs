@@ -385,8 +385,9 @@ impl TestApp {
             .expect("request sent")
     }
 
-    /// The access log lines for `request_id`, waiting up to 5 s for the
-    /// asynchronous writer.
+    /// The log lines for `request_id`, waiting up to 5 s for the
+    /// asynchronous writer to reach the request's last line (its access or
+    /// failure line, which carries the status).
     pub async fn log_lines_for(&self, request_id: &str) -> Vec<serde_json::Value> {
         wait_for_log_lines(&self.log_file, request_id).await
     }
@@ -401,7 +402,7 @@ pub async fn wait_for_log_lines(file: &Path, request_id: &str) -> Vec<serde_json
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|l| l["request_id"] == request_id)
             .collect();
-        if !lines.is_empty() || Instant::now() > deadline {
+        if lines.iter().any(|l| !l["status"].is_null()) || Instant::now() > deadline {
             return lines;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
