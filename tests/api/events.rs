@@ -66,20 +66,23 @@ async fn flush(app: &TestApp) {
     app.actors().event_log.send(Flush).await.unwrap().unwrap();
 }
 
-/// Every page view row, oldest first, as (path, referrer host, country,
-/// viewer, visitor, the whole row as JSON).
-async fn page_view_rows(app: &TestApp) -> Vec<(String, Option<String>, Option<String>, String, i64, String)> {
+/// A page view row: path, referrer host, country, viewer, visitor, the
+/// views it counts, the whole row as JSON.
+type ViewRow = (String, Option<String>, Option<String>, String, i64, i32, String);
+
+/// Every page view row, oldest first.
+async fn page_view_rows(app: &TestApp) -> Vec<ViewRow> {
     let client = app.pool.get().await.unwrap();
     client
         .query(
-            "SELECT path, referrer_host, country, viewer, visitor, row_to_json(v)::text \
+            "SELECT path, referrer_host, country, viewer, visitor, views, row_to_json(v)::text \
              FROM page_views v ORDER BY viewed_at",
             &[],
         )
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
         .collect()
 }
 
@@ -102,6 +105,8 @@ async fn page_views_of_cached_and_uncached_pages_are_rows_with_a_daily_visitor_h
     ];
     let miss = view(&app, EPISODE, "198.51.100.7", FIREFOX, &referred).await;
     assert_eq!(miss.headers()["x-cache"], "miss");
+    // Written apart: alike views in one batch would be one row.
+    flush(&app).await;
     let hit = view(&app, EPISODE, "198.51.100.7", FIREFOX, &referred).await;
     assert_eq!(hit.headers()["x-cache"], "hit", "answered at the front door");
     view(&app, "/articles", "198.51.100.7", CHROME, &[]).await;
@@ -138,24 +143,25 @@ async fn page_views_of_cached_and_uncached_pages_are_rows_with_a_daily_visitor_h
 
     flush(&app).await;
     let rows = page_view_rows(&app).await;
-    let summary: Vec<(&str, Option<&str>, Option<&str>, &str)> = rows
+    let summary: Vec<(&str, Option<&str>, Option<&str>, &str, i32)> = rows
         .iter()
-        .map(|(path, host, country, viewer, _, _)| {
+        .map(|(path, host, country, viewer, _, views, _)| {
             (
                 path.as_str(),
                 host.as_deref(),
                 country.as_deref(),
                 viewer.as_str(),
+                *views,
             )
         })
         .collect();
     assert_eq!(
         summary,
         [
-            (EPISODE, Some("news.example.com"), Some("DE"), "anonymous"),
-            (EPISODE, Some("news.example.com"), Some("DE"), "anonymous"),
-            ("/articles", None, None, "anonymous"),
-            ("/articles", None, None, "anonymous"),
+            (EPISODE, Some("news.example.com"), Some("DE"), "anonymous", 1),
+            (EPISODE, Some("news.example.com"), Some("DE"), "anonymous", 1),
+            ("/articles", None, None, "anonymous", 1),
+            ("/articles", None, None, "anonymous", 1),
         ]
     );
     let visitors: Vec<i64> = rows.iter().map(|row| row.4).collect();
@@ -191,6 +197,23 @@ async fn page_views_of_cached_and_uncached_pages_are_rows_with_a_daily_visitor_h
             visitors: 3
         }]
     );
+
+    // A burst of alike views is one row that counts them; another page
+    // by the same visitor is a row of its own.
+    for _ in 0..5 {
+        view(&app, EPISODE, "203.0.113.9", FIREFOX, &[]).await;
+    }
+    view(&app, "/articles", "203.0.113.9", FIREFOX, &[]).await;
+    flush(&app).await;
+    let rows = page_view_rows(&app).await;
+    let burst: Vec<(&str, i32)> = rows[4..]
+        .iter()
+        .map(|row| (row.0.as_str(), row.5))
+        .collect();
+    assert_eq!(burst, [(EPISODE, 5), ("/articles", 1)]);
+    assert_eq!(rows[5].4, visitors[3], "the same visitor as before");
+    let daily = daily_visits(&app.pool, today, today).await.unwrap();
+    assert_eq!((daily[0].views, daily[0].visitors), (10, 3));
 }
 
 #[actix_rt::test]
@@ -222,7 +245,12 @@ async fn a_restart_of_the_event_log_loses_nothing_in_the_ring() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     flush(&app).await;
-    assert_eq!(page_view_rows(&app).await.len(), 3);
+    assert_eq!(views_in(&page_view_rows(&app).await), 3);
+}
+
+/// The views the rows count.
+fn views_in(rows: &[ViewRow]) -> u64 {
+    rows.iter().map(|row| u64::try_from(row.5).unwrap()).sum()
 }
 
 /// `lectern_page_views_dropped_total` as `/metrics` shows it.
@@ -257,10 +285,10 @@ async fn a_flood_bigger_than_the_ring_drops_the_oldest_and_counts_every_drop() {
     // keeps back with at most a ring's worth of the oldest views; the
     // ring keeps the newest; every other view is dropped, and counted.
     assert_eq!(
-        rows.len() as u64 + dropped,
+        views_in(&rows) + dropped,
         sent,
         "{} written, {dropped} dropped",
-        rows.len()
+        views_in(&rows)
     );
     assert!(dropped >= sent - 2 * RING, "{dropped} dropped");
     assert_eq!(rows.last().unwrap().0, "/articles", "the newest view is kept");
