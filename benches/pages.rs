@@ -46,6 +46,7 @@ fn episode_page(episode: &content::Episode) -> RenderPage {
         status: 200,
         topics: shows,
         compress: true,
+        route: "/episodes/{slug}",
         data: json!({
             "site": { "name": "Lectern", "public_url": "https://lectern.example" },
             "page": meta,

@@ -133,6 +133,10 @@ pub struct CachedPage {
     pub etags: ETags,
     /// What the page shows, e.g. `episode:ownership`, `series:async-rust`.
     pub topics: Box<[Topic]>,
+    /// The route that made the page (`/episodes/{slug}`), the label a hit
+    /// at the front door counts under: found once, at the render, instead of
+    /// matching the path against the routes again on every hit.
+    pub route: &'static str,
 }
 
 impl CachedPage {
@@ -154,6 +158,7 @@ impl CachedPage {
             identity: if gzip.is_empty() { identity } else { Bytes::new() },
             gzip,
             topics: topics.into_boxed_slice(),
+            route: "",
         }
     }
 
@@ -179,6 +184,7 @@ impl CachedPage {
             etags: ETags::of(&etag),
             etag,
             topics: Box::new([]),
+            route: "",
         }
     }
 
@@ -194,6 +200,7 @@ impl CachedPage {
             etags: ETags::default(),
             identity: Bytes::from(body),
             topics: Box::new([]),
+            route: "",
         }
     }
 

@@ -170,7 +170,9 @@ pub async fn insert_page_views(
     client
         .execute(
             &statement,
-            &[&days, &times, &paths, &referrers, &countries, &viewers, &visitors, &counts],
+            &[
+                &days, &times, &paths, &referrers, &countries, &viewers, &visitors, &counts,
+            ],
         )
         .await?;
     Ok(views.len() as u64)

@@ -134,11 +134,13 @@ fn render_with_layout(
 /// measure a miss with it).
 pub fn render_page(registry: &Handlebars<'_>, msg: RenderPage) -> Result<CachedPage, RenderError> {
     let body = render_with_layout(registry, msg.template, msg.layout, msg.data)?;
-    Ok(if msg.compress {
+    let mut page = if msg.compress {
         CachedPage::build(msg.status, msg.content_type, body, msg.topics)
     } else {
         CachedPage::uncompressed(msg.status, msg.content_type, body)
-    })
+    };
+    page.route = msg.route;
+    Ok(page)
 }
 
 impl Actor for Renderer {
@@ -167,6 +169,9 @@ pub struct RenderPage {
     pub topics: Vec<Topic>,
     /// Compress for the cache, or not (a page served once).
     pub compress: bool,
+    /// The route that answers with the page (`/episodes/{slug}`), kept on
+    /// it for `/metrics`; empty for a page no route caches.
+    pub route: &'static str,
 }
 
 impl Handler<RenderPage> for Renderer {

@@ -22,12 +22,13 @@ pub const PAGE_CACHE_CONTROL: &str = "public, no-cache";
 /// Cache keys are canonical paths, so a page found under the request's own
 /// path is the page its handler would serve. Anything else, hit or miss,
 /// goes on to the router. The answer carries every header but the request
-/// id, the site's `security` headers among them.
+/// id, the site's `security` headers among them; it comes with the route
+/// that made the page.
 pub fn front_door(
     req: &HttpRequest,
     pages: &PageTable,
     security: &[(HeaderName, HeaderValue)],
-) -> Option<HttpResponse> {
+) -> Option<(HttpResponse, &'static str)> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) || !req.query_string().is_empty() {
         return None;
     }
@@ -49,7 +50,7 @@ pub fn front_door(
     for (name, value) in security {
         headers.insert(name.clone(), value.clone());
     }
-    Some(response)
+    Some((response, page.route))
 }
 
 /// A page's body in an encoding (the plain body unpacked when the page

@@ -87,6 +87,7 @@ pub async fn render_uncached(
             content_type: "text/html; charset=utf-8",
             topics: Vec::new(),
             compress: false,
+            route: "",
         })
         .await
         .unwrap_or(Err(RenderError::Unavailable));

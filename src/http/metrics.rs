@@ -11,9 +11,12 @@
 //!   page views' ring, the connection pool and the outbox.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap};
+use actix_web::HttpRequest;
 use lectern_actors::alerts::Condition;
 use lectern_actors::cache::CacheStats;
 use lectern_actors::events::PageViewStats;
@@ -33,6 +36,23 @@ const PREFIX: &str = "lectern";
 
 /// The `route` of a request that no route matched.
 pub const UNMATCHED: &str = "unmatched";
+
+/// The route pattern that matched `req` (`/episodes/{slug}`), as a label
+/// that lives as long as the process: the routes are a fixed set, and each
+/// pattern is kept once.
+pub fn route_label(req: &HttpRequest) -> &'static str {
+    static LABELS: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let Some(pattern) = req.match_pattern() else {
+        return UNMATCHED;
+    };
+    let mut labels = LABELS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(label) = labels.get(pattern.as_str()) {
+        return label;
+    }
+    let label: &'static str = Box::leak(pattern.into_boxed_str());
+    labels.insert(label);
+    label
+}
 
 /// Upper bounds of the latency buckets, in seconds: a cache hit takes tens
 /// of microseconds, a render milliseconds, a password hash a second.
@@ -95,8 +115,10 @@ impl HttpMetrics {
     }
 
     /// Counts one answered request.
-    pub fn record(&self, route: Cow<'static, str>, status: u16, latency: Duration) {
-        let route = RouteLabels { route };
+    pub fn record(&self, route: &'static str, status: u16, latency: Duration) {
+        let route = RouteLabels {
+            route: Cow::Borrowed(route),
+        };
         self.latency.get_or_create(&route).observe(latency.as_secs_f64());
         self.requests
             .get_or_create(&RequestLabels {
@@ -427,9 +449,9 @@ mod tests {
     #[test]
     fn routes_and_statuses_are_labels_and_latency_a_histogram() {
         let metrics = HttpMetrics::new();
-        metrics.record(Cow::Borrowed("/episodes/{slug}"), 200, Duration::from_micros(50));
-        metrics.record(Cow::Borrowed("/episodes/{slug}"), 200, Duration::from_millis(3));
-        metrics.record(Cow::Borrowed(UNMATCHED), 404, Duration::from_millis(1));
+        metrics.record("/episodes/{slug}", 200, Duration::from_micros(50));
+        metrics.record("/episodes/{slug}", 200, Duration::from_millis(3));
+        metrics.record(UNMATCHED, 404, Duration::from_millis(1));
         let snapshot = Snapshot {
             actors: Vec::new(),
             cache: CacheStats {

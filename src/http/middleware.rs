@@ -19,7 +19,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::web::BytesMut;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpResponse};
 use lectern_actors::cache::PageTable;
 use lectern_actors::events::{Event, PageViews};
 use serde_json::json;
@@ -28,7 +28,7 @@ use slog::{error, info, Logger};
 use super::cached;
 use super::errors::{self, ErrorPage};
 use super::extract::UserId;
-use super::metrics::{HttpMetrics, UNMATCHED};
+use super::metrics::{route_label, HttpMetrics, UNMATCHED};
 use super::page_views::PageViewRecorder;
 use super::AppState;
 use crate::config::Settings;
@@ -198,9 +198,10 @@ pub async fn around_request(
         .pages
         .as_ref()
         .and_then(|pages| cached::front_door(req.request(), pages, &ctx.security_headers));
-    if let Some(hit) = front_door {
+    if let Some((hit, route)) = front_door {
         let response = req.into_response(hit);
-        return Ok(finish(&ctx, response, &request_id, started, Headers::Complete));
+        let set_by = Headers::Complete { route };
+        return Ok(finish(&ctx, response, &request_id, started, set_by));
     }
     // For the handlers (their log lines name the request); a cache hit at
     // the front door has no handler, and is spared the allocation.
@@ -239,7 +240,7 @@ pub async fn around_request(
                 cache: "-",
                 user_id: None,
             });
-            ctx.metrics.record(Cow::Borrowed(UNMATCHED), status, latency);
+            ctx.metrics.record(UNMATCHED, status, latency);
             return Err(error);
         }
     };
@@ -306,8 +307,9 @@ pub fn mask_tokens(path: &str) -> Cow<'_, str> {
 /// What a response's headers hold before `finish`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Headers {
-    /// Everything but the request id (a page at the cache's front door).
-    Complete,
+    /// Everything but the request id (a page at the cache's front door,
+    /// made by `route`).
+    Complete { route: &'static str },
     /// Nothing of the security headers.
     OursOnly,
     /// What the handler set: a security header of its own stays.
@@ -325,7 +327,8 @@ fn finish(
     set_by: Headers,
 ) -> ServiceResponse<BoxBody> {
     let headers = response.headers_mut();
-    if set_by != Headers::Complete {
+    let at_front_door = matches!(set_by, Headers::Complete { .. });
+    if !at_front_door {
         for (name, value) in &ctx.security_headers {
             if set_by == Headers::OursOnly || !headers.contains_key(name) {
                 headers.insert(name.clone(), value.clone());
@@ -342,7 +345,7 @@ fn finish(
             .set_connection_type(ConnectionType::Close);
     }
     let headers = response.headers_mut();
-    let cache = if set_by == Headers::Complete {
+    let cache = if at_front_door {
         "hit"
     } else {
         match headers.get(&X_CACHE).map(HeaderValue::as_bytes) {
@@ -374,21 +377,15 @@ fn finish(
         cache,
         user_id,
     });
-    ctx.metrics.record(route_of(request), status, latency);
+    let route = match set_by {
+        Headers::Complete { route } => route,
+        _ => route_label(request),
+    };
+    ctx.metrics.record(route, status, latency);
     if let Some(page_views) = &ctx.page_views {
-        let at_front_door = set_by == Headers::Complete;
         page_views.record(request, response.status(), response.headers(), at_front_door);
     }
     response
-}
-
-/// The route pattern that matched (`/episodes/{slug}`), for `/metrics`: a
-/// bounded set, where paths are not. A front-door hit or a refusal before
-/// routing is matched here against the routes, as the router would have.
-fn route_of(request: &HttpRequest) -> Cow<'static, str> {
-    request
-        .match_pattern()
-        .map_or(Cow::Borrowed(UNMATCHED), Cow::Owned)
 }
 
 fn micros(latency: Duration) -> u64 {

@@ -22,6 +22,7 @@ use super::errors::ErrorPage;
 use super::extract::{AccessError, ClientAddr, Viewer};
 use super::layout::{layout_data, Meta};
 use super::limits::{self, Limit, LimitError};
+use super::metrics::route_label;
 use super::page_views::PageSeen;
 use super::{get_or_head, AppState};
 
@@ -104,6 +105,7 @@ async fn render(
     view: View,
     viewer: ViewerClass,
     compress: bool,
+    route: &'static str,
 ) -> Result<Arc<CachedPage>, PageError> {
     let message = RenderPage {
         template: view.template,
@@ -112,6 +114,7 @@ async fn render(
         status: 200,
         topics: view.topics.clone(),
         compress,
+        route,
         data: layout_data(state, view.meta, viewer, view.data),
     };
     state
@@ -140,7 +143,7 @@ where
     req.extensions_mut().insert(PageSeen(viewer));
     let load_and_render = |compress| async move {
         match load().await? {
-            Some(view) => render(state, view, viewer, compress).await,
+            Some(view) => render(state, view, viewer, compress, route_label(req)).await,
             None => Err(PageError::NotFound),
         }
     };
@@ -165,7 +168,7 @@ async fn serve_uncached<F>(req: &HttpRequest, state: &AppState, viewer: ViewerCl
 where
     F: Future<Output = Result<View, StoreError>>,
 {
-    let page = render(state, load.await?, viewer, false).await?;
+    let page = render(state, load.await?, viewer, false, route_label(req)).await?;
     req.extensions_mut().insert(PageSeen(viewer));
     Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL))
 }

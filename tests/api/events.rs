@@ -82,7 +82,17 @@ async fn page_view_rows(app: &TestApp) -> Vec<ViewRow> {
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+            )
+        })
         .collect()
 }
 
@@ -206,10 +216,7 @@ async fn page_views_of_cached_and_uncached_pages_are_rows_with_a_daily_visitor_h
     view(&app, "/articles", "203.0.113.9", FIREFOX, &[]).await;
     flush(&app).await;
     let rows = page_view_rows(&app).await;
-    let burst: Vec<(&str, i32)> = rows[4..]
-        .iter()
-        .map(|row| (row.0.as_str(), row.5))
-        .collect();
+    let burst: Vec<(&str, i32)> = rows[4..].iter().map(|row| (row.0.as_str(), row.5)).collect();
     assert_eq!(burst, [(EPISODE, 5), ("/articles", 1)]);
     assert_eq!(rows[5].4, visitors[3], "the same visitor as before");
     let daily = daily_visits(&app.pool, today, today).await.unwrap();
