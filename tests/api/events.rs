@@ -153,7 +153,9 @@ async fn page_views_of_cached_and_uncached_pages_are_rows_with_a_daily_visitor_h
 
     flush(&app).await;
     let rows = page_view_rows(&app).await;
-    let summary: Vec<(&str, Option<&str>, Option<&str>, &str, i32)> = rows
+    // Path, referrer host, country, viewer, views.
+    type Summary<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a str, i32);
+    let summary: Vec<Summary> = rows
         .iter()
         .map(|(path, host, country, viewer, _, views, _)| {
             (
