@@ -163,10 +163,13 @@ impl EventLog {
         )
     }
 
-    /// Writes page views until the ring is empty or a write fails.
+    /// Writes the page views the ring holds, a batch at a time, until a
+    /// batch is not full or a write fails. Views pushed meanwhile wait for
+    /// the next interval (or the ring half full): chasing them would write
+    /// a few rows per statement, over and over, under steady traffic.
     fn write_all_views(&mut self) -> ResponseActFuture<Self, Result<u64, Crashed>> {
         Box::pin(self.write_views().then(|outcome, act, _ctx| match outcome {
-            Ok(n) if n > 0 && act.views.stats().buffered > 0 => {
+            Ok(n) if n >= VIEW_BATCH as u64 && act.views.stats().buffered > 0 => {
                 Box::pin(act.write_all_views().map(move |more, _, _| more.map(|m| n + m)))
                     as ResponseActFuture<Self, Result<u64, Crashed>>
             }
