@@ -10,8 +10,12 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use actix_web::rt::net::TcpStream;
+use memchr::memmem;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
+
+/// The empty line that ends a request head.
+const HEAD_END: &[u8] = b"\r\n\r\n";
 
 /// What a client that was too slow gets before its connection is closed:
 /// the answer actix-http gives a slow first request.
@@ -66,20 +70,27 @@ impl HeadDeadline {
                 None => self.timer = Some(Box::pin(sleep_until(deadline))),
             }
         }
-        if let Phase::Head { mut matched } = self.phase {
-            for &byte in bytes {
-                matched = match (matched, byte) {
-                    (0 | 2, b'\r') => matched + 1,
-                    (1 | 3, b'\n') => matched + 1,
-                    (_, b'\r') => 1,
-                    _ => 0,
-                };
-                if matched == 4 {
-                    self.phase = Phase::Rest;
-                    return;
-                }
+        if let Phase::Head { matched } = self.phase {
+            // The empty line may straddle reads: the bytes before these
+            // ended with `matched` bytes of it.
+            let matched = usize::from(matched);
+            let mut joint = [0u8; 6];
+            let carried = bytes.len().min(3);
+            joint[..matched].copy_from_slice(&HEAD_END[..matched]);
+            joint[matched..matched + carried].copy_from_slice(&bytes[..carried]);
+            let joint = &joint[..matched + carried];
+            if memmem::find(joint, HEAD_END).is_some() || memmem::find(bytes, HEAD_END).is_some() {
+                self.phase = Phase::Rest;
+                return;
             }
-            self.phase = Phase::Head { matched };
+            let tail = if bytes.len() >= 3 { bytes } else { joint };
+            let matched = (1..=3)
+                .rev()
+                .find(|&n| tail.ends_with(&HEAD_END[..n]))
+                .unwrap_or(0);
+            self.phase = Phase::Head {
+                matched: matched as u8,
+            };
         }
     }
 
@@ -157,6 +168,12 @@ mod tests {
             server.received(&head[split..]);
             assert_eq!(server.phase, Phase::Rest, "{split}");
         }
+        server.phase = Phase::Idle;
+        for (i, byte) in head.iter().enumerate() {
+            assert!(matches!(server.phase, Phase::Idle | Phase::Head { .. }), "{i}");
+            server.received(&[*byte]);
+        }
+        assert_eq!(server.phase, Phase::Rest, "a byte at a time");
         server.phase = Phase::Idle;
         server.received(b"GET / HTTP/1.1\r\nHost: a\r\n\r");
         server.received(b"\rX: b\n\r\n");

@@ -7,7 +7,9 @@
 //! `/healthz` and `/readyz` are not pages; a 304 (a browser revalidating a
 //! page it has) is not counted either.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use aho_corasick::AhoCorasick;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
@@ -85,17 +87,14 @@ impl PageViewRecorder {
 /// Whether a User-Agent says it is a bot, crawler or spider, as the big
 /// search engines' and most monitors' do (one pass, no allocation).
 fn names_a_bot(user_agent: &[u8]) -> bool {
-    let at = |i: usize, word: &[u8]| {
-        user_agent
-            .get(i..i + word.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(word))
-    };
-    (0..user_agent.len()).any(|i| match user_agent[i].to_ascii_lowercase() {
-        b'b' => at(i, b"bot"),
-        b'c' => at(i, b"crawl"),
-        b's' => at(i, b"spider"),
-        _ => false,
-    })
+    static BOT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(["bot", "crawl", "spider"])
+            // Three fixed, short patterns: an automaton this small is always built.
+            .expect("the bot words make an automaton")
+    });
+    BOT_WORDS.is_match(user_agent)
 }
 
 #[cfg(test)]
