@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use lectern_actors::accounts::{constant_time_eq, is_token_shaped, AccountsError, Role, Session, User};
@@ -421,10 +421,9 @@ enum ClientSource<'a> {
     Unknown,
 }
 
-fn client_source<'a>(req: &'a HttpRequest, trusted_header: &str) -> ClientSource<'a> {
-    let from_header = (!trusted_header.is_empty())
-        .then(|| req.headers().get(trusted_header))
-        .flatten()
+fn client_source<'a>(req: &'a HttpRequest, trusted_header: Option<&HeaderName>) -> ClientSource<'a> {
+    let from_header = trusted_header
+        .and_then(|name| req.headers().get(name))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
         .map(str::trim)
@@ -442,8 +441,9 @@ fn client_source<'a>(req: &'a HttpRequest, trusted_header: &str) -> ClientSource
 }
 
 /// The client's address alone, as [`ClientAddr`] finds it, with no text
-/// made: what a page view keeps until it is hashed.
-pub fn client_ip(req: &HttpRequest, trusted_header: &str) -> Option<IpAddr> {
+/// made: what a page view keeps until it is hashed. `trusted_header`:
+/// `server.client_ip_header`, parsed once (`None` when empty).
+pub fn client_ip(req: &HttpRequest, trusted_header: Option<&HeaderName>) -> Option<IpAddr> {
     match client_source(req, trusted_header) {
         ClientSource::Address(ip) => Some(ip),
         ClientSource::Unparsed(_) | ClientSource::Unknown => None,
@@ -452,7 +452,8 @@ pub fn client_ip(req: &HttpRequest, trusted_header: &str) -> Option<IpAddr> {
 
 impl ClientAddr {
     pub fn of(req: &HttpRequest, trusted_header: &str) -> ClientAddr {
-        match client_source(req, trusted_header) {
+        let trusted_header = HeaderName::try_from(trusted_header).ok();
+        match client_source(req, trusted_header.as_ref()) {
             ClientSource::Address(ip) => ClientAddr::from_ip(ip),
             // Not an address: still one client, but never a loopback one.
             ClientSource::Unparsed(raw) => ClientAddr {

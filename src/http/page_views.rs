@@ -7,9 +7,7 @@
 //! `/healthz` and `/readyz` are not pages; a 304 (a browser revalidating a
 //! page it has) is not counted either.
 
-use std::sync::{Arc, LazyLock};
-
-use aho_corasick::AhoCorasick;
+use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
@@ -17,6 +15,7 @@ use actix_web::{HttpMessage, HttpRequest};
 use lectern_actors::billing::CountryCode;
 use lectern_actors::cache::ViewerClass;
 use lectern_actors::events::{PageView, PageViews};
+use memchr::memchr3_iter;
 
 use super::extract::client_ip;
 use crate::config::Settings;
@@ -30,8 +29,8 @@ pub struct PageViewRecorder {
     views: Arc<PageViews>,
     /// `pricing.country_header`.
     country_header: Option<HeaderName>,
-    /// `server.client_ip_header`.
-    client_ip_header: String,
+    /// `server.client_ip_header`; `None` when empty.
+    client_ip_header: Option<HeaderName>,
 }
 
 impl PageViewRecorder {
@@ -40,7 +39,7 @@ impl PageViewRecorder {
         settings.log.page_views.then(|| PageViewRecorder {
             views,
             country_header: HeaderName::try_from(settings.pricing.country_header.as_str()).ok(),
-            client_ip_header: settings.server.client_ip_header.clone(),
+            client_ip_header: HeaderName::try_from(settings.server.client_ip_header.as_str()).ok(),
         })
     }
 
@@ -78,23 +77,25 @@ impl PageViewRecorder {
             request_headers.get(header::REFERER).map(|r| r.as_bytes()),
             country,
             viewer,
-            client_ip(req, &self.client_ip_header),
+            client_ip(req, self.client_ip_header.as_ref()),
             user_agent,
         ));
     }
 }
 
 /// Whether a User-Agent says it is a bot, crawler or spider, as the big
-/// search engines' and most monitors' do (one pass, no allocation).
+/// search engines' and most monitors' do: the words, in any case, looked
+/// for only where one of their first letters is (found with memchr).
 fn names_a_bot(user_agent: &[u8]) -> bool {
-    static BOT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
-        AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(["bot", "crawl", "spider"])
-            // Three fixed, short patterns: an automaton this small is always built.
-            .expect("the bot words make an automaton")
-    });
-    BOT_WORDS.is_match(user_agent)
+    let word_at = |i: usize| {
+        [&b"bot"[..], b"crawl", b"spider"].iter().any(|word| {
+            user_agent
+                .get(i..i + word.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(word))
+        })
+    };
+    memchr3_iter(b'b', b'c', b's', user_agent).any(word_at)
+        || memchr3_iter(b'B', b'C', b'S', user_agent).any(word_at)
 }
 
 #[cfg(test)]
