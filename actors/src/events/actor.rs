@@ -163,17 +163,27 @@ impl EventLog {
         )
     }
 
-    /// Writes the page views the ring holds, a batch at a time, until a
-    /// batch is not full or a write fails. Views pushed meanwhile wait for
-    /// the next interval (or the ring half full): chasing them would write
-    /// a few rows per statement, over and over, under steady traffic.
+    /// Writes the page views held now (a batch that failed before, then
+    /// the ring), a batch at a time. Views pushed meanwhile wait for the
+    /// next interval (or the ring half full): chasing them would write a
+    /// few rows per statement, over and over, under steady traffic.
     fn write_all_views(&mut self) -> ResponseActFuture<Self, Result<u64, Crashed>> {
-        Box::pin(self.write_views().then(|outcome, act, _ctx| match outcome {
-            Ok(n) if n >= VIEW_BATCH as u64 && act.views.stats().buffered > 0 => {
-                Box::pin(act.write_all_views().map(move |more, _, _| more.map(|m| n + m)))
-                    as ResponseActFuture<Self, Result<u64, Crashed>>
+        let held = self.unwritten_views.len() + self.views.stats().buffered;
+        self.write_views_up_to(held as u64)
+    }
+
+    /// Writes batches until `left` views are written, the ring is empty or
+    /// a write fails.
+    fn write_views_up_to(&mut self, left: u64) -> ResponseActFuture<Self, Result<u64, Crashed>> {
+        Box::pin(self.write_views().then(move |outcome, act, _ctx| {
+            match outcome {
+                Ok(n) if n > 0 && n < left && act.views.stats().buffered > 0 => Box::pin(
+                    act.write_views_up_to(left - n)
+                        .map(move |more, _, _| more.map(|m| n + m)),
+                )
+                    as ResponseActFuture<Self, Result<u64, Crashed>>,
+                outcome => Box::pin(ready(outcome)),
             }
-            outcome => Box::pin(ready(outcome)),
         }))
     }
 
