@@ -5,6 +5,9 @@
 
 say() { printf '%s\n' "$*" >&2; }
 
+# The drills' Python clients import lectern_client (requests, forms, logins).
+export PYTHONPATH=$root/benches/drills${PYTHONPATH:+:$PYTHONPATH}
+
 need_wrk() {
   command -v wrk >/dev/null 2>&1 || {
     say "installing wrk"
