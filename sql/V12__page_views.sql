@@ -2,7 +2,11 @@
 -- workers record into. No cookie and no address: a visitor is a keyed hash
 -- of the client's address and User-Agent under the day's salt, so the same
 -- visitor counts once a day (on every node) and cannot be followed across
--- days. The dashboard aggregates per day: both indexes lead with it.
+-- days. The views of one batch that are alike (day, path, referrer host,
+-- country, viewer class and visitor) are one row that counts them, timed
+-- at the first: a burst of views costs the database a row, not a row each,
+-- and views are sum(views), not count(*). The dashboard aggregates per
+-- day: both indexes lead with it.
 CREATE TABLE page_views (
     day            date        NOT NULL,
     viewed_at      timestamptz NOT NULL,
@@ -12,7 +16,8 @@ CREATE TABLE page_views (
     referrer_host  text,
     country        text        CHECK (country ~ '^[A-Z]{2}$'),
     viewer         text        NOT NULL CHECK (viewer IN ('anonymous', 'member', 'subscriber')),
-    visitor        bigint      NOT NULL
+    visitor        bigint      NOT NULL,
+    views          integer     NOT NULL DEFAULT 1 CHECK (views > 0)
 );
 
 CREATE INDEX page_views_day_path ON page_views (day, path);

@@ -90,3 +90,31 @@ errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)",
 print(requests, non2xx, errors)
 PY
 }
+
+# Lectern's resident memory in KiB (`pid`: the serving Lectern).
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
+
+# A wrk script that counts answers by status (a 503 without Retry-After
+# apart) and prints "status STATUS COUNT" lines at the end, to be followed
+# by the drill's own `request` function.
+statuses_lua() {
+  cat <<'LUA'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+counts = {}
+function response(status, headers, body)
+  local key = tostring(status)
+  if status == 503 and headers["retry-after"] == nil and headers["Retry-After"] == nil then
+    key = "503-without-Retry-After"
+  end
+  counts[key] = (counts[key] or 0) + 1
+end
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for key, count in pairs(thread:get("counts")) do total[key] = (total[key] or 0) + count end
+  end
+  for key, count in pairs(total) do io.write(string.format("status %s %d\n", key, count)) end
+end
+LUA
+}
