@@ -106,9 +106,24 @@ pub async fn day_salt(pool: &Pool, day: Date, today: Date) -> Result<Salt, Store
         .map_err(|_| StoreError::Unexpected("a visitor salt is not 16 bytes".into()))
 }
 
-/// The UTC day of a moment.
+/// The UTC day of a moment, counted in whole days from the Unix epoch
+/// (a day's view costs no calendar arithmetic beyond the date itself).
 pub fn day_of(at: SystemTime) -> Date {
-    OffsetDateTime::from(at).date()
+    /// 1970-01-01 as a Julian day.
+    const EPOCH: i64 = 2_440_588;
+    // Whole seconds since the epoch, rounded down (before 1970 too: a
+    // clock set wrong).
+    let seconds = match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let before = before.duration();
+            -i64::try_from(before.as_secs()).unwrap_or(i64::MAX) - i64::from(before.subsec_nanos() > 0)
+        }
+    };
+    i32::try_from(EPOCH + seconds.div_euclid(86_400))
+        .ok()
+        .and_then(|julian| Date::from_julian_day(julian).ok())
+        .unwrap_or_else(|| OffsetDateTime::from(at).date())
 }
 
 /// Writes a batch of page views in one statement, each visitor hashed
@@ -127,7 +142,9 @@ pub async fn insert_page_views(
     type Alike<'a> = (Date, &'a str, Option<&'a str>, Option<[u8; 2]>, ViewerClass, i64);
     // Rows in the order of their first view; each alike view adds to its row.
     let mut rows: Vec<(Alike<'_>, SystemTime, i32)> = Vec::new();
-    let mut row_of: HashMap<Alike<'_>, usize> = HashMap::with_capacity(views.len().min(4096));
+    // Hashed fast: the keys are the site's own paths and the batch's visitors.
+    let mut row_of: HashMap<Alike<'_>, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(views.len().min(4096), Default::default());
     for view in views {
         let day = day_of(view.at);
         let salt =
@@ -213,4 +230,30 @@ pub async fn daily_visits(pool: &Pool, from: Date, to: Date) -> Result<Vec<Daily
             visitors: row.get(2),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_day_of_a_moment_is_its_utc_date() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        let moments = [
+            epoch,
+            epoch + Duration::from_secs(86_399),
+            epoch + Duration::from_secs(86_400),
+            epoch + Duration::from_nanos(1_796_083_199_999_999_999),
+            epoch + Duration::from_secs(1_796_083_200),
+            epoch - Duration::from_nanos(1),
+            epoch - Duration::from_secs(86_400),
+            epoch - Duration::from_secs(86_401),
+            SystemTime::now(),
+        ];
+        for at in moments {
+            assert_eq!(day_of(at), OffsetDateTime::from(at).date(), "{at:?}");
+        }
+    }
 }

@@ -11,7 +11,9 @@
 //!   page views' ring, the connection pool and the outbox.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -74,13 +76,35 @@ struct RequestLabels {
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The per-request figures, shared by the middleware (which counts) and
-/// `/metrics` (which reads them). Counting takes the families' read lock
-/// and an atomic add; only a route and status seen for the first time
-/// takes the write lock.
+/// `/metrics` (which reads them). Counting is an atomic add on a series
+/// the worker counted into recently; one it has not looks the series up in
+/// the families (their read lock; a route and status seen for the first
+/// time takes the write lock).
 pub struct HttpMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    /// Tells this instance's series apart in each worker's [`Recent`].
+    id: u64,
+}
+
+/// The series a worker counted into last, with their route (by address:
+/// labels are interned, see [`route_label`]) and status, so that a hit on
+/// a hot page finds its counter and histogram without hashing labels or
+/// taking the families' lock. Both are handles on the families' own series.
+struct Recent {
+    metrics: u64,
+    route: &'static str,
+    status: u16,
+    requests: Counter,
+    latency: Histogram,
+}
+
+/// How many series each worker keeps at hand.
+const RECENT: usize = 8;
+
+thread_local! {
+    static RECENTLY_COUNTED: RefCell<Vec<Recent>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Default for HttpMetrics {
@@ -107,25 +131,55 @@ impl HttpMetrics {
             "Time from a request's arrival to its response, by matched route pattern",
             latency.clone(),
         );
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         HttpMetrics {
             registry,
             requests,
             latency,
+            id: INSTANCES.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     /// Counts one answered request.
     pub fn record(&self, route: &'static str, status: u16, latency: Duration) {
-        let route = RouteLabels {
-            route: Cow::Borrowed(route),
-        };
-        self.latency.get_or_create(&route).observe(latency.as_secs_f64());
-        self.requests
-            .get_or_create(&RequestLabels {
-                route: route.route,
-                status,
-            })
-            .inc();
+        let seconds = latency.as_secs_f64();
+        RECENTLY_COUNTED.with_borrow_mut(|recent| {
+            let known = recent
+                .iter()
+                .position(|r| r.metrics == self.id && std::ptr::eq(r.route, route) && r.status == status);
+            let at = match known {
+                Some(at) => at,
+                None => {
+                    if recent.len() == RECENT {
+                        recent.pop();
+                    }
+                    let labels = RouteLabels {
+                        route: Cow::Borrowed(route),
+                    };
+                    let latency = self.latency.get_or_create(&labels).clone();
+                    let requests = self
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            route: labels.route,
+                            status,
+                        })
+                        .clone();
+                    recent.insert(
+                        0,
+                        Recent {
+                            metrics: self.id,
+                            route,
+                            status,
+                            requests,
+                            latency,
+                        },
+                    );
+                    0
+                }
+            };
+            recent[at].latency.observe(seconds);
+            recent[at].requests.inc();
+        });
     }
 
     /// The whole exposition: the per-request figures, then `snapshot`'s.
@@ -444,6 +498,42 @@ mod tests {
             Format::Prometheus
         );
         assert_eq!(Format::accepted_by(&HeaderMap::new()), Format::Prometheus);
+    }
+
+    /// The count of one series in OpenMetrics text.
+    fn requests_of(metrics: &HttpMetrics, route: &str, status: u16) -> String {
+        let mut body = String::new();
+        text::encode_registry(&mut body, &metrics.registry).unwrap();
+        let series = format!("lectern_http_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+        body.lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .unwrap_or("none")
+            .to_owned()
+    }
+
+    #[test]
+    fn each_instance_counts_its_own_requests_however_many_series_a_worker_meets() {
+        let (first, second) = (HttpMetrics::new(), HttpMetrics::new());
+        let routes: Vec<&'static str> = (0..2 * RECENT)
+            .map(|n| &*Box::leak(format!("/r{n}").into_boxed_str()))
+            .collect();
+        for round in 0..3 {
+            for (n, route) in routes.iter().enumerate() {
+                first.record(route, 200, Duration::from_micros(10));
+                if n % 2 == 0 {
+                    second.record(route, 200, Duration::from_micros(10));
+                }
+                if round == 0 {
+                    first.record(route, 404, Duration::from_micros(10));
+                }
+            }
+        }
+        for (n, route) in routes.iter().enumerate() {
+            assert_eq!(requests_of(&first, route, 200), "3", "{route}");
+            assert_eq!(requests_of(&first, route, 404), "1", "{route}");
+            let expected = if n % 2 == 0 { "3" } else { "none" };
+            assert_eq!(requests_of(&second, route, 200), expected, "{route}");
+        }
     }
 
     #[test]
