@@ -99,6 +99,8 @@ pub enum MailAdminError {
     LinkRemoved(i64),
     #[error("{0} is not on the suppression list")]
     NotSuppressed(String),
+    #[error("{0} is on the suppression list: take it off the list before retrying")]
+    RecipientSuppressed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

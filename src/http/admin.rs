@@ -98,6 +98,9 @@ impl AdminError {
             AdminError::Mail(MailAdminError::NotDeadLetter { .. }) => {
                 problem(StatusCode::CONFLICT, "Not a dead letter", "/admin/mail")
             }
+            AdminError::Mail(MailAdminError::RecipientSuppressed(_)) => {
+                problem(StatusCode::CONFLICT, "The address is suppressed", "/admin/mail")
+            }
             AdminError::Mail(MailAdminError::LinkRemoved(_)) => problem(
                 StatusCode::CONFLICT,
                 "This email cannot be sent again",

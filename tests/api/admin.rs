@@ -403,6 +403,20 @@ async fn removing_a_suppression_lets_mail_to_the_address_be_sent_again() {
     let page = root.get("/admin/mail").await;
     assert!(page.body.contains("Permanent: General"));
     let token = page.csrf_token();
+    // A dead letter to the address would only die again.
+    let welcome = outbox_row(
+        &app,
+        "welcome",
+        "ada@example.org",
+        "dead",
+        serde_json::json!({ "name": "Ada" }),
+    )
+    .await;
+    let retry = format!("/admin/mail/{}/retry", welcome.id);
+    let too_soon = root.post(&retry, &[("csrf_token", &token)]).await;
+    assert_eq!(too_soon.status, 409);
+    assert!(too_soon.body.contains("take it off the list before retrying"));
+    assert_eq!(status_of(&app, welcome.id).await, "dead");
     let removed = root
         .post(
             "/admin/mail/suppressions/remove",
@@ -417,6 +431,8 @@ async fn removing_a_suppression_lets_mail_to_the_address_be_sent_again() {
     assert_eq!(events[0].1["admin_id"], root_id);
     assert_eq!(events[0].1["reason"], "bounce");
 
+    assert_eq!(root.post(&retry, &[("csrf_token", &token)]).await.status, 303);
+    assert!(app.eml_of(&welcome).await.contains("ada@example.org"));
     let sent = ask_for_link().await;
     assert_ne!(sent.id, refused.id);
     let link = app.link_in(&sent).await;

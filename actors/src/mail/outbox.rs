@@ -255,7 +255,11 @@ pub async fn list_outbox(
     let client = pool.get().await?;
     let list = client
         .prepare_cached(
-            "SELECT id, message, recipient, status, attempts, last_error, created_at, sent_at              FROM email_outbox              WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR recipient = $2)                AND ($3::bigint IS NULL OR id < $3)              ORDER BY id DESC LIMIT $4",
+            "SELECT id, message, recipient, status, attempts, last_error, created_at, sent_at \
+             FROM email_outbox \
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR recipient = $2) \
+               AND ($3::bigint IS NULL OR id < $3) \
+             ORDER BY id DESC LIMIT $4",
         )
         .await?;
     let status = filter.status.map(OutboxStatus::as_str);
@@ -290,7 +294,9 @@ pub async fn retry_dead_letter(pool: &Pool, id: i64, admin_id: i64) -> Result<()
     let transaction = client.transaction().await?;
     let row = transaction
         .query_opt(
-            "SELECT message, recipient, status, attempts, last_error FROM email_outbox              WHERE id = $1 FOR UPDATE",
+            "SELECT o.message, o.recipient, o.status, o.attempts, o.last_error, \
+                    EXISTS (SELECT 1 FROM email_suppressions s WHERE s.email = lower(o.recipient)) \
+             FROM email_outbox o WHERE o.id = $1 FOR UPDATE OF o",
             &[&id],
         )
         .await?
@@ -303,9 +309,14 @@ pub async fn retry_dead_letter(pool: &Pool, id: i64, admin_id: i64) -> Result<()
     if EmailKind::carries_link(&message) {
         return Err(MailAdminError::LinkRemoved(id));
     }
+    if row.get::<_, bool>(5) {
+        // It would only be given up again.
+        return Err(MailAdminError::RecipientSuppressed(row.get(1)));
+    }
     transaction
         .execute(
-            "UPDATE email_outbox SET status = 'pending', attempts = 0, last_error = NULL,              due_at = now(), dead_reported = false WHERE id = $1",
+            "UPDATE email_outbox SET status = 'pending', attempts = 0, last_error = NULL, \
+             due_at = now(), dead_reported = false WHERE id = $1",
             &[&id],
         )
         .await?;
