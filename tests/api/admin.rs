@@ -767,3 +767,46 @@ async fn a_member_page_shows_billing_flags_and_emails_but_never_a_link() {
         "confirmed"
     );
 }
+
+#[actix_rt::test]
+async fn the_outbox_is_listed_newest_first_fifty_at_a_time() {
+    let app = spawn_app().await;
+    let mut root = Visitor::new(&app);
+    admin(&app, &mut root, "root@example.org").await;
+    sql(
+        &app,
+        "INSERT INTO email_outbox (message, recipient, status, last_error) \
+         SELECT 'welcome', 'reader' || i || '@example.org', 'dead', 'gave up' FROM generate_series(1, 55) i",
+    )
+    .await;
+
+    let first = root.get("/admin/mail?status=dead").await;
+    assert_eq!(first.status, 200);
+    let newest = first
+        .body
+        .find("reader55@example.org")
+        .expect("the newest is shown");
+    let older = first
+        .body
+        .find("reader6@example.org")
+        .expect("the 50th newest is shown");
+    assert!(newest < older, "newest first");
+    assert!(!first.body.contains("reader5@example.org"), "one page holds 50");
+    let sixth: i64 = count(
+        &app,
+        "SELECT id FROM email_outbox WHERE recipient = 'reader6@example.org'",
+    )
+    .await;
+    let next = format!("/admin/mail?status=dead&before={sixth}");
+    let unescaped = first.body.replace("&amp;", "&").replace("&#x3D;", "=");
+    assert!(
+        unescaped.contains(&format!("href=\"{next}\"")),
+        "a link to older emails"
+    );
+    let second = root.get(&next).await;
+    assert_eq!(second.status, 200);
+    for n in 1..=5 {
+        assert!(second.body.contains(&format!("reader{n}@example.org")), "{n}");
+    }
+    assert!(!second.body.contains("reader6@example.org"));
+}
