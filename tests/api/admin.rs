@@ -456,7 +456,9 @@ async fn a_search_finds_members_by_part_of_their_address() {
     let mut root = Visitor::new(&app);
     admin(&app, &mut root, "root@example.org").await;
     for email in ["ada@example.org", "grace@example.com", "a_b@example.net"] {
-        let fields = [("name", ""), ("email", email), ("password", PASSWORD)];
+        // A name is whatever whoever signed up typed.
+        let name = "<script>alert(1)</script>";
+        let fields = [("name", name), ("email", email), ("password", PASSWORD)];
         assert_eq!(
             Visitor::new(&app)
                 .submit("/signup", "/signup", &fields)
@@ -471,6 +473,8 @@ async fn a_search_finds_members_by_part_of_their_address() {
     assert_eq!(found.status, 200);
     assert!(found.body.contains(&format!("href=\"/admin/members/{ada_id}\"")));
     assert!(!found.body.contains("grace@example.com"));
+    assert!(!found.body.contains("<script>alert"));
+    assert!(found.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     let both = root.get("/admin/members?q=%40example.").await;
     assert!(["ada@example.org", "grace@example.com", "a_b@example.net"]
         .iter()
@@ -627,6 +631,22 @@ async fn granting_months_opens_premium_access_and_refuses_bad_numbers() {
         assert_eq!(page.status, 422, "{months:?}");
         assert!(page.body.contains("from 1 to 36"), "{months:?}");
     }
+    let kept = root
+        .post(
+            &grant,
+            &[
+                ("csrf_token", &token),
+                ("months", "99"),
+                ("source", "paypal"),
+                ("note", "PayPal 7XK12"),
+            ],
+        )
+        .await;
+    assert!(kept.body.contains("value=\"99\"") && kept.body.contains("value=\"PayPal 7XK12\""));
+    assert!(
+        kept.body.contains("<option value=\"paypal\" selected>"),
+        "the form keeps what was typed"
+    );
     let bad_source = root
         .post(
             &grant,

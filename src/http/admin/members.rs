@@ -131,6 +131,7 @@ async fn find_member(state: &AppState, raw_id: &str) -> Result<MemberAccount, Ad
 struct Problem {
     errors: Vec<String>,
     months: String,
+    source: String,
     note: String,
 }
 
@@ -169,6 +170,7 @@ async fn member_page(
             "notice": notice,
             "errors": problem.errors,
             "months": problem.months,
+            "source": problem.source,
             "note": problem.note,
             "months_max": GRANT_MONTHS.end(),
         }),
@@ -342,6 +344,7 @@ async fn grant(
     let refuse = |errors: Vec<String>| Problem {
         errors,
         months: form.months.chars().take(10).collect(),
+        source: form.source.clone(),
         note: note.chars().take(500).collect(),
     };
     let Some(months) = months.filter(|_| errors.is_empty()) else {
