@@ -4,6 +4,7 @@
 //! what it did.
 
 use lectern_actors::backup::{BackupRow, Backups, Kind, Which};
+use lectern_actors::billing::GrantedBy;
 use lectern_actors::content::demo::demo_files;
 use lectern_actors::content::export::{export, Destination};
 use lectern_actors::content::import::{
@@ -165,7 +166,9 @@ pub fn grant(
         store::migrate(&pool).await?;
         let log = slog::Logger::root(slog::Discard, slog::o!());
         let billing = billing_context(&settings, pool, &settings.public_url(), &log)?;
-        let grant = billing.grant(&email, months, source, note.trim()).await?;
+        let grant = billing
+            .grant(&email, months, source, note.trim(), GrantedBy::Command)
+            .await?;
         let date = |at: time::OffsetDateTime| at.date().to_string();
         Ok(format!(
             "{email} has premium access ({source}, {months} month{}) from {} until {} (UTC).",

@@ -14,6 +14,7 @@
 //! - work on data: a function of a context in `lectern-actors`, never SQL here.
 
 pub mod accounts;
+pub mod admin;
 pub mod assets;
 pub mod billing;
 pub mod cached;
@@ -75,6 +76,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
     pages::routes(cfg);
     accounts::routes(cfg);
     billing::routes(cfg);
+    admin::routes(cfg);
     ops::routes(cfg);
     webhooks::routes(cfg);
     assets::routes(cfg);

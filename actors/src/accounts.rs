@@ -4,6 +4,7 @@
 //! enqueued in the change's own transaction; the web layer hands in the
 //! builder of the links' URLs, so this context knows no routes.
 
+mod members;
 pub mod password;
 pub mod rate_limit;
 pub mod tokens;
@@ -17,6 +18,7 @@ use time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
+pub use members::{EmailFragment, FragmentProblem, MemberAccount};
 pub use password::{PasswordPolicy, PasswordProblem, Passwords};
 pub use rate_limit::RetryAfter;
 pub use tokens::{constant_time_eq, is_token_shaped, LinkTarget};
@@ -66,10 +68,14 @@ pub struct User {
     pub role: Role,
     pub confirmed: bool,
     pub has_password: bool,
+    /// Disabled by an administrator: no session, no login.
+    pub disabled: bool,
 }
 
-const USER_COLUMNS: &str =
-    "u.id, u.email, u.name, u.role, u.confirmed_at IS NOT NULL, u.password_hash IS NOT NULL";
+const USER_COLUMNS: &str = "u.id, u.email, u.name, u.role, u.confirmed_at IS NOT NULL, \
+     u.password_hash IS NOT NULL, u.disabled_at IS NOT NULL";
+/// How many columns `USER_COLUMNS` is: the first column after them.
+const USER_COLUMN_COUNT: usize = 7;
 
 impl User {
     /// The user from `USER_COLUMNS` starting at column `first` of `row`.
@@ -81,6 +87,7 @@ impl User {
             role: Role::try_from(row.get::<_, &str>(first + 3))?,
             confirmed: row.get(first + 4),
             has_password: row.get(first + 5),
+            disabled: row.get(first + 6),
         })
     }
 
@@ -176,6 +183,16 @@ pub enum AccountsError {
     Hashing(String),
     #[error("unexpected value in the users table: {0}")]
     StoredValue(String),
+    #[error("this account is disabled")]
+    Disabled,
+    #[error("there is no account {0}")]
+    NoSuchAccount(i64),
+    #[error("the address is already confirmed")]
+    AlreadyConfirmed,
+    #[error("the address had its share of emails today")]
+    EmailsCapped,
+    #[error("administrators cannot disable their own account")]
+    OwnAccount,
 }
 
 impl From<tokio_postgres::Error> for AccountsError {
@@ -262,8 +279,9 @@ impl Accounts {
     }
 
     /// Enqueues `email` unless its recipient already got the day's share
-    /// (sign-ups, login links and resets could otherwise flood a mailbox).
-    async fn mail(&self, txn: &Transaction<'_>, email: Email) -> Result<(), AccountsError> {
+    /// (sign-ups, login links and resets could otherwise flood a mailbox);
+    /// whether it was enqueued.
+    async fn mail(&self, txn: &Transaction<'_>, email: Email) -> Result<bool, AccountsError> {
         let count = txn
             .prepare_cached(
                 "SELECT count(*) FROM email_outbox \
@@ -274,10 +292,10 @@ impl Accounts {
         if sent >= i64::from(self.emails_per_address_per_day) {
             warn!(self.log, "email not sent: the address had its share of emails today";
                 "email" => email.kind.name(), "recipient" => email.to.as_str(), "sent_today" => sent);
-            return Ok(());
+            return Ok(false);
         }
         mail::enqueue(txn, email).await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn mail_link(
@@ -288,7 +306,7 @@ impl Accounts {
         purpose: Purpose,
         kind: EmailKind,
         data: serde_json::Value,
-    ) -> Result<(), AccountsError> {
+    ) -> Result<bool, AccountsError> {
         let ttl = match purpose {
             Purpose::Confirm => CONFIRM_TTL,
             Purpose::ChangeEmail => CHANGE_EMAIL_TTL,
@@ -338,7 +356,10 @@ impl Accounts {
                     .await?
                     // The row that conflicted is locked now; it is there.
                     .ok_or_else(|| AccountsError::StoredValue(format!("{email} vanished")))?;
-                if user.confirmed {
+                if user.disabled {
+                    // Its owner could not use a login link: nothing to send.
+                    Registration::Existing
+                } else if user.confirmed {
                     let data = json!({ "name": user.name, "signup_attempt": true });
                     self.mail_link(&txn, user.id, email, Purpose::Magic, EmailKind::MagicLink, data)
                         .await?;
@@ -392,7 +413,10 @@ impl Accounts {
                 ))
                 .await?;
             match client.query_opt(&statement, &[&email.as_str()]).await? {
-                Some(row) => Some((User::from_columns(&row, 0)?, row.get::<_, Option<String>>(6))),
+                Some(row) => Some((
+                    User::from_columns(&row, 0)?,
+                    row.get::<_, Option<String>>(USER_COLUMN_COUNT),
+                )),
                 None => None,
             }
         };
@@ -406,6 +430,10 @@ impl Accounts {
             return Err(AccountsError::WrongPassword);
         };
         rate_limit::clear_login_failures(&self.pool, email.as_str()).await?;
+        // Told only to whoever knows the password: the owner.
+        if user.disabled {
+            return Err(AccountsError::Disabled);
+        }
         if user.confirmed {
             return Ok(Authenticated::Confirmed(user));
         }
@@ -474,7 +502,7 @@ impl Accounts {
             .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS}, s.csrf_token, s.last_seen_at < now() - make_interval(secs => $2::float8) \
                  FROM sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.token_hash = $1 AND s.expires_at > now()"
+                 WHERE s.token_hash = $1 AND s.expires_at > now() AND u.disabled_at IS NULL"
             ))
             .await?;
         let hash = token_hash(token);
@@ -484,7 +512,7 @@ impl Accounts {
         else {
             return Ok(None);
         };
-        if row.get::<_, bool>(7) {
+        if row.get::<_, bool>(USER_COLUMN_COUNT + 1) {
             let touch = client
                 .prepare_cached(
                     "UPDATE sessions SET last_seen_at = now(), expires_at = now() + make_interval(days => $2) \
@@ -495,7 +523,7 @@ impl Accounts {
         }
         Ok(Some(Session {
             user: User::from_columns(&row, 0)?,
-            csrf_token: row.get(6),
+            csrf_token: row.get(USER_COLUMN_COUNT),
         }))
     }
 
@@ -522,7 +550,10 @@ impl Accounts {
     pub async fn request_login_link(&self, email: &EmailAddress) -> Result<(), AccountsError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        if let Some(user) = find_user_by_email(&txn, email, false).await? {
+        if let Some(user) = find_user_by_email(&txn, email, false)
+            .await?
+            .filter(|u| !u.disabled)
+        {
             let data = json!({ "name": user.greeting_name(), "signup_attempt": false });
             self.mail_link(&txn, user.id, email, Purpose::Magic, EmailKind::MagicLink, data)
                 .await?;
@@ -535,7 +566,10 @@ impl Accounts {
     pub async fn request_password_reset(&self, email: &EmailAddress) -> Result<(), AccountsError> {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
-        if let Some(user) = find_user_by_email(&txn, email, false).await? {
+        if let Some(user) = find_user_by_email(&txn, email, false)
+            .await?
+            .filter(|u| !u.disabled)
+        {
             let data = json!({ "name": user.greeting_name() });
             self.mail_link(
                 &txn,
@@ -588,7 +622,8 @@ impl Accounts {
                 data: json!({ "name": name }),
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Uses a login link: the address is proven. On an account nobody had

@@ -269,6 +269,24 @@ impl fmt::Display for ReconcileReport {
     }
 }
 
+/// Who gives a grant, for its audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantedBy {
+    /// `lectern billing grant` on the server.
+    Command,
+    /// An administrator (their user id), in the admin area.
+    Admin(i64),
+}
+
+/// Something billing flagged for the operator to look at (a card from
+/// another country than the one quoted, say); never a block.
+#[derive(Debug, Clone)]
+pub struct MemberFlag {
+    pub kind: String,
+    pub detail: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// A grant as made.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -1231,13 +1249,15 @@ impl Billing {
         Ok(())
     }
 
-    /// Gives `email` `months` of premium access, after any grant it has.
+    /// Gives `email` `months` of premium access, after any grant it has;
+    /// the `billing.granted` event says who gave it.
     pub async fn grant(
         &self,
         email: &EmailAddress,
         months: u32,
         source: &str,
         note: &str,
+        granted_by: GrantedBy,
     ) -> Result<Grant, BillingError> {
         if note.chars().count() > 500 {
             return Err(BillingError::NoteTooLong);
@@ -1267,12 +1287,46 @@ impl Billing {
                 ],
             )
             .await?;
-        txn.commit().await?;
-        Ok(Grant {
+        let grant = Grant {
             user_id,
             starts_at: row.get(0),
             expires_at: row.get(1),
-        })
+        };
+        let data = json!({
+            "months": months,
+            "source": source,
+            "note": note,
+            "expires_at": rfc3339(grant.expires_at),
+        });
+        let event = match granted_by {
+            GrantedBy::Command => Event::new("billing.granted", Some(user_id.to_string()), data),
+            GrantedBy::Admin(admin_id) => {
+                Event::by_admin("billing.granted", user_id.to_string(), admin_id, data)
+            }
+        };
+        events::record_in(&txn, &event).await?;
+        txn.commit().await?;
+        Ok(grant)
+    }
+
+    /// What billing flagged about `user_id`, newest first.
+    pub async fn list_flags(&self, user_id: i64) -> Result<Vec<MemberFlag>, BillingError> {
+        let client = self.pool.get().await?;
+        let list = client
+            .prepare_cached(
+                "SELECT kind, detail, created_at FROM member_flags WHERE user_id = $1 ORDER BY created_at DESC",
+            )
+            .await?;
+        Ok(client
+            .query(&list, &[&user_id])
+            .await?
+            .iter()
+            .map(|row| MemberFlag {
+                kind: row.get(0),
+                detail: row.get(1),
+                created_at: row.get(2),
+            })
+            .collect())
     }
 
     /// Mails each member whose last grant ends within a week (and who has

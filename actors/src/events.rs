@@ -37,6 +37,20 @@ impl Event {
             occurred_at: SystemTime::now(),
         }
     }
+
+    /// An administrator's action, for the audit trail: `data` (an object)
+    /// with the administrator's user id added as `admin_id`.
+    pub fn by_admin(
+        kind: &'static str,
+        subject: String,
+        admin_id: i64,
+        mut data: serde_json::Value,
+    ) -> Event {
+        if let Some(map) = data.as_object_mut() {
+            map.insert("admin_id".into(), admin_id.into());
+        }
+        Event::new(kind, subject, data)
+    }
 }
 
 /// Writes a batch of events in one statement.

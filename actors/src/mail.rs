@@ -14,9 +14,13 @@ pub mod templates;
 pub use actor::{Deliverer, Mailer, MailerConfig};
 pub use address::{AddressError, EmailAddress};
 pub use backend::BackendConfig;
+pub use outbox::{list_outbox, retry_dead_letter, OutboxEntry, OutboxFilter, OutboxStatus};
+pub use suppression::{list_suppressions, remove_suppression, Suppression};
 
 use deadpool_postgres::Transaction;
 use serde_json::Value;
+
+use crate::store::StoreError;
 
 /// PostgreSQL channel that wakes every node's Mailer; NOTIFY inside the
 /// enqueueing transaction is delivered only if it commits.
@@ -53,6 +57,19 @@ impl EmailKind {
             EmailKind::Alert => "alert",
         }
     }
+
+    /// Whether the message `name` carries a single-use link. The outbox
+    /// drops an email's link once it is sent or given up, so such an email
+    /// cannot be sent again: its recipient asks for a new link instead.
+    pub fn carries_link(name: &str) -> bool {
+        [
+            EmailKind::ConfirmEmail,
+            EmailKind::MagicLink,
+            EmailKind::PasswordReset,
+        ]
+        .iter()
+        .any(|kind| kind.name() == name)
+    }
 }
 
 /// One email to send: its kind, its recipient, and the values its
@@ -68,6 +85,36 @@ pub struct Email {
 pub enum MailError {
     #[error("database: {0}")]
     Database(#[from] tokio_postgres::Error),
+}
+
+/// Why an administrator's action on the outbox or the suppression list
+/// was refused, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailAdminError {
+    #[error("there is no email {0} in the outbox")]
+    NoSuchEmail(i64),
+    #[error("email {id} is {status}, not a dead letter")]
+    NotDeadLetter { id: i64, status: String },
+    #[error("email {0} carried a single-use link, removed from the outbox when it was given up")]
+    LinkRemoved(i64),
+    #[error("{0} is not on the suppression list")]
+    NotSuppressed(String),
+    #[error("{0} is on the suppression list: take it off the list before retrying")]
+    RecipientSuppressed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio_postgres::Error> for MailAdminError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        MailAdminError::Store(StoreError::Query(e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for MailAdminError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        MailAdminError::Store(StoreError::Checkout(e))
+    }
 }
 
 /// Puts `email` in the outbox as part of `transaction`: it is sent if and

@@ -62,6 +62,8 @@ pub enum AccountError {
     Throttled(RetryAfter),
     #[error("password checks are queued too long")]
     Busy,
+    #[error("the account is disabled")]
+    Disabled,
     #[error("account request failed: {0}")]
     Failed(AccountsError),
 }
@@ -73,6 +75,7 @@ impl From<AccountsError> for AccountError {
             AccountsError::EmailTaken => AccountError::EmailTaken,
             AccountsError::Throttled(retry) => AccountError::Throttled(retry),
             AccountsError::Busy => AccountError::Busy,
+            AccountsError::Disabled => AccountError::Disabled,
             other => AccountError::Failed(other),
         }
     }
@@ -93,6 +96,11 @@ impl AccountError {
             ),
             AccountError::Throttled(retry) => limits::too_many(*retry),
             AccountError::Busy => ErrorPage::unavailable(),
+            AccountError::Disabled => ErrorPage::new(
+                StatusCode::FORBIDDEN,
+                "This account is disabled",
+                "pages/account/disabled",
+            ),
             AccountError::Failed(AccountsError::Store(_) | AccountsError::Mail(_)) => {
                 ErrorPage::unavailable()
             }

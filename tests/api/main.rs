@@ -5,6 +5,7 @@
 
 mod account_security;
 mod accounts;
+mod admin;
 mod alerts;
 mod backup;
 mod backup_s3;

@@ -122,6 +122,9 @@ pub(super) async fn find_link<C: GenericClient>(
     if row.get::<_, bool>(4) {
         return Err(LinkProblem::Expired.into());
     }
+    if user.disabled {
+        return Err(AccountsError::Disabled);
+    }
     Ok(LinkTarget {
         user,
         purpose,

@@ -1,10 +1,16 @@
 //! The outbox from the Mailer's side: claiming the next due email inside a
-//! transaction, recording what became of it, and when to try again.
+//! transaction, recording what became of it, and when to try again; and
+//! from the operator's: the list of emails (never their data, which may
+//! hold a link) and the retry of a dead letter.
 
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Transaction;
-use serde_json::Value;
+use deadpool_postgres::{Pool, Transaction};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use super::{EmailKind, MailAdminError, NOTIFY_CHANNEL};
+use crate::events::{self, Event};
 
 /// Retries are never further apart than this.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
@@ -178,6 +184,158 @@ pub async fn depth(
     tokio::time::timeout(within, count)
         .await
         .map_err(|_| crate::store::StoreError::Timeout(within))?
+}
+
+/// Where an email is in the outbox (`email_outbox.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting to be sent, or to be tried again.
+    Pending,
+    Sent,
+    /// Given up: a permanent error, too many attempts, or a suppressed address.
+    Dead,
+}
+
+impl OutboxStatus {
+    pub fn parse(raw: &str) -> Option<OutboxStatus> {
+        match raw {
+            "pending" => Some(OutboxStatus::Pending),
+            "sent" => Some(OutboxStatus::Sent),
+            "dead" => Some(OutboxStatus::Dead),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Dead => "dead",
+        }
+    }
+}
+
+/// One email as the operator sees it: what, to whom, and what became of it.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub id: i64,
+    /// The template folder (`EmailKind::name`).
+    pub message: String,
+    pub recipient: String,
+    pub status: OutboxStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+impl OutboxEntry {
+    /// A dead letter that can be sent again (see [`retry_dead_letter`]).
+    pub fn retryable(&self) -> bool {
+        self.status == OutboxStatus::Dead && !EmailKind::carries_link(&self.message)
+    }
+}
+
+/// Which emails [`list_outbox`] lists, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxFilter<'a> {
+    pub status: Option<OutboxStatus>,
+    pub recipient: Option<&'a str>,
+    /// Only emails older than this one (the next page).
+    pub before: Option<i64>,
+}
+
+/// At most `limit` emails of the outbox that `filter` lets through,
+/// newest first.
+pub async fn list_outbox(
+    pool: &Pool,
+    filter: &OutboxFilter<'_>,
+    limit: i64,
+) -> Result<Vec<OutboxEntry>, MailAdminError> {
+    let client = pool.get().await?;
+    let list = client
+        .prepare_cached(
+            "SELECT id, message, recipient, status, attempts, last_error, created_at, sent_at \
+             FROM email_outbox \
+             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR recipient = $2) \
+               AND ($3::bigint IS NULL OR id < $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .await?;
+    let status = filter.status.map(OutboxStatus::as_str);
+    client
+        .query(&list, &[&status, &filter.recipient, &filter.before, &limit])
+        .await?
+        .iter()
+        .map(|row| {
+            let status: &str = row.get(3);
+            Ok(OutboxEntry {
+                id: row.get(0),
+                message: row.get(1),
+                recipient: row.get(2),
+                status: OutboxStatus::parse(status).ok_or_else(|| {
+                    crate::store::StoreError::Unexpected(format!("outbox status {status:?}"))
+                })?,
+                attempts: row.get(4),
+                last_error: row.get(5),
+                created_at: row.get(6),
+                sent_at: row.get(7),
+            })
+        })
+        .collect()
+}
+
+/// Puts the dead letter `id` back in the queue for the administrator
+/// `admin_id`: due now, its attempts counted afresh and its error cleared
+/// (the audit event keeps both), and reported again should it die again.
+/// The Mailers hear of it on commit.
+pub async fn retry_dead_letter(pool: &Pool, id: i64, admin_id: i64) -> Result<(), MailAdminError> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let row = transaction
+        .query_opt(
+            "SELECT o.message, o.recipient, o.status, o.attempts, o.last_error, \
+                    EXISTS (SELECT 1 FROM email_suppressions s WHERE s.email = lower(o.recipient)) \
+             FROM email_outbox o WHERE o.id = $1 FOR UPDATE OF o",
+            &[&id],
+        )
+        .await?
+        .ok_or(MailAdminError::NoSuchEmail(id))?;
+    let message: String = row.get(0);
+    let status: String = row.get(2);
+    if status != OutboxStatus::Dead.as_str() {
+        return Err(MailAdminError::NotDeadLetter { id, status });
+    }
+    if EmailKind::carries_link(&message) {
+        return Err(MailAdminError::LinkRemoved(id));
+    }
+    if row.get::<_, bool>(5) {
+        // It would only be given up again.
+        return Err(MailAdminError::RecipientSuppressed(row.get(1)));
+    }
+    transaction
+        .execute(
+            "UPDATE email_outbox SET status = 'pending', attempts = 0, last_error = NULL, \
+             due_at = now(), dead_reported = false WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    let retried = json!({
+        "message": message,
+        "recipient": row.get::<_, String>(1),
+        "attempts": row.get::<_, i32>(3),
+        "error": row.get::<_, Option<String>>(4),
+    });
+    events::record_in(
+        &transaction,
+        &Event::by_admin("admin.mail_retried", id.to_string(), admin_id, retried),
+    )
+    .await?;
+    transaction
+        .batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+        .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// The wait before retry number `attempts` (1 after the first failure):
