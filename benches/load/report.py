@@ -367,9 +367,10 @@ def url_markdown(meta, runs, notes, table):
     targets = [s for s in meta["servers"] if s.get("url")]
     lines = []
     for i, s in enumerate(targets, 1):
-        lines.append("- %s: %s, %s bytes of body as sent (%s), %s bytes of head; its nginx sends "
+        name = s["url"] if s["label"] == s["url"] else f'{s["label"]}: {s["url"]}'
+        lines.append("- %s, %s bytes of body as sent (%s), %s bytes of head; its nginx sends "
                      "%s bytes of body, %s of head."
-                     % (s["label"], s["url"], n[f"body_{i}"], n[f"encoding_{i}"], n[f"head_{i}"],
+                     % (name, n[f"body_{i}"], n[f"encoding_{i}"], n[f"head_{i}"],
                         n[f"nginx_body_{i}"], n[f"nginx_head_{i}"]))
     rr = []
     for c in meta["connections"]:
