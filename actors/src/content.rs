@@ -3,6 +3,7 @@
 //! published content whose publish time has come is ever returned.
 
 pub mod demo;
+pub mod editor;
 pub mod export;
 pub mod front_matter;
 pub mod import;

@@ -1,10 +1,12 @@
-//! The operator's admin area under `/admin`: the index, the outbox and the
-//! suppression list ([`mail`]), and the members ([`members`]). Every
+//! The operator's admin area under `/admin`: the index, the content and
+//! its editor ([`content`]), the outbox and the suppression list
+//! ([`mail`]), and the members ([`members`]). Every
 //! handler takes [`Admin`] (a member gets 403, a visitor the login form)
 //! and every POST a `CsrfForm`; every action is an audit event with the
 //! administrator's id, written by the context in the transaction of its
 //! change. Admin pages are never cached, by anyone.
 
+mod content;
 mod mail;
 mod members;
 
@@ -13,6 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use lectern_actors::accounts::AccountsError;
 use lectern_actors::billing::BillingError;
+use lectern_actors::content::editor::EditError;
 use lectern_actors::mail::MailAdminError;
 use lectern_actors::store::StoreError;
 use serde::Deserialize;
@@ -22,10 +25,12 @@ use time::OffsetDateTime;
 use super::errors::ErrorPage;
 use super::extract::{Admin, Viewer};
 use super::layout::PrivatePage;
+use super::pages::PageError;
 use super::{get_or_head, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin", get_or_head().to(index));
+    content::routes(cfg);
     mail::routes(cfg);
     members::routes(cfg);
 }
@@ -45,6 +50,21 @@ pub enum AdminError {
     Billing(BillingError),
     #[error(transparent)]
     Mail(MailAdminError),
+    #[error(transparent)]
+    Content(EditError),
+    #[error(transparent)]
+    Page(#[from] PageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<EditError> for AdminError {
+    fn from(e: EditError) -> AdminError {
+        match e {
+            EditError::Store(e) => AdminError::Store(e),
+            other => AdminError::Content(other),
+        }
+    }
 }
 
 impl From<AccountsError> for AdminError {
@@ -93,7 +113,10 @@ impl AdminError {
             AdminError::NoSuch { what: "email", .. } => {
                 problem(StatusCode::NOT_FOUND, "No such email", "/admin/mail")
             }
-            AdminError::NoSuch { .. } => problem(StatusCode::NOT_FOUND, "No such member", "/admin/members"),
+            AdminError::NoSuch { what: "member", .. } => {
+                problem(StatusCode::NOT_FOUND, "No such member", "/admin/members")
+            }
+            AdminError::NoSuch { .. } => problem(StatusCode::NOT_FOUND, "No such item", "/admin/content"),
             AdminError::BadQuery(_) => problem(StatusCode::BAD_REQUEST, "Cannot show that", "/admin"),
             AdminError::Mail(MailAdminError::NotDeadLetter { .. }) => {
                 problem(StatusCode::CONFLICT, "Not a dead letter", "/admin/mail")
@@ -116,9 +139,12 @@ impl AdminError {
             | AdminError::Mail(MailAdminError::Store(StoreError::Checkout(_) | StoreError::Query(_))) => {
                 ErrorPage::unavailable()
             }
-            AdminError::Accounts(_) | AdminError::Billing(_) | AdminError::Mail(_) => {
-                ErrorPage::server_error()
-            }
+            AdminError::Store(_) => ErrorPage::unavailable(),
+            AdminError::Page(e) => e.page(),
+            AdminError::Accounts(_)
+            | AdminError::Billing(_)
+            | AdminError::Mail(_)
+            | AdminError::Content(_) => ErrorPage::server_error(),
         }
     }
 }

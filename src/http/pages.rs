@@ -8,9 +8,11 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use lectern_actors::cache::{CachedPage, PageKey, PageKeyRef, Topic, ViewerClass};
+use lectern_actors::content::editor::Preview;
 use lectern_actors::content::{self, topics, Listing, Slug};
 use lectern_actors::render::{RenderError, RenderPage};
 use lectern_actors::store::StoreError;
@@ -77,7 +79,7 @@ pub enum PageError {
 }
 
 impl PageError {
-    fn page(&self) -> ErrorPage {
+    pub(super) fn page(&self) -> ErrorPage {
         match self {
             PageError::NotFound => ErrorPage::not_found(),
             PageError::Database(_) => ErrorPage::unavailable(),
@@ -271,29 +273,35 @@ async fn episode(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -
         let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
             return Ok(None);
         };
-        let path = format!("/episodes/{slug}");
-        let Some(episode) = content::get_episode_by_slug(&state.pool, &slug).await? else {
-            return Ok(None);
-        };
-        let mut shows = vec![topics::episode(&slug)];
-        if let Some(series) = &episode.summary.series {
-            shows.push(topics::series(&series.slug));
-        }
-        let can_watch = !episode.summary.premium || class == ViewerClass::Subscriber;
-        let meta = Meta::new(&episode.summary.title, &episode.summary.summary, path)
-            .open_graph("video.episode", episode.summary.poster_url.clone());
-        Ok(Some(View {
-            template: "pages/episode",
-            content_type: HTML,
-            meta,
-            data: data([
-                ("episode", to_value(&episode)),
-                ("can_watch", Value::Bool(can_watch)),
-            ]),
-            topics: shows,
-        }))
+        let episode = content::get_episode_by_slug(&state.pool, &slug).await?;
+        Ok(episode.map(|episode| episode_view(&episode, class)))
     })
     .await
+}
+
+fn episode_view(episode: &content::Episode, class: ViewerClass) -> View {
+    let slug = &episode.summary.slug;
+    let mut shows = vec![topics::episode(slug)];
+    if let Some(series) = &episode.summary.series {
+        shows.push(topics::series(&series.slug));
+    }
+    let can_watch = !episode.summary.premium || class == ViewerClass::Subscriber;
+    let meta = Meta::new(
+        &episode.summary.title,
+        &episode.summary.summary,
+        format!("/episodes/{slug}"),
+    )
+    .open_graph("video.episode", episode.summary.poster_url.clone());
+    View {
+        template: "pages/episode",
+        content_type: HTML,
+        meta,
+        data: data([
+            ("episode", to_value(episode)),
+            ("can_watch", Value::Bool(can_watch)),
+        ]),
+        topics: shows,
+    }
 }
 
 async fn series_index(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
@@ -318,21 +326,27 @@ async fn series(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) ->
         let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
             return Ok(None);
         };
-        let path = format!("/series/{slug}");
-        let Some(series) = content::get_series_by_slug(&state.pool, &slug).await? else {
-            return Ok(None);
-        };
-        let meta = Meta::new(&series.summary.title, &series.summary.summary, path)
-            .open_graph("website", series.summary.poster_url.clone());
-        Ok(Some(View {
-            template: "pages/series",
-            content_type: HTML,
-            meta,
-            data: data([("series", to_value(&series))]),
-            topics: vec![topics::series(&slug)],
-        }))
+        let series = content::get_series_by_slug(&state.pool, &slug).await?;
+        Ok(series.as_ref().map(series_view))
     })
     .await
+}
+
+fn series_view(series: &content::Series) -> View {
+    let slug = &series.summary.slug;
+    let meta = Meta::new(
+        &series.summary.title,
+        &series.summary.summary,
+        format!("/series/{slug}"),
+    )
+    .open_graph("website", series.summary.poster_url.clone());
+    View {
+        template: "pages/series",
+        content_type: HTML,
+        meta,
+        data: data([("series", to_value(series))]),
+        topics: vec![topics::series(slug)],
+    }
 }
 
 async fn articles(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {
@@ -368,21 +382,54 @@ async fn article(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -
         let Ok(slug) = Slug::parse(req.match_info().query("slug")) else {
             return Ok(None);
         };
-        let path = format!("/articles/{slug}");
-        let Some(article) = content::get_article_by_slug(&state.pool, &slug).await? else {
-            return Ok(None);
-        };
-        let meta =
-            Meta::new(&article.summary.title, &article.summary.summary, path).open_graph("article", None);
-        Ok(Some(View {
-            template: "pages/article",
-            content_type: HTML,
-            meta,
-            data: data([("article", to_value(&article))]),
-            topics: vec![topics::article(&slug)],
-        }))
+        let article = content::get_article_by_slug(&state.pool, &slug).await?;
+        Ok(article.as_ref().map(article_view))
     })
     .await
+}
+
+fn article_view(article: &content::Article) -> View {
+    let slug = &article.summary.slug;
+    let meta = Meta::new(
+        &article.summary.title,
+        &article.summary.summary,
+        format!("/articles/{slug}"),
+    )
+    .open_graph("article", None);
+    View {
+        template: "pages/article",
+        content_type: HTML,
+        meta,
+        data: data([("article", to_value(article))]),
+        topics: vec![topics::article(slug)],
+    }
+}
+
+/// The public page an edit in the admin area will make, rendered from the
+/// same view as the page itself and as a subscriber sees it (the whole of
+/// a premium episode), never cached: the editor's preview.
+pub async fn preview(state: &AppState, preview: &Preview) -> Result<HttpResponse, PageError> {
+    let view = match preview {
+        Preview::Episode(episode) => episode_view(episode, ViewerClass::Subscriber),
+        Preview::Series(series) => series_view(series),
+        Preview::Article(article) => article_view(article),
+    };
+    let page = render(
+        state,
+        view,
+        ViewerClass::Subscriber,
+        false,
+        "/admin/content/preview",
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .content_type(HTML)
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ))
+        .insert_header(("x-robots-tag", "noindex"))
+        .body(page.identity.clone()))
 }
 
 async fn tag(req: HttpRequest, state: web::Data<AppState>, viewer: Viewer) -> Answer {

@@ -15,7 +15,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// Signs up as `email` and confirms through the emailed link: `visitor`
 /// ends logged in. The member's id.
-async fn member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) -> i64 {
+pub(crate) async fn member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) -> i64 {
     let fields = [("name", "Ada"), ("email", email), ("password", PASSWORD)];
     assert_eq!(visitor.submit("/signup", "/signup", &fields).await.status, 200);
     let link = app.last_link_to(email).await;
@@ -25,7 +25,14 @@ async fn member(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) -> i64 {
 
 /// An administrator made as the operator makes one (`lectern user
 /// create-admin`), logged in as `visitor` with the printed link. Their id.
-async fn admin(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) -> i64 {
+pub(crate) async fn admin(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) -> i64 {
+    let link = admin_link(app, email);
+    assert_eq!(visitor.submit(&link, &link, &[]).await.status, 303);
+    user_id(app, email).await
+}
+
+/// The one-time login link `lectern user create-admin EMAIL` prints.
+pub(crate) fn admin_link(app: &TestApp, email: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let output = lectern_command(dir.path())
         .env("DATABASE_URL", conninfo(&app.database))
@@ -33,12 +40,10 @@ async fn admin(app: &TestApp, visitor: &mut Visitor<'_>, email: &str) -> i64 {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let link = stdout
+    stdout
         .lines()
         .find_map(|l| l.find("/login/magic/").map(|at| l[at..].trim().to_owned()))
-        .unwrap_or_else(|| panic!("no link in {stdout}"));
-    assert_eq!(visitor.submit(&link, &link, &[]).await.status, 303);
-    user_id(app, email).await
+        .unwrap_or_else(|| panic!("no link in {stdout}"))
 }
 
 async fn user_id(app: &TestApp, email: &str) -> i64 {
@@ -74,7 +79,7 @@ async fn count(app: &TestApp, query: &str) -> i64 {
 }
 
 /// The audit events of `kind`, oldest first: subject and data.
-async fn events(app: &TestApp, kind: &str) -> Vec<(Option<String>, Value)> {
+pub(crate) async fn events(app: &TestApp, kind: &str) -> Vec<(Option<String>, Value)> {
     app.pool
         .get()
         .await

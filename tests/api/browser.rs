@@ -1,7 +1,8 @@
 //! End to end in headless Chromium over WebDriver: a new member signs up,
 //! confirms, logs out, logs in with a password and with an emailed link,
 //! resets the password and deletes the account; a member subscribes and
-//! watches a premium episode until the subscription ends. Links come from
+//! watches a premium episode until the subscription ends; an administrator
+//! writes and publishes an episode that a visitor sees at once. Links come from
 //! the delivered emails, payments from a Stripe-shaped server.
 
 use std::net::TcpListener;
@@ -338,4 +339,93 @@ async fn a_member_subscribes_watches_a_premium_episode_and_loses_it_when_cancell
         .unwrap();
     assert!(browser.find(Locator::Css("video")).await.is_err());
     browser.close().await.unwrap();
+}
+
+/// Saves a screenshot of the top of the page as `name`.png in `LECTERN_SCREENSHOTS`,
+/// when that names a folder (for the operator's eyes; tests assert on text).
+async fn screenshot(browser: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("LECTERN_SCREENSHOTS") {
+        browser
+            .execute("window.scrollTo(0, 0)", Vec::new())
+            .await
+            .unwrap();
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn an_admin_writes_and_publishes_an_episode_and_a_visitor_sees_it_at_once() {
+    let app = crate::helpers::spawn_demo_app().await;
+    let (browser, _driver) = browser().await;
+    let link = crate::admin::admin_link(&app, "editor@example.org");
+    browser.goto(&app.url(&link)).await.unwrap();
+    fill_and_submit(&browser, &link, &[]).await;
+    wait_for_heading(&browser, "Your account").await;
+    // A visitor has the listing cached.
+    app.get("/episodes").await;
+    assert_eq!(app.get("/episodes").await.headers()["x-cache"], "hit");
+
+    browser.goto(&app.url("/admin/content")).await.unwrap();
+    browser
+        .find(Locator::LinkText("an episode"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_heading(&browser, "New episode").await;
+    let fields = [
+        ("slug", "pinning-explained"),
+        ("title", "Pinning, explained"),
+        ("number", "35"),
+        ("video", "https://media.lectern.example/episodes/pinning.mp4"),
+        ("duration", "18:30"),
+        ("tags", "rust, async"),
+    ];
+    for (name, value) in fields {
+        let input = browser
+            .find(Locator::Css(&format!("#editor [name='{name}']")))
+            .await
+            .unwrap_or_else(|e| panic!("no field {name}: {e}"));
+        input.send_keys(value).await.unwrap();
+    }
+    browser
+        .find(Locator::Css("#editor textarea[name='summary']"))
+        .await
+        .unwrap()
+        .send_keys("Why a future may not move.")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#editor textarea[name='body']"))
+        .await
+        .unwrap()
+        .send_keys("A future that borrows from itself.\n\n```rust\nlet pinned = Box::pin(future);\n```\n")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("#editor button[value='publish']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_heading(&browser, "Edit episode “Pinning, explained”").await;
+    let source = browser.source().await.unwrap();
+    assert!(source.contains("Saved and published"), "{source}");
+    screenshot(&browser, "admin-edit").await;
+
+    // A visitor, at once: the page and the listing that was cached.
+    let page = app.get("/episodes/pinning-explained").await;
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("A future that borrows from itself."));
+    assert!(
+        body.contains("<code class=\"language-rust\"><span class=\""),
+        "highlighted"
+    );
+    let listing = app.get("/episodes").await;
+    assert_eq!(listing.headers()["x-cache"], "miss");
+    assert!(listing.text().await.unwrap().contains("Pinning, explained"));
 }

@@ -86,7 +86,7 @@ fn export(database: &tokio_postgres::Config, dir: &Path, args: &[&str]) -> Strin
 
 /// Exports `database`, imports that into a fresh database, and exports
 /// that again: the rows and the files must come out the same. The files.
-async fn round_trip(database: &tokio_postgres::Config) -> Files {
+pub(crate) async fn round_trip(database: &tokio_postgres::Config) -> Files {
     let work = tempfile::tempdir().unwrap();
     let first = work.path().join("first");
     let second = work.path().join("second");

@@ -14,6 +14,7 @@ mod billing;
 mod browser;
 mod cli;
 mod content;
+mod content_admin;
 mod content_export;
 mod deploy;
 mod embedded;

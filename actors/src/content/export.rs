@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use deadpool_postgres::Pool;
-use tokio_postgres::{IsolationLevel, Row, Transaction};
+use tokio_postgres::{GenericClient, IsolationLevel, Row, Transaction};
 
 use super::front_matter::{write_file, Access, DateValue, FileKind, FrontMatter, WriteError};
 use super::import::MEDIA;
@@ -201,8 +201,9 @@ pub async fn export(pool: &Pool, to: &Destination) -> Result<ExportReport, Expor
         .await?;
     let root = staged.path();
     let mut written = [0; 3];
-    for ((kind, sql, front), count) in ITEMS.into_iter().zip(&mut written) {
-        for row in txn.query(sql, &[]).await? {
+    for ((kind, select, front), count) in ITEMS.into_iter().zip(&mut written) {
+        let sql = format!("{select} ORDER BY 1");
+        for row in txn.query(&sql, &[]).await? {
             write_item(root, kind, &row, front(&row)?)?;
             *count += 1;
         }
@@ -223,31 +224,51 @@ pub async fn export(pool: &Pool, to: &Destination) -> Result<ExportReport, Expor
 /// How a row becomes front matter.
 type FrontOfRow = fn(&Row) -> Result<FrontMatter, ExportError>;
 
-/// Each kind's query (a row's slug and body first) and its front matter.
+/// Each kind's query (a row's slug and body first, and the item's table
+/// named `i`) and its front matter.
 const ITEMS: [(FileKind, &str, FrontOfRow); 3] = [
     (
         FileKind::Series,
-        "SELECT slug, body_source, title, summary, position FROM series ORDER BY slug",
+        "SELECT i.slug, i.body_source, i.title, i.summary, i.position FROM series i",
         series_front,
     ),
     (
         FileKind::Episode,
-        "SELECT e.slug, e.body_source, e.title, e.summary, e.status, e.published_at, \
+        "SELECT i.slug, i.body_source, i.title, i.summary, i.status, i.published_at, \
                 ARRAY(SELECT t.slug FROM episode_tags et JOIN tags t ON t.id = et.tag_id \
-                      WHERE et.episode_id = e.id ORDER BY t.slug), \
-                e.number, s.slug, e.series_position, e.duration_secs, e.video_url, e.poster_url, e.access \
-         FROM episodes e LEFT JOIN series s ON s.id = e.series_id ORDER BY e.slug",
+                      WHERE et.episode_id = i.id ORDER BY t.slug), \
+                i.number, s.slug, i.series_position, i.duration_secs, i.video_url, i.poster_url, i.access \
+         FROM episodes i LEFT JOIN series s ON s.id = i.series_id",
         episode_front,
     ),
     (
         FileKind::Article,
-        "SELECT a.slug, a.body_source, a.title, a.summary, a.status, a.published_at, \
+        "SELECT i.slug, i.body_source, i.title, i.summary, i.status, i.published_at, \
                 ARRAY(SELECT t.slug FROM article_tags at JOIN tags t ON t.id = at.tag_id \
-                      WHERE at.article_id = a.id ORDER BY t.slug) \
-         FROM articles a ORDER BY a.slug",
+                      WHERE at.article_id = i.id ORDER BY t.slug) \
+         FROM articles i",
         article_front,
     ),
 ];
+
+/// One item's front matter and Markdown body, as its exported file holds
+/// them; none if there is no such item.
+pub(crate) async fn read_item(
+    client: &impl GenericClient,
+    kind: FileKind,
+    slug: &Slug,
+) -> Result<Option<(FrontMatter, String)>, ExportError> {
+    let Some((_, select, front)) = ITEMS.into_iter().find(|(k, _, _)| *k == kind) else {
+        return Ok(None);
+    };
+    let Some(row) = client
+        .query_opt(&format!("{select} WHERE i.slug = $1"), &[slug])
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((front(&row)?, row.try_get(1)?)))
+}
 
 /// A series' front matter from its row (slug, body, title, summary, position).
 fn series_front(row: &Row) -> Result<FrontMatter, ExportError> {

@@ -426,6 +426,18 @@ pub struct BundleCounts {
 }
 
 impl Bundle {
+    pub(crate) fn series(&self) -> &[SeriesDoc] {
+        &self.series
+    }
+
+    pub(crate) fn episodes(&self) -> &[EpisodeDoc] {
+        &self.episodes
+    }
+
+    pub(crate) fn articles(&self) -> &[ArticleDoc] {
+        &self.articles
+    }
+
     pub fn counts(&self) -> BundleCounts {
         let published = |c: &Common| c.status() == "published";
         BundleCounts {
@@ -526,32 +538,7 @@ pub async fn apply(
 ) -> Result<ImportReport, ImportError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let txn = client.transaction().await?;
-    let mut report = ImportReport {
-        series: bundle.series.len(),
-        episodes: bundle.episodes.len(),
-        articles: bundle.articles.len(),
-        media: bundle.media.len(),
-        dry_run: options.dry_run,
-        ..ImportReport::default()
-    };
-    let series: BTreeSet<&str> = bundle.series.iter().map(|s| s.common.slug.as_str()).collect();
-    let missing = missing_series(&*txn, &bundle.episodes, &series).await?;
-    if !missing.is_empty() {
-        return Err(ImportError::Invalid(missing));
-    }
-    for series in &bundle.series {
-        upsert_series(&txn, series, &mut report).await?;
-    }
-    for episode in &bundle.episodes {
-        upsert_episode(&txn, episode, &mut report).await?;
-    }
-    for article in &bundle.articles {
-        upsert_article(&txn, article, &mut report).await?;
-    }
-    upsert_media(&txn, &bundle.media, &mut report).await?;
-    without_file(&txn, bundle, options.prune, &mut report).await?;
-    media_without_file(&txn, &bundle.media, options.prune, &mut report).await?;
-    check_uniqueness(&txn).await?;
+    let report = write(&txn, bundle, options).await?;
     if options.dry_run {
         txn.rollback().await?;
         return Ok(report);
@@ -560,6 +547,52 @@ pub async fn apply(
         publish_invalidation(&txn, &report.topics).await?;
     }
     txn.commit().await?;
+    Ok(report)
+}
+
+/// Writes a parsed folder in `txn` and unpublishes what has no file when
+/// pruning; what changed, with the topics to invalidate once `txn` commits.
+async fn write(
+    txn: &Transaction<'_>,
+    bundle: &Bundle,
+    options: ImportOptions,
+) -> Result<ImportReport, ImportError> {
+    let mut report = ImportReport {
+        media: bundle.media.len(),
+        dry_run: options.dry_run,
+        ..write_items(txn, bundle).await?
+    };
+    upsert_media(txn, &bundle.media, &mut report).await?;
+    without_file(txn, bundle, options.prune, &mut report).await?;
+    media_without_file(txn, &bundle.media, options.prune, &mut report).await?;
+    Ok(report)
+}
+
+/// Writes the series, episodes and articles of `bundle` in `txn` (a
+/// folder's, or the one item the admin's editor saves); what changed, with
+/// the topics to invalidate once `txn` commits.
+pub(crate) async fn write_items(txn: &Transaction<'_>, bundle: &Bundle) -> Result<ImportReport, ImportError> {
+    let mut report = ImportReport {
+        series: bundle.series.len(),
+        episodes: bundle.episodes.len(),
+        articles: bundle.articles.len(),
+        ..ImportReport::default()
+    };
+    let series: BTreeSet<&str> = bundle.series.iter().map(|s| s.common.slug.as_str()).collect();
+    let missing = missing_series(txn, &bundle.episodes, &series).await?;
+    if !missing.is_empty() {
+        return Err(ImportError::Invalid(missing));
+    }
+    for series in &bundle.series {
+        upsert_series(txn, series, &mut report).await?;
+    }
+    for episode in &bundle.episodes {
+        upsert_episode(txn, episode, &mut report).await?;
+    }
+    for article in &bundle.articles {
+        upsert_article(txn, article, &mut report).await?;
+    }
+    check_uniqueness(txn).await?;
     Ok(report)
 }
 
