@@ -447,3 +447,50 @@ async fn only_administrators_get_in_and_every_save_needs_the_form_token() {
         0
     );
 }
+
+/// The `<main>` element of a page: what is the page's own, without the
+/// layout's header (which differs between viewers).
+fn main_of(body: &str) -> &str {
+    let start = body.find("<main").expect("a <main>");
+    let end = body.find("</main>").expect("a </main>");
+    &body[start..end]
+}
+
+#[actix_rt::test]
+async fn the_preview_is_the_public_page_to_the_byte() {
+    let database = demo_database().await;
+    let app = spawn_app_on(database, &[]).await;
+    let mut editor = Visitor::new(&app);
+    admin(&app, &mut editor, "editor@lectern.example").await;
+    let mut fields = new_episode("pinning-explained", "Pinning, explained", "preview");
+    for (name, value) in &mut fields {
+        match *name {
+            "premium" => *value = "",
+            "published_at" => *value = "2026-01-05T09:00:00Z",
+            _ => {}
+        }
+    }
+    fields.retain(|(name, value)| *name != "premium" || !value.is_empty());
+    let preview = editor
+        .submit("/admin/content/new/episodes", "/admin/content/episodes", &fields)
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    // Its neighbour in the series, linked as the public page links it.
+    assert!(
+        preview.body.contains("rel=\"prev\""),
+        "{}",
+        main_of(&preview.body)
+    );
+
+    for (name, value) in &mut fields {
+        if *name == "action" {
+            *value = "publish";
+        }
+    }
+    let saved = editor
+        .submit("/admin/content/new/episodes", "/admin/content/episodes", &fields)
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let public = app.get("/episodes/pinning-explained").await.text().await.unwrap();
+    assert_eq!(main_of(&preview.body), main_of(&public));
+}

@@ -22,7 +22,9 @@ use super::export::{read_item, ExportError};
 use super::front_matter::{write_file, Access, DateValue, FileKind, FrontMatter, SourceFile};
 use super::import::{parse_files, write_items, Bundle, ImportError};
 use super::markdown::MarkdownOptions;
-use super::{Article, ArticleSummary, Episode, EpisodeSummary, Series, SeriesRef, SeriesSummary, Slug};
+use super::{
+    Article, ArticleSummary, Episode, EpisodeRef, EpisodeSummary, Series, SeriesRef, SeriesSummary, Slug,
+};
 use crate::cache::{publish_invalidation, Topic};
 use crate::events::{self, Event};
 use crate::store::StoreError;
@@ -450,24 +452,54 @@ pub enum Preview {
     Article(Article),
 }
 
+/// An episode's series and its neighbours there, as its public page
+/// links them: the published episodes just before and after `position`.
+async fn series_place(
+    pool: &Pool,
+    series: &Slug,
+    position: i32,
+    episode: &Slug,
+) -> Result<(Option<SeriesRef>, Option<EpisodeRef>, Option<EpisodeRef>), StoreError> {
+    let client = pool.get().await?;
+    let Some(row) = client
+        .query_opt(
+            "SELECT s.title, prev.slug, prev.title, next.slug, next.title FROM series s \
+             LEFT JOIN LATERAL (SELECT p.slug, p.title FROM episodes p \
+                 WHERE p.series_id = s.id AND p.series_position < $2 AND p.slug <> $3 \
+                   AND p.status = 'published' AND p.published_at <= now() \
+                 ORDER BY p.series_position DESC LIMIT 1) prev ON true \
+             LEFT JOIN LATERAL (SELECT p.slug, p.title FROM episodes p \
+                 WHERE p.series_id = s.id AND p.series_position > $2 AND p.slug <> $3 \
+                   AND p.status = 'published' AND p.published_at <= now() \
+                 ORDER BY p.series_position LIMIT 1) next ON true \
+             WHERE s.slug = $1",
+            &[series, &position, episode],
+        )
+        .await?
+    else {
+        return Ok((None, None, None));
+    };
+    let neighbour = |at: usize| -> Result<Option<EpisodeRef>, StoreError> {
+        let slug: Option<Slug> = row.try_get(at)?;
+        let title: Option<String> = row.try_get(at + 1)?;
+        Ok(slug.zip(title).map(|(slug, title)| EpisodeRef { slug, title }))
+    };
+    let series = SeriesRef {
+        slug: series.clone(),
+        title: row.try_get(0)?,
+    };
+    Ok((Some(series), neighbour(1)?, neighbour(3)?))
+}
+
 /// The public page's value for `checked`, completed from the database
 /// (the series' title, a series' episodes).
 pub async fn preview(pool: &Pool, checked: &Checked, now: OffsetDateTime) -> Result<Preview, StoreError> {
     let bundle = &checked.bundle;
     if let Some(doc) = bundle.episodes().first() {
         let c = &doc.common;
-        let series = match &doc.series {
-            None => None,
-            Some((slug, _)) => {
-                let client = pool.get().await?;
-                client
-                    .query_opt("SELECT title FROM series WHERE slug = $1", &[slug])
-                    .await?
-                    .map(|row| SeriesRef {
-                        slug: slug.clone(),
-                        title: row.get(0),
-                    })
-            }
+        let (series, previous, next) = match &doc.series {
+            None => (None, None, None),
+            Some((slug, position)) => series_place(pool, slug, *position, &c.slug).await?,
         };
         return Ok(Preview::Episode(Box::new(Episode {
             summary: EpisodeSummary {
@@ -486,8 +518,8 @@ pub async fn preview(pool: &Pool, checked: &Checked, now: OffsetDateTime) -> Res
             teaser_html: c.teaser_html.clone(),
             video_url: doc.video_url.clone(),
             series_position: doc.series.as_ref().map(|(_, position)| *position),
-            previous: None,
-            next: None,
+            previous,
+            next,
             updated_at: now,
         })));
     }
