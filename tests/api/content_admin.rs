@@ -2,7 +2,8 @@
 //! previewed as its public page will look and published, then shown on the
 //! very next request by both nodes sharing the database; a stale edit
 //! refused with both texts; bad fields sent back with every character and
-//! what to fix; nobody but an administrator gets in; and what the editor
+//! what to fix; series and articles written alike; nobody but an
+//! administrator gets in; and what the editor
 //! saves exports and imports as the same files.
 
 use std::time::{Duration, Instant};
@@ -493,4 +494,70 @@ async fn the_preview_is_the_public_page_to_the_byte() {
     assert_eq!(saved.status, 303, "{}", saved.body);
     let public = app.get("/episodes/pinning-explained").await.text().await.unwrap();
     assert_eq!(main_of(&preview.body), main_of(&public));
+}
+
+#[actix_rt::test]
+async fn series_and_articles_are_written_the_same_way() {
+    let database = demo_database().await;
+    let app = spawn_app_on(database, &[]).await;
+    let mut editor = Visitor::new(&app);
+    admin(&app, &mut editor, "editor@lectern.example").await;
+    for path in ["/series", "/series/async-rust", "/articles"] {
+        app.get(path).await;
+        assert_eq!(app.get(path).await.headers()["x-cache"], "hit", "{path}");
+    }
+
+    // A series renamed: its page and the listing of series show it at once.
+    let page = editor.get("/admin/content/series/async-rust").await;
+    assert_eq!(page.status, 200);
+    let fields = [
+        ("slug", "async-rust".to_owned()),
+        ("title", "Async Rust, revised".to_owned()),
+        ("summary", "Futures, tasks and runtimes.".to_owned()),
+        ("position", form_field(&page.body, "position").unwrap()),
+        ("body", "An introduction to **async** Rust.".to_owned()),
+        ("revision", revision(&page)),
+        ("action", "publish".to_owned()),
+        ("csrf_token", page.csrf_token()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let saved = editor.post("/admin/content/series", &fields).await;
+    assert_eq!(
+        saved.location(),
+        Some("/admin/content/series/async-rust?notice=listed")
+    );
+    for path in ["/series", "/series/async-rust"] {
+        let body = app.get(path).await.text().await.unwrap();
+        assert!(body.contains("Async Rust, revised"), "{path}");
+    }
+    assert!(app
+        .get("/series/async-rust")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("An introduction to <strong>async</strong> Rust."));
+
+    // A new article, published now, heads the listing of articles.
+    let fields = [
+        ("slug", "why-pin"),
+        ("title", "Why Pin exists"),
+        ("summary", ""),
+        ("tags", "rust"),
+        ("published_at", ""),
+        ("body", "Because futures borrow from themselves."),
+        ("revision", ""),
+        ("action", "publish"),
+    ];
+    let saved = editor
+        .submit("/admin/content/new/articles", "/admin/content/articles", &fields)
+        .await;
+    assert_eq!(
+        saved.location(),
+        Some("/admin/content/articles/why-pin?notice=published")
+    );
+    let listing = app.get("/articles").await.text().await.unwrap();
+    assert!(listing.contains("Why Pin exists"));
+    let tagged = app.get("/tags/rust").await.text().await.unwrap();
+    assert!(tagged.contains("Why Pin exists"));
 }
