@@ -3,8 +3,8 @@
 //! very next request by both nodes sharing the database; a stale edit
 //! refused with both texts; bad fields sent back with every character and
 //! what to fix; series and articles written alike; nobody but an
-//! administrator gets in; and what the editor
-//! saves exports and imports as the same files.
+//! administrator gets in; and what the editor saves exports and imports as
+//! the same files.
 
 use std::time::{Duration, Instant};
 
