@@ -4,6 +4,9 @@
 //! per request, is appended by the HTTP worker straight into the file's
 //! buffer, because waking slog's thread for every request cost a pinned core
 //! a quarter of its throughput. The buffer is written every 100 ms and at exit.
+//! [`problems`] reads the file's newest warnings and errors back.
+
+pub mod problems;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};

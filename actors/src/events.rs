@@ -1,9 +1,10 @@
 //! The events context: analytics and audit events, and page views (see
 //! [`page_views`]), written in batches by the EventLog actor so that
 //! recording one never waits on the database; and the daily figures read
-//! back from them.
+//! back from them (see [`figures`]).
 
 pub mod actor;
+pub mod figures;
 pub mod page_views;
 
 use std::collections::hash_map::{Entry, HashMap};

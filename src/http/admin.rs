@@ -1,14 +1,18 @@
 //! The operator's admin area under `/admin`: the index, the content and
 //! its editor ([`content`]), the outbox and the suppression list
-//! ([`mail`]), and the members ([`members`]). Every
+//! ([`mail`]), the members ([`members`]), the dashboard's charts
+//! ([`dashboard`]) and the running node ([`system`]). Every
 //! handler takes [`Admin`] (a member gets 403, a visitor the login form)
 //! and every POST a `CsrfForm`; every action is an audit event with the
 //! administrator's id, written by the context in the transaction of its
 //! change. Admin pages are never cached, by anyone.
 
+mod charts;
 mod content;
+mod dashboard;
 mod mail;
 mod members;
+mod system;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
@@ -33,6 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     content::routes(cfg);
     mail::routes(cfg);
     members::routes(cfg);
+    dashboard::routes(cfg);
+    system::routes(cfg);
 }
 
 /// What can go wrong in the admin area, as the administrator is told it.

@@ -173,6 +173,8 @@ async fn visitors_and_members_are_kept_out_of_every_admin_route() {
         "/admin/members",
         "/admin/members?q=ada",
         member_page.as_str(),
+        "/admin/dashboard",
+        "/admin/system",
     ] {
         let page = Visitor::new(&app).get(path).await;
         assert_eq!(page.status, 303, "{path}");

@@ -16,6 +16,7 @@ mod cli;
 mod content;
 mod content_admin;
 mod content_export;
+mod dashboard;
 mod deploy;
 mod embedded;
 mod events;
