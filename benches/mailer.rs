@@ -139,6 +139,7 @@ fn main() {
                         dead_letters_every: Duration::from_secs(60),
                         database_down_after: Duration::from_secs(60),
                         certificate: None,
+                        digest: None,
                     },
                 },
             },

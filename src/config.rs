@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::{Figment, Metadata, Source};
+use lectern_actors::alerts::digest::DigestSchedule;
 use lectern_actors::alerts::watch::{CertificateWatch, WatchConfig};
 use lectern_actors::backup::scheduler::{BackupPlan, Schedule};
 use lectern_actors::backup::{BackupError, DirStorage, S3Storage, Storage};
@@ -354,6 +355,28 @@ pub struct AlertSettings {
     /// a missing or unreadable one is an alert, not a refusal to start.
     pub tls_certificate: Option<PathBuf>,
     pub tls_warn_days: u32,
+    /// The weekly digest's day (`monday` … `sunday`), or `""` for none.
+    pub digest_weekday: String,
+    /// Its hour, UTC.
+    pub digest_hour: u8,
+}
+
+/// A weekday by its English name, in any case; `None` for an empty name.
+fn weekday(name: &str) -> Result<Option<time::Weekday>, ()> {
+    use time::Weekday::*;
+    let name = name.trim().to_ascii_lowercase();
+    let day = match name.as_str() {
+        "" => return Ok(None),
+        "monday" => Monday,
+        "tuesday" => Tuesday,
+        "wednesday" => Wednesday,
+        "thursday" => Thursday,
+        "friday" => Friday,
+        "saturday" => Saturday,
+        "sunday" => Sunday,
+        _ => return Err(()),
+    };
+    Ok(Some(day))
 }
 
 /// A backup schedule; an empty pattern is none.
@@ -854,6 +877,15 @@ impl Settings {
                 "must be the path of a PEM certificate, or unset",
             );
         }
+        if weekday(&alerts.digest_weekday).is_err() {
+            return fail(
+                "alerts.digest_weekday",
+                "must be a day of the week (monday … sunday), or \"\" for no digest",
+            );
+        }
+        if alerts.digest_hour > 23 {
+            return fail("alerts.digest_hour", "must be an hour from 0 to 23 (UTC)");
+        }
         Ok(())
     }
 
@@ -874,6 +906,13 @@ impl Settings {
                     path,
                     warn_within: Duration::from_secs(u64::from(alerts.tls_warn_days) * 86_400),
                 }),
+                digest: weekday(&alerts.digest_weekday)
+                    .ok()
+                    .flatten()
+                    .map(|weekday| DigestSchedule {
+                        weekday,
+                        hour: alerts.digest_hour,
+                    }),
             },
         }
     }

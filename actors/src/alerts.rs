@@ -5,9 +5,10 @@
 //! node that shares the database, and what is raised again within the hour
 //! is counted on the alert that was told, so that the next one says how
 //! many came in between. The watches that raise most of them are in
-//! [`watch`].
+//! [`watch`]; the weekly digest of how things went is in [`digest`].
 
 pub mod certificate;
+pub mod digest;
 pub mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,6 +160,11 @@ impl Alerts {
             counts: Arc::default(),
             log,
         }
+    }
+
+    /// The operator's address (`alerts.email`), if set.
+    pub fn operator(&self) -> Option<&EmailAddress> {
+        self.to.as_ref()
     }
 
     /// Raises `alert` in a transaction of its own.

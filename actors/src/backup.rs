@@ -190,6 +190,38 @@ pub struct BackupRow {
     pub verified_ok: Option<bool>,
 }
 
+/// Backups started within some days, for the operator's weekly digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackupCounts {
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Succeeded, and a restore of them was checked and passed.
+    pub verified: i64,
+}
+
+/// The backups started from `from` to `to` (UTC days, both included).
+pub async fn count_backups(
+    pool: &DbPool,
+    from: time::Date,
+    to: time::Date,
+) -> Result<BackupCounts, StoreError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'), \
+                    count(*) FILTER (WHERE status = 'succeeded' AND (verification->>'ok')::boolean) \
+             FROM backups \
+             WHERE started_at >= $1::date AT TIME ZONE 'UTC' AND started_at < ($2::date + 1) AT TIME ZONE 'UTC'",
+        )
+        .await?;
+    let row = client.query_one(&statement, &[&from, &to]).await?;
+    Ok(BackupCounts {
+        succeeded: row.get(0),
+        failed: row.get(1),
+        verified: row.get(2),
+    })
+}
+
 /// Which backup to restore.
 #[derive(Debug, Clone)]
 pub enum Which {

@@ -40,6 +40,8 @@ pub enum EmailKind {
     GrantExpiring,
     /// To the operator (`alerts.email`): see [`crate::alerts`].
     Alert,
+    /// The operator's weekly digest: see [`crate::alerts::digest`].
+    Digest,
 }
 
 impl EmailKind {
@@ -55,6 +57,7 @@ impl EmailKind {
             EmailKind::CancellationConfirmed => "cancellation_confirmed",
             EmailKind::GrantExpiring => "grant_expiring",
             EmailKind::Alert => "alert",
+            EmailKind::Digest => "digest",
         }
     }
 

@@ -277,11 +277,13 @@ impl RootSupervisor {
             });
         }
         let (watch, watch_alerts, watch_log) = (config.alerts.watch.clone(), alerts.clone(), log.clone());
+        let watch_tree = Arc::downgrade(&tree);
         let alert_watch = tree.supervise("alert_watch", alert_arbiter.handle(), move |stats| {
             AlertWatch::new(
                 watch_alerts.clone(),
                 watch_pool.clone(),
                 watch.clone(),
+                watch_tree.clone(),
                 stats,
                 watch_log.clone(),
             )

@@ -18,6 +18,7 @@ mod content_admin;
 mod content_export;
 mod dashboard;
 mod deploy;
+mod digest;
 mod embedded;
 mod events;
 mod first_hour;

@@ -2,11 +2,13 @@
 //! must hear of and raises it: dead letters in the outbox (every
 //! `alerts.dead_letters_check_secs`), a database that stopped answering for
 //! `alerts.database_down_secs` (told once it answers again, since the
-//! outbox lives there), and the TLS certificate (at start, then daily).
-//! Every node watches; the alerts table tells each condition once.
+//! outbox lives there), and the TLS certificate (at start, then daily);
+//! and it queues the weekly digest when it is due (see [`super::digest`]).
+//! Every node watches; the alerts table tells each condition once, and
+//! the digest goes once a week.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
@@ -15,14 +17,18 @@ use slog::{error, info, Logger};
 use time::OffsetDateTime;
 
 use super::certificate::{self, CertificateCheck};
+use super::digest::{self, Digest, DigestSchedule};
 use super::{Alert, Alerts, Condition};
 use crate::mail::outbox;
 use crate::store::{self, StoreError};
-use crate::supervisor::restarts::{guard_future, ActorStats, Crashed, SupervisedActor};
+use crate::supervisor::restarts::{guard_future, ActorStats, Crashed, SupervisedActor, Tree};
 
 /// How long one probe of the database may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 const CERTIFICATE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How often the watch looks whether the weekly digest is due: it goes
+/// within this of its hour.
+const DIGEST_EVERY: Duration = Duration::from_secs(600);
 
 /// What the watch looks at, and how often.
 #[derive(Debug, Clone)]
@@ -31,6 +37,8 @@ pub struct WatchConfig {
     /// An outage this long or longer is alerted on.
     pub database_down_after: Duration,
     pub certificate: Option<CertificateWatch>,
+    /// When the weekly digest goes; `None`: never.
+    pub digest: Option<DigestSchedule>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +62,8 @@ pub struct AlertWatch {
     config: WatchConfig,
     outage: Outage,
     probing: bool,
+    /// The tree, for the digest's restart counts (weak: the tree owns the watch).
+    tree: Weak<Tree>,
     stats: Arc<ActorStats>,
     log: Logger,
 }
@@ -63,6 +73,7 @@ impl AlertWatch {
         alerts: Alerts,
         pool: Pool,
         config: WatchConfig,
+        tree: Weak<Tree>,
         stats: Arc<ActorStats>,
         log: Logger,
     ) -> AlertWatch {
@@ -72,6 +83,7 @@ impl AlertWatch {
             config,
             outage: Outage::default(),
             probing: false,
+            tree,
             stats,
             log,
         }
@@ -89,6 +101,10 @@ impl Actor for AlertWatch {
         if self.config.certificate.is_some() {
             ctx.notify(CheckCertificate);
             ctx.run_interval(CERTIFICATE_EVERY, |_, ctx| ctx.notify(CheckCertificate));
+        }
+        if self.config.digest.is_some() {
+            ctx.notify(CheckDigest);
+            ctx.run_interval(DIGEST_EVERY, |_, ctx| ctx.notify(CheckDigest));
         }
     }
 }
@@ -203,6 +219,47 @@ impl Handler<CheckCertificate> for AlertWatch {
             let _ = alerts.raise(alert).await;
         };
         guard_future(self, "CheckCertificate", check)
+    }
+}
+
+/// Queues the weekly digest if it is due and was not queued yet (by any
+/// node); answers what became of it (`None`: no digest is configured, or
+/// no `alerts.email` to send it to).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Option<Digest>, Crashed>")]
+pub struct CheckDigest;
+
+impl Handler<CheckDigest> for AlertWatch {
+    type Result = ResponseActFuture<Self, Result<Option<Digest>, Crashed>>;
+
+    fn handle(&mut self, _: CheckDigest, _: &mut Context<Self>) -> Self::Result {
+        let (schedule, pool, alerts, log, stats) = (
+            self.config.digest,
+            self.pool.clone(),
+            self.alerts.clone(),
+            self.log.clone(),
+            Arc::clone(&self.stats),
+        );
+        let restarts = self.tree.upgrade().map(|tree| tree.report()).unwrap_or_default();
+        let check = async move {
+            let (schedule, to) = (schedule?, alerts.operator()?);
+            let due = schedule.due_at(OffsetDateTime::now_utc());
+            match digest::send_digest(&pool, to, due, &restarts).await {
+                Ok(Digest::Queued(email_id)) => {
+                    let (from, to) = digest::week_of(due);
+                    info!(log, "weekly digest queued"; "outbox_id" => email_id,
+                        "from" => %from, "to" => %to);
+                    Some(Digest::Queued(email_id))
+                }
+                Ok(Digest::AlreadySent) => Some(Digest::AlreadySent),
+                Err(e) => {
+                    stats.record_error(format!("cannot queue the weekly digest: {e}"));
+                    error!(log, "cannot queue the weekly digest"; "error" => %e);
+                    None
+                }
+            }
+        };
+        guard_future(self, "CheckDigest", check)
     }
 }
 

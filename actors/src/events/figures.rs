@@ -237,6 +237,43 @@ fn revenue_rows(rows: Vec<tokio_postgres::Row>) -> Vec<Revenue> {
         .collect()
 }
 
+/// Alerts raised from `from` to `to` (their `alert.raised` events, told
+/// or counted as repeats), by condition, most first.
+pub async fn list_alerts_raised(pool: &Pool, from: Date, to: Date) -> Result<Vec<(String, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT coalesce(subject, ''), count(*) FROM events \
+             WHERE kind = 'alert.raised' \
+               AND occurred_at >= $1::date AT TIME ZONE 'UTC' \
+               AND occurred_at < ($2::date + 1) AT TIME ZONE 'UTC' \
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&from, &to])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// A count as a reader reads it: `1234567` as `1,234,567`.
+pub fn grouped(value: i64) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let mut text = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if value < 0 {
+        text.push('-');
+    }
+    for (n, digit) in digits.chars().enumerate() {
+        if n > 0 && (digits.len() - n) % 3 == 0 {
+            text.push(',');
+        }
+        text.push(digit);
+    }
+    text
+}
+
 /// The first day of the month `months` before `day`'s.
 pub fn months_before(day: Date, months: u32) -> Date {
     let index = day.year() * 12 + i32::from(u8::from(day.month())) - 1 - months as i32;
@@ -254,6 +291,14 @@ mod tests {
     use time::macros::date;
 
     use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(-1_234_567), "-1,234,567");
+    }
 
     #[test]
     fn months_before_cross_years_and_land_on_the_first() {

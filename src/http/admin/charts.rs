@@ -8,6 +8,7 @@
 use std::fmt::Write;
 
 use lectern_actors::billing::Money;
+use lectern_actors::events::figures::grouped;
 
 /// What a chart's values are: counts, or amounts in a currency's minor units.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,22 +178,6 @@ fn ticks(min: i64, max: i64) -> (Vec<i64>, i64, i64) {
     (ticks, low, high)
 }
 
-/// `1234567` as `1,234,567`.
-pub fn grouped(value: i64) -> String {
-    let digits = value.unsigned_abs().to_string();
-    let mut text = String::with_capacity(digits.len() + digits.len() / 3 + 1);
-    if value < 0 {
-        text.push('-');
-    }
-    for (n, digit) in digits.chars().enumerate() {
-        if n > 0 && (digits.len() - n) % 3 == 0 {
-            text.push(',');
-        }
-        text.push(digit);
-    }
-    text
-}
-
 /// Text made safe for an SVG (XML) element or a quoted attribute.
 fn escape(text: &str) -> String {
     let mut safe = String::with_capacity(text.len());
@@ -220,14 +205,6 @@ mod tests {
         assert_eq!(ticks(0, 8), (vec![0, 2, 4, 6, 8], 0, 8));
         assert_eq!(ticks(3, 1234), (vec![0, 500, 1000, 1500], 0, 1500));
         assert_eq!(ticks(-300, 900), (vec![-500, 0, 500, 1000], -500, 1000));
-    }
-
-    #[test]
-    fn numbers_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(-1_234_567), "-1,234,567");
     }
 
     #[test]

@@ -7,11 +7,12 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest};
-use lectern_actors::events::{self, figures, figures::Ranked};
+use lectern_actors::events;
+use lectern_actors::events::figures::{self, grouped, Ranked};
 use serde_json::{json, Value};
 use time::{Date, Duration, OffsetDateTime};
 
-use super::charts::{grouped, Bar, BarChart, Unit};
+use super::charts::{Bar, BarChart, Unit};
 use super::{render, Answer};
 use crate::http::extract::Admin;
 use crate::http::layout::PrivatePage;

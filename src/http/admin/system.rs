@@ -6,10 +6,10 @@
 //! person.
 
 use actix_web::{web, HttpRequest};
+use lectern_actors::events::figures::grouped;
 use lectern_actors::supervisor::restarts::ActorReport;
 use serde_json::{json, Value};
 
-use super::charts::grouped;
 use super::{render, Answer};
 use crate::http::extract::Admin;
 use crate::http::layout::PrivatePage;
