@@ -835,6 +835,34 @@ fn every_message_renders_as_its_snapshot() {
             }),
         ));
     }
+    cases.push((
+        "digest".to_owned(),
+        EmailKind::Digest,
+        json!({
+            "from": "2026-11-23", "to": "2026-11-29",
+            "views": "12,480", "visitors": "3,105", "signups": "41",
+            "started": "6", "ended": "2", "subscribers": "318",
+            "revenue": ["2,519.00 USD", "190.00 EUR"],
+            "backups_succeeded": "8", "backups_verified": "8", "backups_failed": "0",
+            "alerts": [{ "condition": "dead_letters", "count": "2" }],
+            "pages": [
+                { "path": "/episodes/actors-<and>-supervision", "views": "1,204" },
+                { "path": "/", "views": "990" },
+            ],
+            "restarts": [{ "actor": "renderer", "restarts": 1, "last_error": "panic while handling Render: boom" }],
+        }),
+    ));
+    cases.push((
+        "digest_quiet_week".to_owned(),
+        EmailKind::Digest,
+        json!({
+            "from": "2026-11-23", "to": "2026-11-29",
+            "views": "0", "visitors": "0", "signups": "0",
+            "started": "0", "ended": "0", "subscribers": "0",
+            "revenue": [], "backups_succeeded": "0", "backups_verified": "0", "backups_failed": "0",
+            "alerts": [], "pages": [], "restarts": [],
+        }),
+    ));
     for (name, message, data) in cases {
         let email = templates.render(message.name(), &data).unwrap();
         insta::assert_snapshot!(
