@@ -33,6 +33,22 @@ use restarts::{ActorReport, Child, RestartPolicy, StormPolicy, Tree};
 
 /// How often the watchdog looks for actors that died outside a guarded handler.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
+
+/// An actor's name as DESIGN.md and the operator know it (`PageCache`),
+/// from the name it is supervised under (`page_cache`).
+pub fn actor_title(name: &str) -> &str {
+    match name {
+        "event_log" => "EventLog",
+        "renderer" => "Renderer",
+        "page_cache" => "PageCache",
+        "mailer" => "Mailer",
+        "housekeeper" => "Housekeeper",
+        "billing" => "BillingSupervisor",
+        "backup_scheduler" => "BackupScheduler",
+        "alert_watch" => "AlertWatch",
+        other => other,
+    }
+}
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 const ALERT_AT_ESCALATION: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the Mailer's sends in flight; one cut short

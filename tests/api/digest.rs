@@ -148,6 +148,6 @@ async fn two_nodes_looking_at_once_queue_one_digest() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, i64>(0), id);
     let data: serde_json::Value = rows[0].get(1);
-    assert_eq!(data["restarts"][0]["actor"], "renderer");
+    assert_eq!(data["restarts"][0]["actor"], "Renderer");
     assert_eq!(data["restarts"][0]["restarts"], 2);
 }

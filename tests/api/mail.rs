@@ -849,7 +849,7 @@ fn every_message_renders_as_its_snapshot() {
                 { "path": "/episodes/actors-<and>-supervision", "views": "1,204" },
                 { "path": "/", "views": "990" },
             ],
-            "restarts": [{ "actor": "renderer", "restarts": 1, "last_error": "panic while handling Render: boom" }],
+            "restarts": [{ "actor": "Renderer", "restarts": 1, "last_error": "panic while handling Render: boom" }],
         }),
     ));
     cases.push((

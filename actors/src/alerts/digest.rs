@@ -16,6 +16,7 @@ use crate::events::figures::{self, grouped};
 use crate::events::{self, record_in, Event};
 use crate::mail::{self, Email, EmailAddress, EmailKind};
 use crate::store::StoreError;
+use crate::supervisor::actor_title;
 use crate::supervisor::restarts::ActorReport;
 
 /// When the digest goes: each `weekday` at `hour`:00 UTC (or at the first
@@ -138,7 +139,7 @@ async fn gather(
         .filter(|actor| actor.restarts > 0)
         .map(|actor| {
             json!({
-                "actor": actor.name,
+                "actor": actor_title(actor.name),
                 "restarts": actor.restarts,
                 "last_error": actor.last_error.as_deref().unwrap_or("none recorded"),
             })

@@ -7,6 +7,7 @@
 
 use actix_web::{web, HttpRequest};
 use lectern_actors::events::figures::grouped;
+use lectern_actors::supervisor::actor_title;
 use lectern_actors::supervisor::restarts::ActorReport;
 use serde_json::{json, Value};
 
@@ -24,21 +25,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 const LOG_TAIL_BYTES: u64 = 256 * 1024;
 /// Warnings and errors shown at most.
 const PROBLEMS_SHOWN: usize = 50;
-
-/// The actor's name as DESIGN.md and the operator know it.
-fn actor_title(name: &str) -> &str {
-    match name {
-        "event_log" => "EventLog",
-        "renderer" => "Renderer",
-        "page_cache" => "PageCache",
-        "mailer" => "Mailer",
-        "housekeeper" => "Housekeeper",
-        "billing" => "BillingSupervisor",
-        "backup_scheduler" => "BackupScheduler",
-        "alert_watch" => "AlertWatch",
-        other => other,
-    }
-}
 
 fn actor_row(actor: &ActorReport) -> Value {
     json!({
