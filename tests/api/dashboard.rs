@@ -167,8 +167,11 @@ async fn the_dashboard_charts_each_day_as_the_database_counts_it() {
     sql(
         &app,
         &format!(
-            "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, amount, currency, started_at) \
-             VALUES ('sub_1', {subscriber}, 'cus_1', 'active', 'price_1', 1900, 'usd', now())"
+            "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, amount, currency, started_at, \
+                                        updated_at) VALUES \
+             ('sub_1', {subscriber}, 'cus_1', 'active', 'price_1', 1900, 'usd', now(), now()), \
+             ('sub_lost', NULL, 'cus_2', 'canceled', 'price_1', 1900, 'usd', now() - interval '10 days', \
+              now() - interval '4 days')"
         ),
     )
     .await;
@@ -225,7 +228,24 @@ async fn the_dashboard_charts_each_day_as_the_database_counts_it() {
     assert_bars_are(&bars(&page, "signups"), &signups, 30, "sign-ups");
     assert_bars_are(&bars(&page, "revenue-daily"), &revenue, 30, "revenue a day");
     assert_bars_are(&bars(&page, "revenue-monthly"), &monthly, 12, "revenue a month");
-    assert_eq!(bars(&page, "subscriptions")[&today], 1);
+    assert_eq!(bars(&page, "subscriptions-started")[&today], 1);
+    // Giving access: the lost one from its start until the day before it
+    // ended, the new one today.
+    let giving_access = counted(
+        &app,
+        &format!(
+            "SELECT day::date::text, CASE WHEN day::date = {TODAY} THEN 1 \
+                    WHEN day::date BETWEEN {TODAY} - 10 AND {TODAY} - 5 THEN 1 ELSE 0 END::bigint \
+             FROM generate_series({TODAY} - 29, {TODAY}, interval '1 day') AS day"
+        ),
+    )
+    .await;
+    assert_bars_are(
+        &bars(&page, "subscriptions"),
+        &giving_access,
+        30,
+        "subscriptions a day",
+    );
     assert!(
         page.body.contains("(a subscription or a grant): 1."),
         "{}",

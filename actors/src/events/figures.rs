@@ -163,6 +163,37 @@ pub async fn count_subscribers(pool: &Pool) -> Result<i64, StoreError> {
     Ok(client.query_one(&statement, &[]).await?.get(0))
 }
 
+/// Subscriptions that gave access at the end of each day from `from` to
+/// `to`, as far as they can be told now: started by then, and still
+/// giving access or ended after that day (an ended one dated by its last
+/// change from Stripe). Every day is listed, zeros too.
+pub async fn list_daily_subscriptions(
+    pool: &Pool,
+    from: Date,
+    to: Date,
+) -> Result<Vec<DailyCount>, StoreError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT day::date, count(s.id) FROM generate_series($1::date, $2::date, interval '1 day') AS day \
+             LEFT JOIN subscriptions s ON s.started_at IS NOT NULL \
+                 AND (s.started_at AT TIME ZONE 'UTC')::date <= day::date \
+                 AND (s.status IN ('active', 'trialing', 'past_due') \
+                      OR (s.updated_at AT TIME ZONE 'UTC')::date > day::date) \
+             GROUP BY day ORDER BY day",
+        )
+        .await?;
+    Ok(client
+        .query(&statement, &[&from, &to])
+        .await?
+        .iter()
+        .map(|row| DailyCount {
+            day: row.get(0),
+            count: row.get(1),
+        })
+        .collect())
+}
+
 /// Subscriptions that started (were first seen active) and that ended
 /// (a started one that no longer gives access, dated by its last change
 /// from Stripe) on each day. Manual grants are not subscriptions.

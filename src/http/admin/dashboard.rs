@@ -43,6 +43,7 @@ async fn dashboard(req: HttpRequest, state: web::Data<AppState>, admin: Admin) -
     let signups = figures::list_daily_signups(pool, from, today).await?;
     let subscribers = figures::count_subscribers(pool).await?;
     let changes = figures::list_daily_subscriber_changes(pool, from, today).await?;
+    let subscriptions = figures::list_daily_subscriptions(pool, from, today).await?;
     let daily_revenue = figures::list_daily_revenue(pool, from, today).await?;
     let monthly_revenue = figures::list_monthly_revenue(pool, first_month, today).await?;
 
@@ -50,6 +51,7 @@ async fn dashboard(req: HttpRequest, state: web::Data<AppState>, admin: Admin) -
     let visitors = daily_bars(from, today, visits.iter().map(|v| (v.day, v.visitors)));
     let signups = daily_bars(from, today, signups.iter().map(|s| (s.day, s.count)));
     let started = daily_bars(from, today, changes.iter().map(|c| (c.day, c.started)));
+    let subscriptions = daily_bars(from, today, subscriptions.iter().map(|s| (s.day, s.count)));
     let ended: i64 = changes.iter().map(|c| c.ended).sum();
     let total = |bars: &[Bar]| grouped(bars.iter().map(|b| b.value).sum());
 
@@ -119,7 +121,12 @@ async fn dashboard(req: HttpRequest, state: web::Data<AppState>, admin: Admin) -
             "subscribers": grouped(subscribers),
             "started_total": total(&started),
             "ended_total": grouped(ended),
-            "started": chart("subscriptions", &format!("Subscriptions started per day, last {DAYS} days"), &started),
+            "started": chart("subscriptions-started", &format!("Subscriptions started per day, last {DAYS} days"), &started),
+            "subscriptions": chart(
+                "subscriptions",
+                &format!("Subscriptions giving access at the end of each day, last {DAYS} days"),
+                &subscriptions,
+            ),
             "revenue": revenue,
         }),
     );
