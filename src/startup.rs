@@ -219,7 +219,7 @@ impl Application {
             accounts,
             billing,
             actors: Arc::clone(&actors),
-            metrics: Arc::new(HttpMetrics::new()),
+            metrics: Arc::new(HttpMetrics::new(Arc::clone(&actors.route_times))),
             log: log.clone(),
         };
         let drain = Duration::from_secs(state.settings.server.drain_secs);

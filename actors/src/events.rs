@@ -6,6 +6,7 @@
 pub mod actor;
 pub mod figures;
 pub mod page_views;
+pub mod route_times;
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::time::SystemTime;
@@ -18,6 +19,7 @@ use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
 pub use page_views::{PageView, PageViewStats, PageViews, Salt};
+pub use route_times::{RouteTime, RouteTimes, SlowRoute};
 
 /// One analytics or audit event, e.g. `server.started` or `mail.sent`.
 #[derive(Debug, Clone, PartialEq)]

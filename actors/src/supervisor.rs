@@ -21,7 +21,7 @@ use crate::backup::Backups;
 use crate::billing::actor::{BillingSchedule, BillingSupervisor, StripeWorker};
 use crate::billing::Billing;
 use crate::cache::{PageCache, PageTable};
-use crate::events::{Event, EventLog, Flush, PageViews, Record};
+use crate::events::{Event, EventLog, Flush, PageViews, Record, RouteTimes};
 use crate::housekeeping::Housekeeper;
 use crate::mail::messages::FinishSends;
 use crate::mail::templates::{MailTemplates, TemplateError};
@@ -119,6 +119,9 @@ pub struct RootSupervisor {
     /// The ring of page views, which HTTP workers push into and the
     /// EventLog drains: it outlives EventLog restarts the same way.
     pub page_views: Arc<PageViews>,
+    /// Each route's time to answer on this node, which the HTTP workers
+    /// add to and the weekly digest reads.
+    pub route_times: Arc<RouteTimes>,
     arbiters: Vec<Arbiter>,
     log: Logger,
 }
@@ -294,12 +297,15 @@ impl RootSupervisor {
         }
         let (watch, watch_alerts, watch_log) = (config.alerts.watch.clone(), alerts.clone(), log.clone());
         let watch_tree = Arc::downgrade(&tree);
+        let route_times = Arc::new(RouteTimes::default());
+        let watch_times = Arc::clone(&route_times);
         let alert_watch = tree.supervise("alert_watch", alert_arbiter.handle(), move |stats| {
             AlertWatch::new(
                 watch_alerts.clone(),
                 watch_pool.clone(),
                 watch.clone(),
                 watch_tree.clone(),
+                Arc::clone(&watch_times),
                 stats,
                 watch_log.clone(),
             )
@@ -319,6 +325,7 @@ impl RootSupervisor {
             alerts,
             pages,
             page_views,
+            route_times,
             arbiters: vec![
                 event_log_arbiter,
                 page_cache_arbiter,

@@ -14,14 +14,14 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::HttpRequest;
 use lectern_actors::alerts::Condition;
 use lectern_actors::cache::CacheStats;
-use lectern_actors::events::PageViewStats;
+use lectern_actors::events::{PageViewStats, RouteTime, RouteTimes};
 use lectern_actors::mail::outbox::OutboxDepth;
 use lectern_actors::supervisor::restarts::ActorReport;
 use prometheus_client::collector::Collector;
@@ -84,6 +84,8 @@ pub struct HttpMetrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    /// Each route's time to answer, for the weekly digest's slowest routes.
+    times: Arc<RouteTimes>,
     /// Tells this instance's series apart in each worker's [`Recent`].
     id: u64,
 }
@@ -98,6 +100,7 @@ struct Recent {
     status: u16,
     requests: Counter,
     latency: Histogram,
+    time: Arc<RouteTime>,
 }
 
 /// How many series each worker keeps at hand.
@@ -107,14 +110,9 @@ thread_local! {
     static RECENTLY_COUNTED: RefCell<Vec<Recent>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Default for HttpMetrics {
-    fn default() -> HttpMetrics {
-        HttpMetrics::new()
-    }
-}
-
 impl HttpMetrics {
-    pub fn new() -> HttpMetrics {
+    /// Figures that also add each route's times to `times`.
+    pub fn new(times: Arc<RouteTimes>) -> HttpMetrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = LatencyFamily::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
         let mut registry = Registry::with_prefix(PREFIX);
@@ -136,6 +134,7 @@ impl HttpMetrics {
             registry,
             requests,
             latency,
+            times,
             id: INSTANCES.fetch_add(1, Ordering::Relaxed),
         }
     }
@@ -172,6 +171,7 @@ impl HttpMetrics {
                             status,
                             requests,
                             latency,
+                            time: self.times.route(route),
                         },
                     );
                     0
@@ -179,6 +179,7 @@ impl HttpMetrics {
             };
             recent[at].latency.observe(seconds);
             recent[at].requests.inc();
+            recent[at].time.add(latency);
         });
     }
 
@@ -513,7 +514,7 @@ mod tests {
 
     #[test]
     fn each_instance_counts_its_own_requests_however_many_series_a_worker_meets() {
-        let (first, second) = (HttpMetrics::new(), HttpMetrics::new());
+        let (first, second) = (HttpMetrics::new(Arc::default()), HttpMetrics::new(Arc::default()));
         let routes: Vec<&'static str> = (0..2 * RECENT)
             .map(|n| &*Box::leak(format!("/r{n}").into_boxed_str()))
             .collect();
@@ -538,7 +539,7 @@ mod tests {
 
     #[test]
     fn routes_and_statuses_are_labels_and_latency_a_histogram() {
-        let metrics = HttpMetrics::new();
+        let metrics = HttpMetrics::new(Arc::default());
         metrics.record("/episodes/{slug}", 200, Duration::from_micros(50));
         metrics.record("/episodes/{slug}", 200, Duration::from_millis(3));
         metrics.record(UNMATCHED, 404, Duration::from_millis(1));

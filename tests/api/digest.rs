@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lectern_actors::alerts::digest::{self, Digest};
 use lectern_actors::alerts::watch::CheckDigest;
+use lectern_actors::events::SlowRoute;
 use lectern_actors::mail::EmailAddress;
 use lectern_actors::store;
 use lectern_actors::supervisor::restarts::ActorReport;
@@ -104,6 +105,8 @@ async fn the_weekly_digest_is_queued_once_with_the_figures_of_its_week() {
         "Backups: 1 made, 1 verified, 1 failed",
         "Alerts: backup_failed 2",
         "  /episodes: 8 views\n  /: 4 views\n",
+        // Asked for when the node had answered nothing yet.
+        "Slowest routes on the node that sent this (since it started, asked for 10 times or more):\n  none yet\n",
     ] {
         assert!(text.contains(line), "{line:?} in:\n{text}");
     }
@@ -128,9 +131,18 @@ async fn two_nodes_looking_at_once_queue_one_digest() {
         backlog: 0,
         last_error: Some("panic while handling Render: boom".into()),
     }];
+    let slowest = [SlowRoute {
+        route: "/search".into(),
+        requests: 1022,
+        mean_ms: 41.26,
+    }];
+    let node = digest::ThisNode {
+        actors: &restarts,
+        slowest: &slowest,
+    };
     let (a, b) = tokio::join!(
-        digest::send_digest(&one, &to, due, &restarts),
-        digest::send_digest(&two, &to, due, &restarts),
+        digest::send_digest(&one, &to, due, node),
+        digest::send_digest(&two, &to, due, node),
     );
     let mut outcomes = [a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| matches!(o, Digest::AlreadySent));
@@ -150,4 +162,24 @@ async fn two_nodes_looking_at_once_queue_one_digest() {
     let data: serde_json::Value = rows[0].get(1);
     assert_eq!(data["restarts"][0]["actor"], "Renderer");
     assert_eq!(data["restarts"][0]["restarts"], 2);
+    assert_eq!(data["slowest"][0]["route"], "/search");
+    assert_eq!(data["slowest"][0]["mean_ms"], "41.3");
+    assert_eq!(data["slowest"][0]["requests"], "1,022");
+}
+
+#[actix_rt::test]
+async fn a_node_times_its_routes_for_the_digests_slowest() {
+    let app = spawn_app_on(fresh_database().await, &[]).await;
+    for _ in 0..10 {
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+    app.get("/pricing").await;
+    let slowest = app.actors().route_times.slowest(5, 10);
+    assert_eq!(slowest.len(), 1, "{slowest:?}: /pricing was asked for once only");
+    assert_eq!(slowest[0].route, "/healthz");
+    assert_eq!(slowest[0].requests, 10);
+    assert!(
+        slowest[0].mean_ms > 0.0 && slowest[0].mean_ms < 1000.0,
+        "{slowest:?}"
+    );
 }

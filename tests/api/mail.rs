@@ -850,6 +850,10 @@ fn every_message_renders_as_its_snapshot() {
                 { "path": "/", "views": "990" },
             ],
             "restarts": [{ "actor": "Renderer", "restarts": 1, "last_error": "panic while handling Render: boom" }],
+            "slowest": [
+                { "route": "/search", "mean_ms": "41.3", "requests": "1,022" },
+                { "route": "/admin/members/{id}", "mean_ms": "12.0", "requests": "14" },
+            ],
         }),
     ));
     cases.push((
@@ -860,7 +864,7 @@ fn every_message_renders_as_its_snapshot() {
             "views": "0", "visitors": "0", "signups": "0",
             "started": "0", "ended": "0", "subscribers": "0",
             "revenue": [], "backups_succeeded": "0", "backups_verified": "0", "backups_failed": "0",
-            "alerts": [], "pages": [], "restarts": [],
+            "alerts": [], "pages": [], "restarts": [], "slowest": [],
         }),
     ));
     for (name, message, data) in cases {

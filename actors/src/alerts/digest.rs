@@ -1,6 +1,6 @@
 //! The weekly digest to the operator (`alerts.email`): the week's
 //! visitors, sign-ups, new and lost subscribers, revenue, backups, alerts,
-//! most viewed pages and this node's actor restarts, in one email queued
+//! most viewed pages, and this node's slowest routes and actor restarts, in one email queued
 //! through the outbox. Every node's AlertWatch looks for it; it is queued
 //! once a week across all of them, and a restart does not queue it again:
 //! under a transaction-level advisory lock, the `digest.sent` event of its
@@ -13,7 +13,7 @@ use time::{Date, Duration, OffsetDateTime, Time, UtcOffset, Weekday};
 use crate::backup;
 use crate::billing::Money;
 use crate::events::figures::{self, grouped};
-use crate::events::{self, record_in, Event};
+use crate::events::{self, record_in, Event, SlowRoute};
 use crate::mail::{self, Email, EmailAddress, EmailKind};
 use crate::store::StoreError;
 use crate::supervisor::actor_title;
@@ -61,13 +61,25 @@ pub enum Digest {
     AlreadySent,
 }
 
-/// Queues the digest due at `due` to `to`, unless it was: `restarts` are
-/// this node's actors as they stand (their counts since it started).
+/// What the node that sends the digest knows only of itself, since it
+/// started: its actors as they stand and its slowest routes.
+#[derive(Debug, Clone, Copy)]
+pub struct ThisNode<'a> {
+    pub actors: &'a [ActorReport],
+    pub slowest: &'a [SlowRoute],
+}
+
+/// Routes the digest lists as the slowest, and how often each must have
+/// been asked for to be listed.
+pub const SLOWEST_ROUTES: usize = 5;
+pub const SLOWEST_MIN_REQUESTS: u64 = 10;
+
+/// Queues the digest due at `due` to `to`, unless it was.
 pub async fn send_digest(
     pool: &Pool,
     to: &EmailAddress,
     due: OffsetDateTime,
-    restarts: &[ActorReport],
+    node: ThisNode<'_>,
 ) -> Result<Digest, StoreError> {
     let week = week_of(due);
     let subject = week.0.to_string();
@@ -75,7 +87,7 @@ pub async fn send_digest(
     if was_sent(&pool.get().await?, &subject).await? {
         return Ok(Digest::AlreadySent);
     }
-    let data = gather(pool, week, restarts).await?;
+    let data = gather(pool, week, node).await?;
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     // Every node's look waits here for the one before it to commit, then
@@ -113,11 +125,7 @@ async fn was_sent(client: &impl deadpool_postgres::GenericClient, week: &str) ->
 }
 
 /// The email's data: the week's figures, as the operator reads them.
-async fn gather(
-    pool: &Pool,
-    (from, to): (Date, Date),
-    restarts: &[ActorReport],
-) -> Result<Value, StoreError> {
+async fn gather(pool: &Pool, (from, to): (Date, Date), node: ThisNode<'_>) -> Result<Value, StoreError> {
     let visits = events::daily_visits(pool, from, to).await?;
     let signups = figures::list_daily_signups(pool, from, to).await?;
     let changes = figures::list_daily_subscriber_changes(pool, from, to).await?;
@@ -134,7 +142,8 @@ async fn gather(
             None => by_currency.push(day.money),
         }
     }
-    let restarted: Vec<Value> = restarts
+    let restarted: Vec<Value> = node
+        .actors
         .iter()
         .filter(|actor| actor.restarts > 0)
         .map(|actor| {
@@ -167,6 +176,15 @@ async fn gather(
             .map(|page| json!({ "path": page.name, "views": grouped(page.views) }))
             .collect::<Vec<_>>(),
         "restarts": restarted,
+        "slowest": node
+            .slowest
+            .iter()
+            .map(|route| json!({
+                "route": route.route,
+                "requests": grouped(i64::try_from(route.requests).unwrap_or(i64::MAX)),
+                "mean_ms": format!("{:.1}", route.mean_ms),
+            }))
+            .collect::<Vec<_>>(),
     }))
 }
 

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use super::certificate::{self, CertificateCheck};
 use super::digest::{self, Digest, DigestSchedule};
 use super::{Alert, Alerts, Condition};
+use crate::events::RouteTimes;
 use crate::mail::outbox;
 use crate::store::{self, StoreError};
 use crate::supervisor::restarts::{guard_future, ActorStats, Crashed, SupervisedActor, Tree};
@@ -64,6 +65,8 @@ pub struct AlertWatch {
     probing: bool,
     /// The tree, for the digest's restart counts (weak: the tree owns the watch).
     tree: Weak<Tree>,
+    /// This node's routes' times, for the digest's slowest routes.
+    route_times: Arc<RouteTimes>,
     stats: Arc<ActorStats>,
     log: Logger,
 }
@@ -74,6 +77,7 @@ impl AlertWatch {
         pool: Pool,
         config: WatchConfig,
         tree: Weak<Tree>,
+        route_times: Arc<RouteTimes>,
         stats: Arc<ActorStats>,
         log: Logger,
     ) -> AlertWatch {
@@ -84,6 +88,7 @@ impl AlertWatch {
             outage: Outage::default(),
             probing: false,
             tree,
+            route_times,
             stats,
             log,
         }
@@ -241,10 +246,17 @@ impl Handler<CheckDigest> for AlertWatch {
             Arc::clone(&self.stats),
         );
         let restarts = self.tree.upgrade().map(|tree| tree.report()).unwrap_or_default();
+        let slowest = self
+            .route_times
+            .slowest(digest::SLOWEST_ROUTES, digest::SLOWEST_MIN_REQUESTS);
         let check = async move {
             let (schedule, to) = (schedule?, alerts.operator()?);
             let due = schedule.due_at(OffsetDateTime::now_utc());
-            match digest::send_digest(&pool, to, due, &restarts).await {
+            let node = digest::ThisNode {
+                actors: &restarts,
+                slowest: &slowest,
+            };
+            match digest::send_digest(&pool, to, due, node).await {
                 Ok(Digest::Queued(email_id)) => {
                     let (from, to) = digest::week_of(due);
                     info!(log, "weekly digest queued"; "outbox_id" => email_id,
