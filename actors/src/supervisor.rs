@@ -7,6 +7,7 @@
 pub mod panic_hook;
 pub mod restarts;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,10 +35,10 @@ use restarts::{ActorReport, Child, RestartPolicy, StormPolicy, Tree};
 /// How often the watchdog looks for actors that died outside a guarded handler.
 const WATCHDOG_EVERY: Duration = Duration::from_millis(500);
 
-/// An actor's name as DESIGN.md and the operator know it (`PageCache`),
+/// An actor's name as ARCHITECTURE.md and the operator know it (`PageCache`),
 /// from the name it is supervised under (`page_cache`).
-pub fn actor_title(name: &str) -> &str {
-    match name {
+pub fn actor_title(name: &str) -> Cow<'_, str> {
+    Cow::Borrowed(match name {
         "event_log" => "EventLog",
         "renderer" => "Renderer",
         "page_cache" => "PageCache",
@@ -46,9 +47,14 @@ pub fn actor_title(name: &str) -> &str {
         "billing" => "BillingSupervisor",
         "backup_scheduler" => "BackupScheduler",
         "alert_watch" => "AlertWatch",
-        other => other,
-    }
+        other => match other.strip_prefix("stripe_worker_") {
+            // The BillingSupervisor's workers, by number.
+            Some(n) => return Cow::Owned(format!("StripeWorker {n}")),
+            None => other,
+        },
+    })
 }
+
 const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(5);
 const ALERT_AT_ESCALATION: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the Mailer's sends in flight; one cut short

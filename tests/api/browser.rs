@@ -341,15 +341,21 @@ async fn a_member_subscribes_watches_a_premium_episode_and_loses_it_when_cancell
     browser.close().await.unwrap();
 }
 
-/// Saves a screenshot of the top of the page as `name`.png in `LECTERN_SCREENSHOTS`,
+/// Saves a screenshot of the whole page as `name`.png in `LECTERN_SCREENSHOTS`,
 /// when that names a folder (for the operator's eyes; tests assert on text).
 async fn screenshot(browser: &Client, name: &str) {
     if let Some(dir) = std::env::var_os("LECTERN_SCREENSHOTS") {
-        browser
-            .execute("window.scrollTo(0, 0)", Vec::new())
+        // The whole page, as tall as it is (within reason).
+        let height = browser
+            .execute("return document.documentElement.scrollHeight", Vec::new())
             .await
-            .unwrap();
+            .unwrap()
+            .as_u64()
+            .map_or(900, |h| h.clamp(900, 4000));
+        let height = u32::try_from(height).unwrap_or(4000);
+        browser.set_window_size(1200, height + 150).await.unwrap();
         let png = browser.screenshot().await.unwrap();
+        browser.set_window_size(1200, 900).await.unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
     }
 }
@@ -428,4 +434,41 @@ async fn an_admin_writes_and_publishes_an_episode_and_a_visitor_sees_it_at_once(
     let listing = app.get("/episodes").await;
     assert_eq!(listing.headers()["x-cache"], "miss");
     assert!(listing.text().await.unwrap().contains("Pinning, explained"));
+
+    // The dashboard over a month of traffic, sign-ups and payments; drawn
+    // without a script, so what the browser shows is the served SVG.
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(
+            "INSERT INTO page_views (day, viewed_at, path, referrer_host, country, viewer, visitor, views) \
+             SELECT (now() AT TIME ZONE 'UTC')::date - d, now() - d * interval '1 day', \
+                    (ARRAY['/', '/episodes', '/episodes/ownership-and-borrowing', '/articles'])[1 + v % 4], \
+                    (ARRAY[NULL, 'news.ycombinator.com', 'www.reddit.com'])[1 + v % 3], \
+                    (ARRAY['DE', 'US', 'IN', 'BR'])[1 + (v + d) % 4], 'anonymous', v, 1 + (d * v) % 5 \
+             FROM generate_series(1, 29) d, generate_series(1, 20 + (d * 7) % 25) v; \
+             INSERT INTO events (kind, subject, data, occurred_at) \
+             SELECT 'account.signed_up', d::text, '{}', now() - d * interval '1 day' - n * interval '1 minute' \
+             FROM generate_series(1, 29) d, generate_series(1, d % 4) n; \
+             INSERT INTO payments (id, user_id, kind, amount, currency, occurred_at) \
+             SELECT 'in_' || d, NULL, 'invoice', 1900 * (1 + d % 3), 'usd', now() - d * interval '1 day' \
+             FROM generate_series(1, 29) d;",
+        )
+        .await
+        .unwrap();
+    app.actors()
+        .event_log
+        .send(lectern_actors::events::Flush)
+        .await
+        .unwrap()
+        .unwrap();
+    browser.goto(&app.url("/admin/dashboard")).await.unwrap();
+    wait_for_heading(&browser, "Dashboard").await;
+    let bars = browser.find_all(Locator::Css("svg [data-value]")).await.unwrap();
+    assert!(bars.len() >= 29, "{} bars", bars.len());
+    screenshot(&browser, "dashboard").await;
+    browser.goto(&app.url("/admin/system")).await.unwrap();
+    wait_for_heading(&browser, "System").await;
+    screenshot(&browser, "system").await;
 }

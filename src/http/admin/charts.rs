@@ -48,7 +48,8 @@ const WIDTH: i64 = 720;
 const HEIGHT: i64 = 240;
 const LEFT: i64 = 88;
 const RIGHT: i64 = 8;
-const TOP: i64 = 12;
+/// Room above the plot for the chart's visible title.
+const TOP: i64 = 36;
 const BOTTOM: i64 = 28;
 /// X-axis labels shown at most; the others are in each bar's title.
 const X_LABELS: usize = 8;
@@ -72,6 +73,12 @@ impl BarChart {
              <title id=\"{id}-title\">{}</title><desc id=\"{id}-desc\">{}</desc>",
             escape(&self.title),
             escape(&self.description()),
+        );
+        // The title again, shown: a `<title>` is only a tooltip.
+        let _ = write!(
+            svg,
+            "<text class=\"chart-title\" x=\"{LEFT}\" y=\"16\" aria-hidden=\"true\">{}</text>",
+            escape(&self.title),
         );
         svg.push_str("<g class=\"chart-axis\">");
         for tick in &ticks {
