@@ -57,7 +57,7 @@ async fn user_id(app: &TestApp, email: &str) -> i64 {
         .get(0)
 }
 
-async fn sql(app: &TestApp, statement: &str) {
+pub(crate) async fn sql(app: &TestApp, statement: &str) {
     app.pool
         .get()
         .await

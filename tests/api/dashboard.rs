@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lectern_actors::events::Flush;
 
-use crate::admin::{admin, member};
+use crate::admin::{admin, member, sql};
 use crate::helpers::{demo_database, spawn_app_on, spawn_app_with, TestApp};
 use crate::visitor::{Page, Visitor};
 
@@ -81,16 +81,6 @@ fn assert_bars_are(
     let charted: i64 = chart.values().sum();
     let counted: i64 = database.values().sum();
     assert_eq!(charted, counted, "{what}: everything counted is charted");
-}
-
-async fn sql(app: &TestApp, statement: &str) {
-    app.pool
-        .get()
-        .await
-        .unwrap()
-        .batch_execute(statement)
-        .await
-        .unwrap();
 }
 
 /// A browser's view of `path` from `address`.
