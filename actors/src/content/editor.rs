@@ -21,6 +21,7 @@ use tokio_postgres::GenericClient;
 use super::export::{read_item, ExportError};
 use super::front_matter::{write_file, Access, DateValue, FileKind, FrontMatter, SourceFile};
 use super::import::{parse_files, write_items, Bundle, ImportError};
+use super::inventory::Status;
 use super::markdown::MarkdownOptions;
 use super::{
     Article, ArticleSummary, Episode, EpisodeRef, EpisodeSummary, Series, SeriesRef, SeriesSummary, Slug,
@@ -81,6 +82,8 @@ pub enum EditError {
         current: Box<Draft>,
         revision: String,
     },
+    #[error("the check of the item did not finish: {0}")]
+    Interrupted(String),
     #[error("the stored item cannot be read: {0}")]
     Unreadable(#[from] ExportError),
     #[error(transparent)]
@@ -110,6 +113,21 @@ impl Checked {
         &self.slug
     }
 
+    /// Where the item stands for visitors at `now`, once saved.
+    pub fn status(&self, now: OffsetDateTime) -> Status {
+        let common = match (self.bundle.episodes().first(), self.bundle.articles().first()) {
+            (Some(episode), _) => &episode.common,
+            (None, Some(article)) => &article.common,
+            (None, None) => return Status::Listed,
+        };
+        match common.published_at {
+            Some(_) if common.draft => Status::Draft,
+            Some(at) if at <= now => Status::Published,
+            Some(_) => Status::Scheduled,
+            None => Status::Draft,
+        }
+    }
+
     /// `episodes/first-steps`: how the audit trail and messages name it.
     pub fn item(&self) -> String {
         item_name(self.kind, &self.slug)
@@ -126,7 +144,7 @@ pub struct Saved {
     /// Whether anything differed from the stored item.
     pub changed: bool,
     /// Where it stands now.
-    pub status: super::inventory::Status,
+    pub status: Status,
     /// The pages it touched, dropped from every node's cache.
     pub topics: BTreeSet<Topic>,
 }
@@ -138,8 +156,22 @@ pub fn kind_of_folder(folder: &str) -> Option<FileKind> {
 }
 
 /// Checks and compiles `draft` as a file of `kind`, published as `intent`
-/// says (`now` when publishing with no date): every problem at once.
-pub fn check(
+/// says (`now` when publishing with no date): every problem at once. The
+/// compiling (Markdown, highlighting) runs on the blocking pool, never on
+/// the caller's (an HTTP worker's) thread.
+pub async fn check(
+    kind: FileKind,
+    draft: Draft,
+    intent: Intent,
+    now: OffsetDateTime,
+    options: MarkdownOptions,
+) -> Result<Checked, EditError> {
+    tokio::task::spawn_blocking(move || check_now(kind, &draft, intent, now, options))
+        .await
+        .map_err(|e| EditError::Interrupted(e.to_string()))?
+}
+
+fn check_now(
     kind: FileKind,
     draft: &Draft,
     intent: Intent,
@@ -403,7 +435,7 @@ pub async fn save(pool: &Pool, checked: &Checked, revision: &str, admin_id: i64)
         );
         txn.execute(&sql, &[slug]).await?;
     }
-    let status = status(&*txn, kind, slug).await?;
+    let status = checked.status(OffsetDateTime::now_utc());
     let event = Event::by_admin(
         "admin.content_saved",
         item,
@@ -419,27 +451,6 @@ pub async fn save(pool: &Pool, checked: &Checked, revision: &str, admin_id: i64)
         changed,
         status,
         topics: report.topics,
-    })
-}
-
-async fn status(
-    client: &impl GenericClient,
-    kind: FileKind,
-    slug: &Slug,
-) -> Result<super::inventory::Status, EditError> {
-    use super::inventory::Status;
-    if kind == FileKind::Series {
-        return Ok(Status::Listed);
-    }
-    let sql = format!(
-        "SELECT status = 'published', published_at <= now() FROM {} WHERE slug = $1",
-        kind.folder()
-    );
-    let row = client.query_one(&sql, &[slug]).await?;
-    Ok(match (row.get::<_, bool>(0), row.get::<_, Option<bool>>(1)) {
-        (true, Some(true)) => Status::Published,
-        (true, _) => Status::Scheduled,
-        (false, _) => Status::Draft,
     })
 }
 
@@ -591,7 +602,7 @@ mod tests {
 
     #[test]
     fn a_published_episode_is_compiled_once_with_its_teaser_and_tags() {
-        let checked = check(
+        let checked = check_now(
             FileKind::Episode,
             &episode(),
             Intent::Publish,
@@ -617,7 +628,7 @@ mod tests {
             published_at: "2027-01-02T08:30".into(),
             ..episode()
         };
-        let checked = check(
+        let checked = check_now(
             FileKind::Episode,
             &draft,
             Intent::Draft,
@@ -628,7 +639,7 @@ mod tests {
         let doc = &checked.bundle.episodes()[0];
         assert_eq!(doc.common.published_at, Some(datetime!(2027-01-02 08:30 UTC)));
         assert_eq!(doc.common.status(), "draft");
-        let unsaved = check(
+        let unsaved = check_now(
             FileKind::Article,
             &Draft {
                 published_at: String::new(),
@@ -655,7 +666,7 @@ mod tests {
             published_at: "soon".into(),
             ..episode()
         };
-        let told = problems(check(
+        let told = problems(check_now(
             FileKind::Episode,
             &draft,
             Intent::Publish,
@@ -683,7 +694,7 @@ mod tests {
             poster: "/media/pinning.png".into(),
             ..episode()
         };
-        let checked = check(
+        let checked = check_now(
             FileKind::Episode,
             &draft,
             Intent::Publish,

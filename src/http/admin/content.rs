@@ -242,7 +242,8 @@ async fn submit(
     };
     let draft = form.draft(intent);
     let now = OffsetDateTime::now_utc();
-    let checked = match editor::check(kind, &draft, intent, now, state.settings.markdown_options()) {
+    let options = state.settings.markdown_options();
+    let checked = match editor::check(kind, draft.clone(), intent, now, options).await {
         Ok(checked) => checked,
         Err(EditError::Invalid(errors)) => {
             return show(
