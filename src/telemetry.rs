@@ -147,25 +147,14 @@ fn write_json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// Whether `bytes` hold a quote, a backslash or a control character,
-/// eight bytes at a time: a path rarely does, and the log writes one per
-/// request.
+/// Whether `bytes` hold a quote, a backslash or a control character: one
+/// pass without an early exit or branches, which the compiler turns into
+/// vector compares 16 bytes at a time (a path rarely holds any, and the
+/// log writes one per request).
 fn needs_escaping(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // A byte of `word` is zero: the classic has-zero-byte test.
-    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS != 0;
-    let (words, tail) = bytes.split_at(bytes.len() - bytes.len() % 8);
-    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f;
-    words.chunks_exact(8).any(|chunk| {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        // Bytes below 0x20, or equal to '"', '\\' or 0x7f.
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
-        below_space
-            || has_zero(word ^ (ONES * u64::from(b'"')))
-            || has_zero(word ^ (ONES * u64::from(b'\\')))
-            || has_zero(word ^ (ONES * 0x7f))
-    }) || tail.iter().any(|&b| special(b))
+    bytes.iter().fold(0u8, |any, &b| {
+        any | u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b == 0x7f)
+    }) != 0
 }
 
 /// `now` as RFC 3339 in UTC with microseconds, e.g. `2026-11-29T08:35:12.123456Z`.
@@ -407,7 +396,8 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 impl Write for ReopeningFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.reopen.swap(false, Ordering::AcqRel) {
+        // Read before it is swapped: a swap is a locked write on every line.
+        if self.reopen.load(Ordering::Relaxed) && self.reopen.swap(false, Ordering::AcqRel) {
             self.file.flush()?;
             // If the new file cannot be opened, keep writing to the old one.
             if let Ok(file) = open_append(&self.path) {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, Weighter};
 use serde::Serialize;
@@ -94,25 +95,39 @@ impl PageKey {
     }
 }
 
-/// A page's strong ETags, one per encoding, quoted as the `ETag` header
-/// carries them: made once per cached page, not once per request. Empty
-/// for a page that is not cached.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A page's strong ETags, one per encoding, as the `ETag` header carries
+/// them (quoted): header values made once per cached page, not checked
+/// again on every request. Empty for a page that is not cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ETags {
-    pub identity: Bytes,
-    pub gzip: Bytes,
-    pub brotli: Bytes,
+    pub identity: HeaderValue,
+    pub gzip: HeaderValue,
+    pub brotli: HeaderValue,
 }
+
+impl Default for ETags {
+    fn default() -> ETags {
+        ETags {
+            identity: NO_VALUE,
+            gzip: NO_VALUE,
+            brotli: NO_VALUE,
+        }
+    }
+}
+
+const NO_VALUE: HeaderValue = HeaderValue::from_static("");
 
 impl ETags {
     fn of(etag: &str) -> ETags {
         if etag.is_empty() {
             return ETags::default();
         }
+        // The hash is hex digits: always a valid header value.
+        let quoted = |suffix: &str| HeaderValue::from_str(&format!("\"{etag}{suffix}\"")).unwrap_or(NO_VALUE);
         ETags {
-            identity: Bytes::from(format!("\"{etag}\"")),
-            gzip: Bytes::from(format!("\"{etag}-gz\"")),
-            brotli: Bytes::from(format!("\"{etag}-br\"")),
+            identity: quoted(""),
+            gzip: quoted("-gz"),
+            brotli: quoted("-br"),
         }
     }
 }
@@ -122,6 +137,8 @@ impl ETags {
 pub struct CachedPage {
     pub status: u16,
     pub content_type: &'static str,
+    /// `content_type` as the header value it is sent as.
+    pub content_type_header: HeaderValue,
     /// The body as rendered; empty for a page kept compressed, whose
     /// [`CachedPage::identity_body`] is unpacked from its gzip form.
     pub identity: Bytes,
@@ -149,6 +166,7 @@ impl CachedPage {
         CachedPage {
             status,
             content_type,
+            content_type_header: HeaderValue::from_static(content_type),
             brotli: brotli(&identity),
             etags: ETags::of(&etag),
             etag,
@@ -178,6 +196,7 @@ impl CachedPage {
         CachedPage {
             status: 200,
             content_type,
+            content_type_header: HeaderValue::from_static(content_type),
             identity: body,
             gzip,
             brotli,
@@ -194,6 +213,7 @@ impl CachedPage {
         CachedPage {
             status,
             content_type,
+            content_type_header: HeaderValue::from_static(content_type),
             gzip: Bytes::new(),
             brotli: Bytes::new(),
             etag: String::new(),
@@ -338,15 +358,6 @@ impl Drop for InFlight<'_> {
 pub enum Lookup {
     Hit,
     Miss,
-}
-
-impl Lookup {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lookup::Hit => "hit",
-            Lookup::Miss => "miss",
-        }
-    }
 }
 
 impl PageTable {

@@ -4,13 +4,14 @@
 //! Also the two files every site is asked for at its root: `/favicon.ico`
 //! and `/robots.txt`.
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use lectern_actors::assets::get_served_asset;
 use serde::Deserialize;
 
+use super::cached::{self, Verdict, PAGE_CACHE_CONTROL};
 use super::errors::ErrorPage;
-use super::{cached, get_or_head, AppState};
+use super::{get_or_head, AppState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/{path:.*}", get_or_head().to(static_file))
@@ -20,7 +21,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn favicon(req: HttpRequest) -> HttpResponse {
     match get_served_asset("favicon.ico") {
-        Some(icon) => cached::send(&req, &icon, "hit", "public, max-age=86400"),
+        Some(icon) => cached::send(
+            &req,
+            &icon,
+            Verdict::Hit,
+            HeaderValue::from_static("public, max-age=86400"),
+        ),
         None => ErrorPage::not_found().response(),
     }
 }
@@ -63,9 +69,9 @@ async fn static_file(req: HttpRequest, path: web::Path<String>) -> HttpResponse 
         .ok()
         .and_then(|q| q.into_inner().v);
     let cache_control = if version.as_deref() == Some(asset.etag.as_str()) {
-        "public, max-age=31536000, immutable"
+        HeaderValue::from_static("public, max-age=31536000, immutable")
     } else {
-        "public, no-cache"
+        PAGE_CACHE_CONTROL
     };
-    cached::send(&req, &asset, "hit", cache_control)
+    cached::send(&req, &asset, Verdict::Hit, cache_control)
 }

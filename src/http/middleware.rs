@@ -9,6 +9,7 @@
 //! `Connection: close` (see `Draining`).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use lectern_actors::events::{Event, PageViews};
 use serde_json::json;
 use slog::{error, info, Logger};
 
-use super::cached;
+use super::cached::{self, Verdict};
 use super::errors::{self, ErrorPage};
 use super::extract::UserId;
 use super::metrics::{route_label, HttpMetrics, UNMATCHED};
@@ -44,8 +45,10 @@ pub struct RequestId(pub HeaderValue);
 
 impl RequestId {
     pub fn as_str(&self) -> &str {
-        // Only plain ASCII ids are kept or made (`is_acceptable_request_id`).
-        self.0.to_str().unwrap_or("-")
+        // Only plain ASCII ids are kept or made (`is_acceptable_request_id`),
+        // so UTF-8's check (a word at a time) suffices; `to_str` would check
+        // each byte again, on every request's log line.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or("-")
     }
 }
 
@@ -163,19 +166,33 @@ impl RequestContext {
     fn request_id(&self, req: &ServiceRequest) -> RequestId {
         match req.headers().get(&REQUEST_ID) {
             Some(id) if id.to_str().is_ok_and(is_acceptable_request_id) => RequestId(id.clone()),
-            _ => {
-                let mut number = itoa::Buffer::new();
-                let number = number.format(self.next_id.fetch_add(1, Ordering::Relaxed));
-                let mut id = BytesMut::with_capacity(self.id_prefix.len() + 1 + number.len());
-                id.extend_from_slice(self.id_prefix.as_bytes());
-                id.extend_from_slice(b"-");
-                id.extend_from_slice(number.as_bytes());
-                // Hex digits, a dash and digits: always a valid header value.
-                RequestId(
-                    HeaderValue::from_maybe_shared(id.freeze()).unwrap_or(HeaderValue::from_static("-")),
-                )
-            }
+            _ => self.new_request_id(),
         }
+    }
+
+    /// `{prefix}-{number}`, written into the worker's current block of ids
+    /// and handed out as a shared slice of it: a request allocates nothing
+    /// for its id, nor for the copies the header and the handlers keep.
+    /// A block is freed once the last request with an id in it is done.
+    fn new_request_id(&self) -> RequestId {
+        const BLOCK: usize = 4096;
+        thread_local! {
+            static IDS: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+        }
+        let mut number = itoa::Buffer::new();
+        let number = number.format(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = IDS.with_borrow_mut(|block| {
+            let len = self.id_prefix.len() + 1 + number.len();
+            if block.capacity() - block.len() < len {
+                *block = BytesMut::with_capacity(BLOCK.max(len));
+            }
+            block.extend_from_slice(self.id_prefix.as_bytes());
+            block.extend_from_slice(b"-");
+            block.extend_from_slice(number.as_bytes());
+            block.split().freeze()
+        });
+        // Hex digits, a dash and digits: always a valid header value.
+        RequestId(HeaderValue::from_maybe_shared(id).unwrap_or(HeaderValue::from_static("-")))
     }
 }
 
@@ -201,7 +218,7 @@ pub async fn around_request(
     if let Some((hit, route)) = front_door {
         let response = req.into_response(hit);
         let set_by = Headers::Complete { route };
-        return Ok(finish(&ctx, response, &request_id, started, set_by));
+        return Ok(finish(&ctx, response, request_id, started, set_by));
     }
     // For the handlers (their log lines name the request); a cache hit at
     // the front door has no handler, and is spared the allocation.
@@ -219,7 +236,7 @@ pub async fn around_request(
                 ctx.max_body_bytes
             ));
         let response = req.into_response(refusal);
-        return Ok(finish(&ctx, response, &request_id, started, Headers::OursOnly));
+        return Ok(finish(&ctx, response, request_id, started, Headers::OursOnly));
     }
 
     // Handlers' and extractors' errors arrive as responses; an `Err` here
@@ -247,7 +264,7 @@ pub async fn around_request(
     Ok(finish(
         &ctx,
         response,
-        &request_id,
+        request_id,
         started,
         Headers::HandlersMaySetThem,
     ))
@@ -322,7 +339,7 @@ enum Headers {
 fn finish(
     ctx: &RequestContext,
     mut response: ServiceResponse<BoxBody>,
-    request_id: &RequestId,
+    request_id: RequestId,
     started: Instant,
     set_by: Headers,
 ) -> ServiceResponse<BoxBody> {
@@ -335,7 +352,6 @@ fn finish(
             }
         }
     }
-    headers.insert(REQUEST_ID, request_id.0.clone());
     if ctx.draining.is_on() {
         // actix-http writes `Connection: close` and closes the connection
         // once the response is sent.
@@ -354,7 +370,7 @@ fn finish(
             Some(b"bypass") => "bypass",
             Some(_) => "other",
             None => {
-                headers.insert(X_CACHE, HeaderValue::from_static("bypass"));
+                headers.insert(X_CACHE, Verdict::Bypass.header());
                 "-"
             }
         }
@@ -385,6 +401,8 @@ fn finish(
     if let Some(page_views) = &ctx.page_views {
         page_views.record(request, response.status(), response.headers(), at_front_door);
     }
+    // Last, so that the id moves in rather than being copied.
+    response.headers_mut().insert(REQUEST_ID, request_id.0);
     response
 }
 

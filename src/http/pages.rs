@@ -19,7 +19,7 @@ use lectern_actors::store::StoreError;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::cached::{self, PAGE_CACHE_CONTROL};
+use super::cached::{self, Verdict, PAGE_CACHE_CONTROL};
 use super::errors::ErrorPage;
 use super::extract::{AccessError, ClientAddr, Viewer};
 use super::layout::{layout_data, Meta};
@@ -151,10 +151,10 @@ where
     };
     if !state.settings.cache.enabled {
         let page = Box::pin(load_and_render(false)).await?;
-        return Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL));
+        return Ok(cached::send(req, &page, Verdict::Bypass, PAGE_CACHE_CONTROL));
     }
     if let Some(page) = state.actors.pages.get(PageKeyRef { path: key, viewer }) {
-        return Ok(cached::send(req, &page, "hit", PAGE_CACHE_CONTROL));
+        return Ok(cached::send(req, &page, Verdict::Hit, PAGE_CACHE_CONTROL));
     }
     let key = PageKey {
         path: key.to_owned(),
@@ -162,7 +162,7 @@ where
     };
     let miss = state.actors.pages.get_or_render(&key, load_and_render(true));
     let (page, lookup) = Box::pin(miss).await?;
-    Ok(cached::send(req, &page, lookup.as_str(), PAGE_CACHE_CONTROL))
+    Ok(cached::send(req, &page, lookup.into(), PAGE_CACHE_CONTROL))
 }
 
 /// A page that is never cached (search results): loaded and rendered each time.
@@ -172,7 +172,7 @@ where
 {
     let page = render(state, load.await?, viewer, false, route_label(req)).await?;
     req.extensions_mut().insert(PageSeen(viewer));
-    Ok(cached::send(req, &page, "bypass", PAGE_CACHE_CONTROL))
+    Ok(cached::send(req, &page, Verdict::Bypass, PAGE_CACHE_CONTROL))
 }
 
 /// Query parameters, read leniently: malformed percent-encoding is kept as

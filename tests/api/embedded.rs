@@ -199,7 +199,16 @@ async fn a_killed_embedded_database_is_started_again_and_the_site_recovers() {
     }
     let again = postmaster(&root);
     assert!(again > 0 && again != first, "a new server: {first} then {again}");
-    let log = std::fs::read_to_string(root.join("log/lectern.log")).unwrap();
+    // The log file's buffer is written every 100 ms: the last lines may
+    // reach it just after the answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = std::fs::read_to_string(root.join("log/lectern.log")).unwrap();
+        if log.contains("embedded PostgreSQL started again") || Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         log.lines().any(
             |line| line.contains("the embedded PostgreSQL exited: starting it again")

@@ -50,6 +50,22 @@ async fn a_plain_client_request_id_is_kept_and_an_odd_one_replaced() {
 }
 
 #[actix_rt::test]
+async fn request_ids_stay_distinct_across_the_workers_blocks_of_ids() {
+    let app = spawn_app().await;
+
+    // More requests than one 4 KiB block of ids holds, cache hits among them.
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..600 {
+        let path = if i % 2 == 0 { "/healthz" } else { "/" };
+        let response = app.get(path).await;
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let (prefix, number) = id.split_once('-').unwrap();
+        assert!(prefix.len() == 10 && number.parse::<u64>().is_ok(), "{id}");
+        assert!(ids.insert(id.clone()), "{id} given twice");
+    }
+}
+
+#[actix_rt::test]
 async fn hsts_is_sent_when_configured() {
     let app = spawn_app_with(&[("server.hsts_max_age_secs", "31536000")]).await;
 
