@@ -337,6 +337,9 @@ def local_markdown(meta, runs, notes, table):
         "- %s connections: %sx the bare handler with the same headers, %sx the one with 2, %sx nginx"
         % (c, paired(by[c]["lectern"], by[c]["same"]), paired(by[c]["lectern"], by[c]["bare"]),
            paired(by[c]["lectern"], by[c]["nginx"])) for c in meta["connections"])
+    rounds_lines += "\n- page views off: " + "; ".join(
+        "%sx the bare handler with the same headers at %s connections" % (paired(by[c]["off"], by[c]["same"]), c)
+        for c in meta["connections"])
     views = "".join("%sx at %s connections; " % (paired(by[c]["lectern"], by[c]["off"]), c)
                     for c in meta["connections"])
     miss_rps, miss_p50, miss_p99, miss_errors = n["miss"].split("|")
