@@ -136,9 +136,8 @@ impl ETags {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedPage {
     pub status: u16,
-    pub content_type: &'static str,
-    /// `content_type` as the header value it is sent as.
-    pub content_type_header: HeaderValue,
+    /// The `Content-Type` header's value, made once with the page.
+    pub content_type: HeaderValue,
     /// The body as rendered; empty for a page kept compressed, whose
     /// [`CachedPage::identity_body`] is unpacked from its gzip form.
     pub identity: Bytes,
@@ -165,8 +164,7 @@ impl CachedPage {
         let gzip = gzip(&identity);
         CachedPage {
             status,
-            content_type,
-            content_type_header: HeaderValue::from_static(content_type),
+            content_type: HeaderValue::from_static(content_type),
             brotli: brotli(&identity),
             etags: ETags::of(&etag),
             etag,
@@ -195,8 +193,7 @@ impl CachedPage {
         };
         CachedPage {
             status: 200,
-            content_type,
-            content_type_header: HeaderValue::from_static(content_type),
+            content_type: HeaderValue::from_static(content_type),
             identity: body,
             gzip,
             brotli,
@@ -212,8 +209,7 @@ impl CachedPage {
     pub fn uncompressed(status: u16, content_type: &'static str, body: String) -> CachedPage {
         CachedPage {
             status,
-            content_type,
-            content_type_header: HeaderValue::from_static(content_type),
+            content_type: HeaderValue::from_static(content_type),
             gzip: Bytes::new(),
             brotli: Bytes::new(),
             etag: String::new(),

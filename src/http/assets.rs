@@ -19,14 +19,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/robots.txt", get_or_head().to(robots));
 }
 
+/// What clients may do with the favicon and robots.txt: keep them a day.
+const A_DAY: HeaderValue = HeaderValue::from_static("public, max-age=86400");
+/// What clients may do with a static file whose URL names its version.
+const FOR_A_YEAR: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
+
 async fn favicon(req: HttpRequest) -> HttpResponse {
     match get_served_asset("favicon.ico") {
-        Some(icon) => cached::send(
-            &req,
-            &icon,
-            Verdict::Hit,
-            HeaderValue::from_static("public, max-age=86400"),
-        ),
+        Some(icon) => cached::send(&req, &icon, Verdict::Hit, A_DAY),
         None => ErrorPage::not_found().response(),
     }
 }
@@ -51,7 +51,7 @@ async fn robots(state: web::Data<AppState>) -> HttpResponse {
     text.push_str(&format!("\nSitemap: {}/sitemap.xml\n", state.public_url));
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .insert_header((header::CACHE_CONTROL, A_DAY))
         .body(text)
 }
 
@@ -69,7 +69,7 @@ async fn static_file(req: HttpRequest, path: web::Path<String>) -> HttpResponse 
         .ok()
         .and_then(|q| q.into_inner().v);
     let cache_control = if version.as_deref() == Some(asset.etag.as_str()) {
-        HeaderValue::from_static("public, max-age=31536000, immutable")
+        FOR_A_YEAR
     } else {
         PAGE_CACHE_CONTROL
     };

@@ -190,7 +190,7 @@ pub fn send(
         if let Some(coding) = coding {
             headers.insert(header::CONTENT_ENCODING, coding);
         }
-        headers.insert(header::CONTENT_TYPE, page.content_type_header.clone());
+        headers.insert(header::CONTENT_TYPE, page.content_type.clone());
     }
     response
 }

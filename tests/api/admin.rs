@@ -67,7 +67,8 @@ pub(crate) async fn sql(app: &TestApp, statement: &str) {
         .unwrap();
 }
 
-async fn count(app: &TestApp, query: &str) -> i64 {
+/// The one value `query` selects.
+pub(crate) async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(app: &TestApp, query: &str) -> T {
     app.pool
         .get()
         .await
@@ -76,6 +77,10 @@ async fn count(app: &TestApp, query: &str) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+async fn count(app: &TestApp, query: &str) -> i64 {
+    scalar(app, query).await
 }
 
 /// The audit events of `kind`, oldest first: subject and data.

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::admin::{admin, events, member};
+use crate::admin::{admin, events, member, scalar};
 use crate::content_export::round_trip;
 use crate::helpers::{demo_database, spawn_app_on, TestApp};
 use crate::visitor::{form_field, Page, Visitor};
@@ -57,17 +57,6 @@ fn escaped(text: &str) -> String {
 
 fn invalidations(app: &TestApp) -> u64 {
     app.actors().pages.stats().invalidations
-}
-
-async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(app: &TestApp, sql: &str) -> T {
-    app.pool
-        .get()
-        .await
-        .unwrap()
-        .query_one(sql, &[])
-        .await
-        .unwrap()
-        .get(0)
 }
 
 #[actix_rt::test]
