@@ -9,7 +9,7 @@
 pub mod problems;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,7 +64,8 @@ impl Telemetry {
 /// One request, as the access log records it.
 #[derive(Debug)]
 pub struct AccessLine<'a> {
-    pub request_id: &'a str,
+    /// Plain ASCII: the middleware keeps or makes no other id.
+    pub request_id: &'a [u8],
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
@@ -86,7 +87,7 @@ impl AccessLine<'_> {
         // The request id and the method are plain ASCII tokens (the
         // middleware keeps no other id; actix parses no other method).
         out.extend_from_slice(b"\",\"request_id\":\"");
-        out.extend_from_slice(self.request_id.as_bytes());
+        out.extend_from_slice(self.request_id);
         out.extend_from_slice(b"\",\"method\":\"");
         out.extend_from_slice(self.method.as_bytes());
         out.extend_from_slice(b"\",\"path\":");
@@ -228,19 +229,13 @@ pub struct AccessLog {
 impl AccessLog {
     pub fn record(&self, line: &AccessLine<'_>) {
         if let Some(file) = &self.file {
-            thread_local! {
-                // Each worker's scratch line, reused: no allocation per request.
-                static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
-            }
-            SCRATCH.with_borrow_mut(|text| {
-                text.clear();
-                line.write_json(text, SystemTime::now());
-                file.append(text);
-            });
+            let now = SystemTime::now();
+            file.append_with(|buffer| line.write_json(buffer, now));
         }
         if let Some(terminal) = &self.terminal {
             slog::info!(terminal, "{} {} {} {}µs", line.method, line.path, line.status, line.latency_us;
-                "request_id" => line.request_id, "cache" => line.cache, "user_id" => line.user_id);
+                "request_id" => %String::from_utf8_lossy(line.request_id), "cache" => line.cache,
+                "user_id" => line.user_id);
         }
     }
 }
@@ -328,13 +323,16 @@ fn spawn_flusher(file: SharedFile, stop: Arc<AtomicBool>) -> io::Result<()> {
 struct SharedFile(Arc<Mutex<ReopeningFile>>);
 
 impl SharedFile {
-    fn append(&self, line: &[u8]) {
-        // A full disk must not fail a request: the line is lost, nothing else.
-        let _ = self
-            .0
+    /// Appends what `write` puts in the buffer: one or more whole lines.
+    fn append_with(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .write_all(line);
+            .append_with(write);
+    }
+
+    fn append(&self, line: &[u8]) {
+        self.append_with(|buffer| buffer.extend_from_slice(line));
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -363,20 +361,53 @@ impl Write for WholeRecords {
     }
 }
 
+/// What the buffer holds before it is written without waiting for the flusher.
 const BUFFER: usize = 64 * 1024;
 
 /// A log file that is reopened at its path when asked, so that logrotate can
-/// move the old one away.
+/// move the old one away. Lines are written straight into its buffer (an
+/// access line is not made elsewhere and copied in).
 struct ReopeningFile {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: File,
+    buffer: Vec<u8>,
     reopen: Arc<AtomicBool>,
 }
 
 impl ReopeningFile {
     fn open(path: PathBuf, reopen: Arc<AtomicBool>) -> io::Result<ReopeningFile> {
-        let file = BufWriter::with_capacity(BUFFER, open_append(&path)?);
-        Ok(ReopeningFile { path, file, reopen })
+        Ok(ReopeningFile {
+            file: open_append(&path)?,
+            path,
+            buffer: Vec::with_capacity(BUFFER + 4096),
+            reopen,
+        })
+    }
+
+    fn append_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        // Read before it is swapped: a swap is a locked write on every line.
+        if self.reopen.load(Ordering::Relaxed) && self.reopen.swap(false, Ordering::AcqRel) {
+            // The lines before the signal go to the old file. If the new
+            // one cannot be opened, keep writing to the old one.
+            let _ = self.flush();
+            if let Ok(file) = open_append(&self.path) {
+                self.file = file;
+            }
+        }
+        write(&mut self.buffer);
+        if self.buffer.len() >= BUFFER {
+            // A full disk must not fail a request: the lines are lost,
+            // nothing else.
+            let _ = self.flush();
+        }
+    }
+
+    /// Writes the buffer to the file. It is emptied even when the write
+    /// fails, so that a full disk cannot make it grow.
+    fn flush(&mut self) -> io::Result<()> {
+        let written = self.file.write_all(&self.buffer);
+        self.buffer.clear();
+        written
     }
 }
 
@@ -394,24 +425,6 @@ fn open_append(path: &Path) -> io::Result<File> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-impl Write for ReopeningFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // Read before it is swapped: a swap is a locked write on every line.
-        if self.reopen.load(Ordering::Relaxed) && self.reopen.swap(false, Ordering::AcqRel) {
-            self.file.flush()?;
-            // If the new file cannot be opened, keep writing to the old one.
-            if let Ok(file) = open_append(&self.path) {
-                self.file = BufWriter::with_capacity(BUFFER, file);
-            }
-        }
-        self.file.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,7 +432,7 @@ mod tests {
     #[test]
     fn an_access_line_is_one_json_object_with_every_field() {
         let line = AccessLine {
-            request_id: "abc-1",
+            request_id: b"abc-1",
             method: "GET",
             path: "/odd/\"quoted\"\\path\u{1}/ü",
             status: 200,

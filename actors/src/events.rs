@@ -18,6 +18,7 @@ use crate::cache::ViewerClass;
 use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
+use page_views::Alike;
 pub use page_views::{PageView, PageViewStats, PageViews, Salt};
 pub use route_times::{RouteTime, RouteTimes, SlowRoute};
 
@@ -128,8 +129,16 @@ pub async fn day_salt(pool: &Pool, day: Date, today: Date) -> Result<Salt, Store
 pub fn day_of(at: SystemTime) -> Date {
     /// 1970-01-01 as a Julian day.
     const EPOCH: i64 = 2_440_588;
-    // Whole seconds since the epoch, rounded down (before 1970 too: a
-    // clock set wrong).
+    i32::try_from(EPOCH + unix_day(at))
+        .ok()
+        .and_then(|julian| Date::from_julian_day(julian).ok())
+        .unwrap_or_else(|| OffsetDateTime::from(at).date())
+}
+
+/// Whole days from the Unix epoch to a moment, rounded down (before 1970
+/// too: a clock set wrong): what tells two moments' days apart without
+/// making either date.
+fn unix_day(at: SystemTime) -> i64 {
     let seconds = match at.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         Err(before) => {
@@ -137,62 +146,65 @@ pub fn day_of(at: SystemTime) -> Date {
             -i64::try_from(before.as_secs()).unwrap_or(i64::MAX) - i64::from(before.subsec_nanos() > 0)
         }
     };
-    i32::try_from(EPOCH + seconds.div_euclid(86_400))
-        .ok()
-        .and_then(|julian| Date::from_julian_day(julian).ok())
-        .unwrap_or_else(|| OffsetDateTime::from(at).date())
+    seconds.div_euclid(86_400)
 }
 
 /// Writes a batch of page views in one statement, each visitor hashed
-/// under its day's salt (`salt_of` knows every day in `views`). Views that
-/// are alike (day, path, referrer host, country, viewer class and visitor)
-/// are one row counting them, timed at the first: a burst of views costs
-/// the database a row, not a row each. Answers with the views written.
+/// under its day's salt: `salts` holds those known, and the salt of any
+/// other day among the views is asked of the database ([`day_salt`]) and
+/// added. Views that are alike (day, path, referrer host, country, viewer
+/// class and client) are one row counting them, timed at the first: a
+/// burst of views costs the database a row, not a row each, and the date,
+/// the visitor hash and the text are made once a row. Answers with the
+/// views written.
 pub async fn insert_page_views(
     pool: &Pool,
     views: &[PageView],
-    salt_of: impl Fn(Date) -> Option<Salt>,
+    salts: &mut Vec<(Date, Salt)>,
+    today: Date,
 ) -> Result<u64, StoreError> {
     if views.is_empty() {
         return Ok(0);
     }
-    type Alike<'a> = (Date, &'a str, Option<&'a str>, Option<[u8; 2]>, ViewerClass, i64);
     // Rows in the order of their first view; each alike view adds to its row.
-    let mut rows: Vec<(Alike<'_>, SystemTime, i32)> = Vec::new();
-    // Hashed fast: the keys are the site's own paths and the batch's visitors.
+    let mut rows: Vec<(&PageView, i32)> = Vec::new();
+    // Hashed fast: the keys are the site's own paths and the batch's clients.
     let mut row_of: HashMap<Alike<'_>, usize, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(views.len().min(4096), Default::default());
     for view in views {
-        let day = day_of(view.at);
-        let salt =
-            salt_of(day).ok_or_else(|| StoreError::Unexpected(format!("no visitor salt for {day}")))?;
-        let alike = (
-            day,
-            view.path.as_str(),
-            view.referrer_host.as_ref().map(|h| h.as_str()),
-            view.country,
-            view.viewer,
-            view.visitor(&salt),
-        );
-        match row_of.entry(alike) {
-            Entry::Occupied(row) => rows[*row.get()].2 += 1,
+        match row_of.entry(view.alike(unix_day(view.at))) {
+            Entry::Occupied(row) => rows[*row.get()].1 += 1,
             Entry::Vacant(row) => {
                 row.insert(rows.len());
-                rows.push((alike, view.at, 1));
+                rows.push((view, 1));
             }
         }
     }
-    let days: Vec<Date> = rows.iter().map(|(alike, ..)| alike.0).collect();
-    let times: Vec<SystemTime> = rows.iter().map(|(_, at, _)| *at).collect();
-    let paths: Vec<&str> = rows.iter().map(|(alike, ..)| alike.1).collect();
-    let referrers: Vec<Option<&str>> = rows.iter().map(|(alike, ..)| alike.2).collect();
+    let days: Vec<Date> = rows.iter().map(|(view, _)| day_of(view.at)).collect();
+    let mut visitors = Vec::with_capacity(rows.len());
+    for ((view, _), day) in rows.iter().zip(&days) {
+        let salt = match salts.iter().find(|(known, _)| known == day) {
+            Some((_, salt)) => *salt,
+            None => {
+                let salt = day_salt(pool, *day, today).await?;
+                salts.push((*day, salt));
+                salt
+            }
+        };
+        visitors.push(view.visitor(&salt));
+    }
+    let times: Vec<SystemTime> = rows.iter().map(|(view, _)| view.at).collect();
+    let paths: Vec<&str> = rows.iter().map(|(view, _)| view.path.as_str()).collect();
+    let referrers: Vec<Option<&str>> = rows
+        .iter()
+        .map(|(view, _)| view.referrer_host.as_ref().map(|h| h.as_str()))
+        .collect();
     let countries: Vec<Option<&str>> = rows
         .iter()
-        .map(|(alike, ..)| alike.3.as_ref().and_then(|c| std::str::from_utf8(c).ok()))
+        .map(|(view, _)| view.country.as_ref().and_then(|c| std::str::from_utf8(c).ok()))
         .collect();
-    let viewers: Vec<&str> = rows.iter().map(|(alike, ..)| viewer_name(alike.4)).collect();
-    let visitors: Vec<i64> = rows.iter().map(|(alike, ..)| alike.5).collect();
-    let counts: Vec<i32> = rows.iter().map(|(.., count)| *count).collect();
+    let viewers: Vec<&str> = rows.iter().map(|(view, _)| viewer_name(view.viewer)).collect();
+    let counts: Vec<i32> = rows.iter().map(|(_, count)| *count).collect();
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(

@@ -248,7 +248,7 @@ pub async fn around_request(
             let status = error.as_response_error().status_code().as_u16();
             let latency = started.elapsed();
             ctx.access.record(&AccessLine {
-                request_id: request_id.as_str(),
+                request_id: request_id.0.as_bytes(),
                 method: method.as_str(),
                 path: "-",
                 status,
@@ -384,7 +384,7 @@ fn finish(
     let status = response.status().as_u16();
     let latency = started.elapsed();
     ctx.access.record(&AccessLine {
-        request_id: request_id.as_str(),
+        request_id: request_id.0.as_bytes(),
         method: request.method().as_str(),
         path: &mask_tokens(request.path()),
         status,

@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use slog::{warn, Logger};
 use time::Date;
 
-use super::{day_of, day_salt, insert_events, insert_page_views, Event, PageView, PageViews, Salt};
+use super::{day_of, insert_events, insert_page_views, Event, PageView, PageViews, Salt};
 use crate::supervisor::restarts::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
 
 const BATCH: usize = 500;
@@ -123,22 +123,7 @@ impl EventLog {
         let mut salts = self.salts.clone();
         let pool = self.pool.clone();
         let write = async move {
-            let written = async {
-                for view in &batch {
-                    let day = day_of(view.at);
-                    if !salts.iter().any(|(known, _)| *known == day) {
-                        salts.push((day, day_salt(&pool, day, today).await?));
-                    }
-                }
-                let salt_of = |day| {
-                    salts
-                        .iter()
-                        .find(|(known, _)| *known == day)
-                        .map(|(_, salt)| *salt)
-                };
-                insert_page_views(&pool, &batch, salt_of).await
-            }
-            .await;
+            let written = insert_page_views(&pool, &batch, &mut salts, today).await;
             (batch, salts, written)
         };
         Box::pin(
