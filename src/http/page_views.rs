@@ -107,10 +107,8 @@ fn names_a_bot(user_agent: &[u8]) -> bool {
             .get(at..at + word.len())
             .is_some_and(|w| w.iter().zip(word).all(|(&b, &letter)| b | 0x20 == letter))
     };
-    user_agent.chunks(8).enumerate().any(|(n, chunk)| {
-        let mut bytes = [0; 8];
-        bytes[..chunk.len()].copy_from_slice(chunk);
-        let folded = u64::from_le_bytes(bytes) | (ONES * 0x20);
+    let has_word = |n: usize, eight: [u8; 8]| {
+        let folded = u64::from_le_bytes(eight) | (ONES * 0x20);
         let mut found = marks(folded, b'b') | marks(folded, b'c') | marks(folded, b's');
         while found != 0 {
             let at = n * 8 + (found.trailing_zeros() / 8) as usize;
@@ -120,7 +118,15 @@ fn names_a_bot(user_agent: &[u8]) -> bool {
             found &= found - 1;
         }
         false
-    })
+    };
+    let chunks = user_agent.chunks_exact(8);
+    let (tail, rest) = (chunks.len(), chunks.remainder());
+    let mut last = [0; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    chunks
+        .enumerate()
+        .any(|(n, chunk)| chunk.try_into().is_ok_and(|eight| has_word(n, eight)))
+        || has_word(tail, last)
 }
 
 #[cfg(test)]
