@@ -256,7 +256,9 @@ impl PageViews {
     /// Up to `max` of the oldest views, taken out of the ring.
     pub(super) fn take(&self, max: usize) -> Vec<PageView> {
         self.drain_asked.store(false, Ordering::Relaxed);
-        std::iter::from_fn(|| self.ring.pop()).take(max).collect()
+        let mut views = Vec::with_capacity(self.ring.len().min(max));
+        views.extend(std::iter::from_fn(|| self.ring.pop()).take(max));
+        views
     }
 
     pub(super) fn count_written(&self, n: u64) {
