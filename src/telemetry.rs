@@ -379,6 +379,8 @@ impl ReopeningFile {
         Ok(ReopeningFile {
             file: open_append(&path)?,
             path,
+            // Room for the line that takes it past BUFFER, so that it is
+            // not grown then.
             buffer: Vec::with_capacity(BUFFER + 4096),
             reopen,
         })

@@ -120,11 +120,10 @@ impl Checked {
             (None, Some(article)) => &article.common,
             (None, None) => return Status::Listed,
         };
-        match common.published_at {
-            Some(_) if common.draft => Status::Draft,
-            Some(at) if at <= now => Status::Published,
-            Some(_) => Status::Scheduled,
-            None => Status::Draft,
+        match (common.status(), common.published_at) {
+            ("published", Some(at)) if at <= now => Status::Published,
+            ("published", _) => Status::Scheduled,
+            _ => Status::Draft,
         }
     }
 
