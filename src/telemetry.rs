@@ -227,9 +227,9 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn record(&self, line: &AccessLine<'_>) {
+    /// Logs `line`, of a request answered at `now`.
+    pub fn record(&self, line: &AccessLine<'_>, now: SystemTime) {
         if let Some(file) = &self.file {
-            let now = SystemTime::now();
             file.append_with(|buffer| line.write_json(buffer, now));
         }
         if let Some(terminal) = &self.terminal {

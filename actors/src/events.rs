@@ -19,7 +19,7 @@ use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
 use page_views::Alike;
-pub use page_views::{PageView, PageViewStats, PageViews, Salt};
+pub use page_views::{AgentHash, PageView, PageViewStats, PageViews, Salt};
 pub use route_times::{RouteTime, RouteTimes, SlowRoute};
 
 /// One analytics or audit event, e.g. `server.started` or `mail.sent`.

@@ -59,13 +59,12 @@ const GZIP: HeaderValue = HeaderValue::from_static("gzip");
 /// Cache keys are canonical paths, so a page found under the request's own
 /// path is the page its handler would serve. Anything else, hit or miss,
 /// goes on to the router. The answer carries every header but the request
-/// id, the site's `security` headers among them; it comes with the route
-/// that made the page.
+/// id, the site's `security` headers among them.
 pub fn front_door(
     req: &HttpRequest,
     pages: &PageTable,
     security: &[(HeaderName, HeaderValue)],
-) -> Option<(HttpResponse, &'static str)> {
+) -> Option<FrontDoorHit> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) || !req.query_string().is_empty() {
         return None;
     }
@@ -87,7 +86,20 @@ pub fn front_door(
     for (name, value) in security {
         headers.insert(name.clone(), value.clone());
     }
-    Some((response, page.route))
+    Some(FrontDoorHit {
+        response,
+        route: page.route,
+        html: page.content_type.as_bytes().starts_with(b"text/html"),
+    })
+}
+
+/// A page answered at the front door.
+pub struct FrontDoorHit {
+    pub response: HttpResponse,
+    /// The route that made the page, which `/metrics` counts it under.
+    pub route: &'static str,
+    /// Whether the page is HTML (a page view) rather than a feed or the sitemap.
+    pub html: bool,
 }
 
 /// A page's body in an encoding (the plain body unpacked when the page

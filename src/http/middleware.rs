@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -30,7 +30,7 @@ use super::cached::{self, Verdict};
 use super::errors::{self, ErrorPage};
 use super::extract::UserId;
 use super::metrics::{route_label, HttpMetrics, UNMATCHED};
-use super::page_views::PageViewRecorder;
+use super::page_views::{Answerer, PageViewRecorder};
 use super::AppState;
 use crate::config::Settings;
 use crate::telemetry::{AccessLine, AccessLog};
@@ -215,9 +215,12 @@ pub async fn around_request(
         .pages
         .as_ref()
         .and_then(|pages| cached::front_door(req.request(), pages, &ctx.security_headers));
-    if let Some((hit, route)) = front_door {
-        let response = req.into_response(hit);
-        let set_by = Headers::Complete { route };
+    if let Some(hit) = front_door {
+        let response = req.into_response(hit.response);
+        let set_by = Headers::Complete {
+            route: hit.route,
+            html: hit.html,
+        };
         return Ok(finish(&ctx, response, request_id, started, set_by));
     }
     // For the handlers (their log lines name the request); a cache hit at
@@ -247,7 +250,7 @@ pub async fn around_request(
         Err(error) => {
             let status = error.as_response_error().status_code().as_u16();
             let latency = started.elapsed();
-            ctx.access.record(&AccessLine {
+            let line = AccessLine {
                 request_id: request_id.0.as_bytes(),
                 method: method.as_str(),
                 path: "-",
@@ -256,7 +259,8 @@ pub async fn around_request(
                 latency_us: micros(latency),
                 cache: "-",
                 user_id: None,
-            });
+            };
+            ctx.access.record(&line, SystemTime::now());
             ctx.metrics.record(UNMATCHED, status, latency);
             return Err(error);
         }
@@ -325,8 +329,8 @@ pub fn mask_tokens(path: &str) -> Cow<'_, str> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Headers {
     /// Everything but the request id (a page at the cache's front door,
-    /// made by `route`).
-    Complete { route: &'static str },
+    /// made by `route`, HTML or not).
+    Complete { route: &'static str, html: bool },
     /// Nothing of the security headers.
     OursOnly,
     /// What the handler set: a security header of its own stays.
@@ -383,7 +387,9 @@ fn finish(
     let user_id = request.extensions().get::<UserId>().map(|id| id.0);
     let status = response.status().as_u16();
     let latency = started.elapsed();
-    ctx.access.record(&AccessLine {
+    // One reading of the clock for the log line and the page view.
+    let now = SystemTime::now();
+    let line = AccessLine {
         request_id: request_id.0.as_bytes(),
         method: request.method().as_str(),
         path: &mask_tokens(request.path()),
@@ -392,14 +398,19 @@ fn finish(
         latency_us: micros(latency),
         cache,
         user_id,
-    });
+    };
+    ctx.access.record(&line, now);
     let route = match set_by {
-        Headers::Complete { route } => route,
+        Headers::Complete { route, .. } => route,
         _ => route_label(request),
     };
     ctx.metrics.record(route, status, latency);
     if let Some(page_views) = &ctx.page_views {
-        page_views.record(request, response.status(), response.headers(), at_front_door);
+        let by = match set_by {
+            Headers::Complete { html, .. } => Answerer::FrontDoor { html },
+            _ => Answerer::Handler(response.headers()),
+        };
+        page_views.record(request, response.status(), by, now);
     }
     // Last, so that the id moves in rather than being copied.
     response.headers_mut().insert(REQUEST_ID, request_id.0);

@@ -7,14 +7,16 @@
 //! `/healthz` and `/readyz` are not pages; a 304 (a browser revalidating a
 //! page it has) is not counted either.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest};
 use lectern_actors::billing::CountryCode;
 use lectern_actors::cache::ViewerClass;
-use lectern_actors::events::{PageView, PageViews};
+use lectern_actors::events::{AgentHash, PageView, PageViews};
 
 use super::extract::client_ip;
 use crate::config::Settings;
@@ -22,6 +24,16 @@ use crate::config::Settings;
 /// In a request's extensions: its answer is a page, seen by this class.
 #[derive(Debug, Clone, Copy)]
 pub struct PageSeen(pub ViewerClass);
+
+/// Who answered a request, as far as page views care.
+#[derive(Clone, Copy)]
+pub enum Answerer<'a> {
+    /// The cache's front door (an anonymous visitor's page), which knows
+    /// whether the page is HTML.
+    FrontDoor { html: bool },
+    /// A handler, whose response's headers say what it sent.
+    Handler(&'a HeaderMap),
+}
 
 /// Records page views into the ring, from the middleware's `finish`.
 pub struct PageViewRecorder {
@@ -42,44 +54,78 @@ impl PageViewRecorder {
         })
     }
 
-    /// Records `req`'s answer if it is a page view; `at_front_door` says
-    /// the cache's front door answered it (an anonymous visitor's page).
-    pub fn record(&self, req: &HttpRequest, status: StatusCode, headers: &HeaderMap, at_front_door: bool) {
+    /// Records `req`'s answer, made at `now`, if it is a page view.
+    pub fn record(&self, req: &HttpRequest, status: StatusCode, by: Answerer<'_>, now: SystemTime) {
         if status != StatusCode::OK || req.method() != Method::GET {
             return;
         }
-        let viewer = if at_front_door {
-            ViewerClass::Anonymous
-        } else {
-            match req.extensions().get::<PageSeen>() {
-                Some(seen) => seen.0,
+        let (viewer, html) = match by {
+            Answerer::FrontDoor { html } => (ViewerClass::Anonymous, html),
+            Answerer::Handler(headers) => match req.extensions().get::<PageSeen>() {
+                Some(seen) => (
+                    seen.0,
+                    headers
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|t| t.as_bytes().starts_with(b"text/html")),
+                ),
                 None => return,
-            }
+            },
         };
-        let html = headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
-        let request_headers = req.headers();
-        let Some(user_agent) = request_headers.get(header::USER_AGENT).map(|ua| ua.as_bytes()) else {
-            return;
-        };
-        if !html || names_a_bot(user_agent) {
+        if !html {
             return;
         }
+        let request_headers = req.headers();
+        let Some(agent) = request_headers
+            .get(header::USER_AGENT)
+            .and_then(|user_agent| browser(user_agent.as_bytes()))
+        else {
+            return;
+        };
         let country = self
             .country_header
             .as_ref()
             .and_then(|name| request_headers.get(name))
             .and_then(|code| CountryCode::letters(code.as_bytes()));
         self.views.record(PageView::new(
+            now,
             req.path(),
             request_headers.get(header::REFERER).map(|r| r.as_bytes()),
             country,
             viewer,
             client_ip(req, self.client_ip_header.as_ref()),
-            user_agent,
+            agent,
         ));
     }
+}
+
+/// The hash of a browser's User-Agent; `None` for one that names a bot.
+/// Browsers send few distinct User-Agents (Chrome's reduced one is the same
+/// for every Windows user of a version), so each worker keeps the last one
+/// it read in each of a few slots, and compares bytes before reading one
+/// again: a repeated User-Agent costs a compare, not the bot check and the
+/// hash (300 instructions).
+fn browser(user_agent: &[u8]) -> Option<AgentHash> {
+    const SLOTS: usize = 8;
+    /// Longer ones are read every time rather than kept.
+    const LONGEST: usize = 512;
+    type Slot = Option<(Box<[u8]>, Option<AgentHash>)>;
+    thread_local! {
+        static SEEN: RefCell<[Slot; SLOTS]> = RefCell::new(Default::default());
+    }
+    let read = || (!names_a_bot(user_agent)).then(|| AgentHash::of(user_agent));
+    if user_agent.len() > LONGEST {
+        return read();
+    }
+    let last = user_agent.last().copied().unwrap_or_default();
+    let slot = (user_agent.len() ^ usize::from(last)) % SLOTS;
+    SEEN.with_borrow_mut(|seen| match &seen[slot] {
+        Some((kept, agent)) if **kept == *user_agent => *agent,
+        _ => {
+            let agent = read();
+            seen[slot] = Some((user_agent.into(), agent));
+            agent
+        }
+    })
 }
 
 /// Whether a User-Agent says it is a bot, crawler or spider, as the big
@@ -132,6 +178,22 @@ fn names_a_bot(user_agent: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_user_agent_reads_as_a_fresh_one() {
+        let firefox = b"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        // Same length and last byte as Firefox's: the same slot.
+        let mut bot = *firefox;
+        bot[..3].copy_from_slice(b"bot");
+        let long_bot = format!("{}bot", "x".repeat(600));
+        for _ in 0..3 {
+            assert_eq!(browser(firefox), Some(AgentHash::of(firefox)));
+            assert_eq!(browser(&bot), None);
+            assert_eq!(browser(long_bot.as_bytes()), None);
+            assert_eq!(browser(b""), Some(AgentHash::of(b"")));
+            assert_eq!(browser(b"Safari"), Some(AgentHash::of(b"Safari")));
+        }
+    }
 
     #[test]
     fn bots_crawlers_and_spiders_are_not_visitors() {

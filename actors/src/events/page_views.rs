@@ -5,8 +5,9 @@
 //! drops its oldest views and counts each drop.
 //!
 //! No cookie and no address is stored: a view carries the client's address
-//! and a hash of its User-Agent only in memory, until the EventLog turns
-//! them into the visitor hash under the day's salt (see [`super::day_salt`]).
+//! and a hash of its User-Agent ([`AgentHash`]) only in memory, until the
+//! EventLog turns them into the visitor hash under the day's salt (see
+//! [`super::day_salt`]).
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
@@ -32,28 +33,41 @@ pub struct PageView {
     client: Client,
 }
 
+/// A User-Agent made a number, the part of a visitor that is not its
+/// address. Made by the HTTP worker, which may keep it for the next request
+/// with the same User-Agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentHash(u64);
+
+impl AgentHash {
+    pub fn of(user_agent: &[u8]) -> AgentHash {
+        AgentHash(AGENT_HASH.hash_one(user_agent))
+    }
+}
+
 /// Who is asking, before the day's salt turns it into the visitor hash:
 /// the address (an IPv6 one as its /64, which one subscriber usually has
 /// whole) and a hash of the User-Agent. Never written anywhere.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Client {
     address: [u8; 16],
-    user_agent: u64,
+    agent: AgentHash,
 }
 
 impl PageView {
-    /// A view of `path` now. `referrer` is the `Referer` header as sent (only
-    /// its host is kept), `country` the proxy's two-letter header.
+    /// A view of `path` at `at`. `referrer` is the `Referer` header as sent
+    /// (only its host is kept), `country` the proxy's two-letter header.
     pub fn new(
+        at: SystemTime,
         path: &str,
         referrer: Option<&[u8]>,
         country: Option<[u8; 2]>,
         viewer: ViewerClass,
         address: Option<IpAddr>,
-        user_agent: &[u8],
+        agent: AgentHash,
     ) -> PageView {
         PageView {
-            at: SystemTime::now(),
+            at,
             path: ShortText::new(path),
             referrer_host: referrer.and_then(referrer_host).map(|host| {
                 let mut host = ShortText::new(host);
@@ -64,7 +78,7 @@ impl PageView {
             viewer,
             client: Client {
                 address: address.map_or([0; 16], address_bytes),
-                user_agent: AGENT_HASH.hash_one(user_agent),
+                agent,
             },
         }
     }
@@ -86,7 +100,7 @@ impl PageView {
     pub(super) fn visitor(&self, salt: &Salt) -> i64 {
         let mut hasher = SipHasher13::new_with_key(salt);
         hasher.write(&self.client.address);
-        hasher.write_u64(self.client.user_agent);
+        hasher.write_u64(self.client.agent.0);
         i64::from_ne_bytes(hasher.finish().to_ne_bytes())
     }
 }
@@ -277,12 +291,13 @@ mod tests {
 
     fn view(path: &str) -> PageView {
         PageView::new(
+            SystemTime::now(),
             path,
             None,
             None,
             ViewerClass::Anonymous,
             Some("192.0.2.1".parse().unwrap()),
-            b"Mozilla/5.0",
+            AgentHash::of(b"Mozilla/5.0"),
         )
     }
 
@@ -325,12 +340,13 @@ mod tests {
         let (today, tomorrow) = ([1; 16], [2; 16]);
         let seen = |address: &str, agent: &[u8], salt: &Salt| {
             PageView::new(
+                SystemTime::now(),
                 "/",
                 None,
                 None,
                 ViewerClass::Anonymous,
                 address.parse().ok(),
-                agent,
+                AgentHash::of(agent),
             )
             .visitor(salt)
         };
@@ -352,7 +368,15 @@ mod tests {
         assert_eq!(view(&long).path.as_str(), long);
         assert_eq!(view("/").path.as_str(), "/");
         let referred = |r: &str| {
-            let view = PageView::new("/", Some(r.as_bytes()), None, ViewerClass::Member, None, b"");
+            let view = PageView::new(
+                SystemTime::now(),
+                "/",
+                Some(r.as_bytes()),
+                None,
+                ViewerClass::Member,
+                None,
+                AgentHash::of(b""),
+            );
             view.referrer_host.map(|h| h.as_str().to_owned())
         };
         assert_eq!(
