@@ -83,8 +83,9 @@ pub fn front_door(
     })?;
     let mut response = send(req, &page, Verdict::Hit, PAGE_CACHE_CONTROL);
     let headers = response.headers_mut();
+    // Names `send` does not set: appending finds no value to take out.
     for (name, value) in security {
-        headers.insert(name.clone(), value.clone());
+        headers.append(name.clone(), value.clone());
     }
     Some(FrontDoorHit {
         response,
@@ -191,18 +192,20 @@ pub fn send(
     } else {
         HttpResponse::new(StatusCode::NOT_MODIFIED)
     };
+    // A new response has no headers: each is appended, not put in place
+    // of one (which takes the old one out, to hand it back).
     let headers = response.headers_mut();
     if !etag.is_empty() {
-        headers.insert(header::ETAG, etag.clone());
+        headers.append(header::ETAG, etag.clone());
     }
-    headers.insert(header::VARY, VARY);
-    headers.insert(header::CACHE_CONTROL, cache_control);
-    headers.insert(X_CACHE, verdict.header());
+    headers.append(header::VARY, VARY);
+    headers.append(header::CACHE_CONTROL, cache_control);
+    headers.append(X_CACHE, verdict.header());
     if whole {
         if let Some(coding) = coding {
-            headers.insert(header::CONTENT_ENCODING, coding);
+            headers.append(header::CONTENT_ENCODING, coding);
         }
-        headers.insert(header::CONTENT_TYPE, page.content_type.clone());
+        headers.append(header::CONTENT_TYPE, page.content_type.clone());
     }
     response
 }

@@ -351,8 +351,9 @@ fn finish(
     let at_front_door = matches!(set_by, Headers::Complete { .. });
     if !at_front_door {
         for (name, value) in &ctx.security_headers {
+            // Appended where there is none: nothing to take out.
             if set_by == Headers::OursOnly || !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
+                headers.append(name.clone(), value.clone());
             }
         }
     }
@@ -374,7 +375,7 @@ fn finish(
             Some(b"bypass") => "bypass",
             Some(_) => "other",
             None => {
-                headers.insert(X_CACHE, Verdict::Bypass.header());
+                headers.append(X_CACHE, Verdict::Bypass.header());
                 "-"
             }
         }
@@ -412,8 +413,14 @@ fn finish(
         };
         page_views.record(request, response.status(), by, now);
     }
-    // Last, so that the id moves in rather than being copied.
-    response.headers_mut().insert(REQUEST_ID, request_id.0);
+    // Last, so that the id moves in rather than being copied; appended to
+    // a page from the front door, which has none.
+    let headers = response.headers_mut();
+    if at_front_door {
+        headers.append(REQUEST_ID, request_id.0);
+    } else {
+        headers.insert(REQUEST_ID, request_id.0);
+    }
     response
 }
 
