@@ -8,7 +8,6 @@ pub mod figures;
 pub mod page_views;
 pub mod route_times;
 
-use std::collections::hash_map::{Entry, HashMap};
 use std::time::SystemTime;
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -18,7 +17,7 @@ use crate::cache::ViewerClass;
 use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
-use page_views::Alike;
+use page_views::Batch;
 pub use page_views::{AgentHash, PageView, PageViewStats, PageViews, Salt};
 pub use route_times::{RouteTime, RouteTimes, SlowRoute};
 
@@ -153,33 +152,20 @@ fn unix_day(at: SystemTime) -> i64 {
 /// under its day's salt: `salts` holds those known, and the salt of any
 /// other day among the views is asked of the database ([`day_salt`]) and
 /// added. Views that are alike (day, path, referrer host, country, viewer
-/// class and client) are one row counting them, timed at the first: a
-/// burst of views costs the database a row, not a row each, and the date,
-/// the visitor hash and the text are made once a row. Answers with the
-/// views written.
-pub async fn insert_page_views(
+/// class and client) are one row counting them, timed at the first (the
+/// batch folded them as they left the ring): a burst of views costs the
+/// database a row, not a row each, and the date, the visitor hash and the
+/// text are made once a row. Answers with the views written.
+async fn insert_page_views(
     pool: &Pool,
-    views: &[PageView],
+    batch: &Batch,
     salts: &mut Vec<(Date, Salt)>,
     today: Date,
 ) -> Result<u64, StoreError> {
-    if views.is_empty() {
+    if batch.is_empty() {
         return Ok(0);
     }
-    // Rows in the order of their first view; each alike view adds to its row.
-    let mut rows: Vec<(&PageView, i32)> = Vec::new();
-    // Hashed fast: the keys are the site's own paths and the batch's clients.
-    let mut row_of: HashMap<Alike<'_>, usize, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(views.len().min(4096), Default::default());
-    for view in views {
-        match row_of.entry(view.alike(unix_day(view.at))) {
-            Entry::Occupied(row) => rows[*row.get()].1 += 1,
-            Entry::Vacant(row) => {
-                row.insert(rows.len());
-                rows.push((view, 1));
-            }
-        }
-    }
+    let rows = &batch.rows;
     let days: Vec<Date> = rows.iter().map(|(view, _)| day_of(view.at)).collect();
     let mut visitors = Vec::with_capacity(rows.len());
     for ((view, _), day) in rows.iter().zip(&days) {
@@ -221,7 +207,7 @@ pub async fn insert_page_views(
             ],
         )
         .await?;
-    Ok(views.len() as u64)
+    Ok(batch.views())
 }
 
 fn viewer_name(viewer: ViewerClass) -> &'static str {

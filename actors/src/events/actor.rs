@@ -13,7 +13,8 @@ use deadpool_postgres::Pool;
 use slog::{warn, Logger};
 use time::Date;
 
-use super::{day_of, insert_events, insert_page_views, Event, PageView, PageViews, Salt};
+use super::page_views::Batch;
+use super::{day_of, insert_events, insert_page_views, Event, PageViews, Salt};
 use crate::supervisor::restarts::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
 
 const BATCH: usize = 500;
@@ -33,7 +34,7 @@ pub struct EventLog {
     /// Kept by the supervisor, so that a restart loses none of it.
     views: Arc<PageViews>,
     /// A batch of views taken from the ring that could not be written yet.
-    unwritten_views: Vec<PageView>,
+    unwritten_views: Batch,
     writing_views: bool,
     /// The salts of today and yesterday, once asked of the database.
     salts: Vec<(Date, Salt)>,
@@ -57,7 +58,7 @@ impl EventLog {
             buffer: Vec::new(),
             dropped: 0,
             views,
-            unwritten_views: Vec::new(),
+            unwritten_views: Batch::default(),
             writing_views: false,
             salts: Vec::new(),
             drops_reported: (0, None),
@@ -153,8 +154,8 @@ impl EventLog {
     /// next interval (or the ring half full): chasing them would write a
     /// few rows per statement, over and over, under steady traffic.
     fn write_all_views(&mut self) -> ResponseActFuture<Self, Result<u64, Crashed>> {
-        let held = self.unwritten_views.len() + self.views.stats().buffered;
-        self.write_views_up_to(held as u64)
+        let held = self.unwritten_views.views() + self.views.stats().buffered as u64;
+        self.write_views_up_to(held)
     }
 
     /// Writes batches until `left` views are written, the ring is empty or

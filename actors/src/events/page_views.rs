@@ -9,6 +9,7 @@
 //! EventLog turns them into the visitor hash under the day's salt (see
 //! [`super::day_salt`]).
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -116,6 +117,51 @@ pub(super) struct Alike<'a> {
     country: Option<[u8; 2]>,
     viewer: ViewerClass,
     client: Client,
+}
+
+/// Views taken out of the ring, alike ones folded into one row as they
+/// come out (see [`super::insert_page_views`]): a view is copied once,
+/// into its row or nowhere, rather than into a batch first and folded
+/// after.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Each row's first view and how many views the row counts.
+    pub(super) rows: Vec<(PageView, i32)>,
+    /// A row by the hash of what its views share.
+    row_of: HashMap<u64, usize, foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
+    views: u64,
+}
+
+impl Batch {
+    /// Counts `view` in the row of views alike, or starts a row.
+    fn add(&mut self, view: PageView) {
+        self.views += 1;
+        let alike = view.alike(super::unix_day(view.at));
+        let hash = self.hasher.hash_one(&alike);
+        let row = self.row_of.get(&hash).copied().filter(|&row| {
+            let first = &self.rows[row].0;
+            first.alike(super::unix_day(first.at)) == alike
+        });
+        match row {
+            Some(row) => self.rows[row].1 += 1,
+            None => {
+                // Two unlike views with one hash (never seen): the second
+                // gets a row of its own, unindexed. The counts stay exact.
+                self.row_of.entry(hash).or_insert(self.rows.len());
+                self.rows.push((view, 1));
+            }
+        }
+    }
+
+    /// How many views the rows count.
+    pub(super) fn views(&self) -> u64 {
+        self.views
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
 }
 
 /// How a User-Agent is made a number: a fixed seed, so that it hashes
@@ -267,12 +313,14 @@ impl PageViews {
         }
     }
 
-    /// Up to `max` of the oldest views, taken out of the ring.
-    pub(super) fn take(&self, max: usize) -> Vec<PageView> {
+    /// Up to `max` of the oldest views, taken out of the ring and folded.
+    pub(super) fn take(&self, max: usize) -> Batch {
         self.drain_asked.store(false, Ordering::Relaxed);
-        let mut views = Vec::with_capacity(self.ring.len().min(max));
-        views.extend(std::iter::from_fn(|| self.ring.pop()).take(max));
-        views
+        let mut batch = Batch::default();
+        for view in std::iter::from_fn(|| self.ring.pop()).take(max) {
+            batch.add(view);
+        }
+        batch
     }
 
     pub(super) fn count_written(&self, n: u64) {
@@ -311,12 +359,51 @@ mod tests {
         assert_eq!((stats.buffered, stats.dropped), (100, 150));
         let kept: Vec<String> = views
             .take(1000)
+            .rows
             .iter()
-            .map(|v| v.path.as_str().to_owned())
+            .map(|(v, _)| v.path.as_str().to_owned())
             .collect();
         let newest: Vec<String> = (150..250).map(|n| format!("/episodes/{n}")).collect();
         assert_eq!(kept, newest);
         assert_eq!(views.stats().buffered, 0);
+    }
+
+    #[test]
+    fn a_batch_folds_alike_views_into_one_row_as_they_leave_the_ring() {
+        let views = PageViews::new(100);
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(20_000 * 86_400);
+        let seen = |path: &str, at: SystemTime, agent: &[u8]| {
+            PageView::new(
+                at,
+                path,
+                None,
+                None,
+                ViewerClass::Anonymous,
+                Some("192.0.2.1".parse().unwrap()),
+                AgentHash::of(agent),
+            )
+        };
+        for _ in 0..3 {
+            views.record(seen("/a", at, b"Firefox"));
+        }
+        views.record(seen("/b", at, b"Firefox"));
+        views.record(seen(
+            "/a",
+            at + std::time::Duration::from_secs(86_400),
+            b"Firefox",
+        ));
+        views.record(seen("/a", at, b"Chrome"));
+        views.record(seen("/a", at + std::time::Duration::from_secs(60), b"Firefox"));
+        let batch = views.take(1000);
+        let rows: Vec<(&str, i32)> = batch
+            .rows
+            .iter()
+            .map(|(view, count)| (view.path.as_str(), *count))
+            .collect();
+        assert_eq!(rows, [("/a", 4), ("/b", 1), ("/a", 1), ("/a", 1)]);
+        assert_eq!(batch.views(), 7);
+        assert_eq!(batch.rows[0].0.at, at, "a row is timed at its first view");
+        assert!(views.take(1000).is_empty());
     }
 
     #[test]
