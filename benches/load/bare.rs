@@ -3,9 +3,13 @@
 //! Lectern's own actix-web features. `benches/load/run` measures it beside
 //! Lectern and nginx in the same run, twice: with only the headers a gzip
 //! body needs, and with the very headers Lectern's answer carries (read from
-//! a file of `Name: value` lines), so that both send the same bytes.
+//! a file of `Name: value` lines), so that both send the same bytes. With
+//! `append` after the headers file, it appends each header to the response
+//! rather than inserting it (`append_header`: an insert hands back what
+//! the name held, about 110 instructions a header), as Lectern's cache hits
+//! do: `benches/load/profile` counts that one too.
 //!
-//!   cargo run --release --example bare -- 127.0.0.1:4302 page.html.gz [headers.txt]
+//!   cargo run --release --example bare -- 127.0.0.1:4302 page.html.gz [headers.txt [append]]
 
 use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -14,7 +18,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 async fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(address), Some(file)) = (args.next(), args.next()) else {
-        eprintln!("usage: bare ADDRESS GZIP_FILE [HEADERS_FILE]");
+        eprintln!("usage: bare ADDRESS GZIP_FILE [HEADERS_FILE [append]]");
         std::process::exit(2);
     };
     let body = web::Bytes::from(std::fs::read(&file)?);
@@ -37,6 +41,14 @@ async fn main() -> std::io::Result<()> {
             }
         }
     }
+    let append = match args.next().as_deref() {
+        None => false,
+        Some("append") => true,
+        Some(other) => {
+            eprintln!("bare: {other:?} is not `append`");
+            std::process::exit(2);
+        }
+    };
     let headers = std::sync::Arc::new(headers);
     HttpServer::new(move || {
         let (body, headers) = (body.clone(), std::sync::Arc::clone(&headers));
@@ -45,7 +57,11 @@ async fn main() -> std::io::Result<()> {
             async move {
                 let mut response = HttpResponse::Ok();
                 for (name, value) in headers.iter() {
-                    response.insert_header((name.clone(), value.clone()));
+                    if append {
+                        response.append_header((name.clone(), value.clone()));
+                    } else {
+                        response.insert_header((name.clone(), value.clone()));
+                    }
                 }
                 response.body(body)
             }
