@@ -27,6 +27,8 @@ pub enum MarkdownError {
     Invalid { line: usize, message: String },
     #[error("line {line}: quotes and lists nest {depth} deep; the limit is {limit}")]
     TooDeep { line: usize, depth: usize, limit: usize },
+    #[error("the Markdown parser cannot read this text (a code fence opened in a list item, then another list, is one such text)")]
+    Unreadable,
 }
 
 /// How Markdown is compiled.
@@ -66,7 +68,7 @@ pub fn compile_markdown(source: &str, options: MarkdownOptions) -> Result<Compil
     let mut parse = markdown::Options::gfm();
     parse.compile.allow_dangerous_html = options.allow_raw_html;
     parse.compile.allow_dangerous_protocol = false;
-    let html = markdown::to_html_with_options(source, &parse).map_err(invalid)?;
+    let html = guarded(|| markdown::to_html_with_options(source, &parse))?;
     let html = highlight_code_blocks(&html).replace("<img ", "<img loading=\"lazy\" ");
     let teaser_html = match html.find("<h2") {
         Some(end) => html[..end].trim_end().to_owned(),
@@ -134,7 +136,7 @@ fn line_nesting(line: &[u8]) -> usize {
 /// it for premium episodes, so where the two could differ it stops sooner.
 pub fn teaser_source(source: &str, options: MarkdownOptions) -> Result<&str, MarkdownError> {
     check_nesting(source)?;
-    let tree = markdown::to_mdast(source, &markdown::ParseOptions::gfm()).map_err(invalid)?;
+    let tree = guarded(|| markdown::to_mdast(source, &markdown::ParseOptions::gfm()))?;
     let Some(end) = teaser_end(&tree, options.allow_raw_html) else {
         return Ok(source.trim_end());
     };
@@ -162,6 +164,16 @@ fn teaser_end(node: &markdown::mdast::Node, allow_raw_html: bool) -> Option<usiz
     node.children()?
         .iter()
         .find_map(|child| teaser_end(child, allow_raw_html))
+}
+
+/// Runs the Markdown parser, whose own bugs panic on a few texts (1.0.0:
+/// "1. ```rust\n- " reaches an `unreachable!`): such a text is refused, as
+/// invalid Markdown is, rather than taking down the import, the editor's
+/// request or the Renderer.
+fn guarded<T>(parse: impl FnOnce() -> Result<T, markdown::message::Message>) -> Result<T, MarkdownError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+        .map_err(|_| MarkdownError::Unreadable)?
+        .map_err(invalid)
 }
 
 fn invalid(message: markdown::message::Message) -> MarkdownError {
@@ -463,6 +475,17 @@ mod tests {
             .prop_map(str::to_owned),
         ];
         prop::collection::vec(piece, 0..120).prop_map(|pieces| pieces.concat())
+    }
+
+    #[test]
+    fn text_the_parser_panics_on_is_refused() {
+        let options = MarkdownOptions::default();
+        let source = "1. ```rust\n- ";
+        assert_eq!(teaser_source(source, options), Err(MarkdownError::Unreadable));
+        // The HTML compiler does not panic on it: it compiles or is refused.
+        if let Err(error) = compile_markdown(source, options) {
+            assert_eq!(error, MarkdownError::Unreadable);
+        }
     }
 
     proptest! {
