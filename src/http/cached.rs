@@ -12,6 +12,7 @@ use lectern_actors::cache::{CachedPage, Lookup, PageKeyRef, PageTable, ViewerCla
 
 use super::extract::SESSION_COOKIE;
 use super::middleware::X_CACHE;
+use super::page_views;
 
 /// What clients may do with a page: keep it, but ask each time whether it changed.
 pub const PAGE_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("public, no-cache");
@@ -90,7 +91,7 @@ pub fn front_door(
     Some(FrontDoorHit {
         response,
         route: page.route,
-        html: page.content_type.as_bytes().starts_with(b"text/html"),
+        html: page_views::is_html(&page.content_type),
     })
 }
 

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use actix_web::http::header::{self, HeaderMap, HeaderName};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest};
 use lectern_actors::billing::CountryCode;
@@ -62,12 +62,7 @@ impl PageViewRecorder {
         let (viewer, html) = match by {
             Answerer::FrontDoor { html } => (ViewerClass::Anonymous, html),
             Answerer::Handler(headers) => match req.extensions().get::<PageSeen>() {
-                Some(seen) => (
-                    seen.0,
-                    headers
-                        .get(header::CONTENT_TYPE)
-                        .is_some_and(|t| t.as_bytes().starts_with(b"text/html")),
-                ),
+                Some(seen) => (seen.0, headers.get(header::CONTENT_TYPE).is_some_and(is_html)),
                 None => return,
             },
         };
@@ -96,6 +91,11 @@ impl PageViewRecorder {
             agent,
         ));
     }
+}
+
+/// Whether a `Content-Type` is an HTML page's: the only answers counted.
+pub fn is_html(content_type: &HeaderValue) -> bool {
+    content_type.as_bytes().starts_with(b"text/html")
 }
 
 /// The hash of a browser's User-Agent; `None` for one that names a bot.

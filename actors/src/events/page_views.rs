@@ -9,13 +9,13 @@
 //! EventLog turns them into the visitor hash under the day's salt (see
 //! [`super::day_salt`]).
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crossbeam_queue::ArrayQueue;
+use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 use tokio::sync::Notify;
 
@@ -127,8 +127,8 @@ pub(super) struct Alike<'a> {
 pub(super) struct Batch {
     /// Each row's first view and how many views the row counts.
     pub(super) rows: Vec<(PageView, i32)>,
-    /// A row by the hash of what its views share.
-    row_of: HashMap<u64, usize, foldhash::fast::RandomState>,
+    /// The rows, found by the hash of what their views share.
+    row_of: HashTable<usize>,
     hasher: foldhash::fast::RandomState,
     views: u64,
 }
@@ -136,20 +136,19 @@ pub(super) struct Batch {
 impl Batch {
     /// Counts `view` in the row of views alike, or starts a row.
     fn add(&mut self, view: PageView) {
+        fn alike(view: &PageView) -> Alike<'_> {
+            view.alike(super::unix_day(view.at))
+        }
         self.views += 1;
-        let alike = view.alike(super::unix_day(view.at));
-        let hash = self.hasher.hash_one(&alike);
-        let row = self.row_of.get(&hash).copied().filter(|&row| {
-            let first = &self.rows[row].0;
-            first.alike(super::unix_day(first.at)) == alike
-        });
-        match row {
-            Some(row) => self.rows[row].1 += 1,
+        let (rows, hasher) = (&mut self.rows, &self.hasher);
+        let key = alike(&view);
+        let hash = hasher.hash_one(&key);
+        match self.row_of.find(hash, |&row| alike(&rows[row].0) == key) {
+            Some(&row) => rows[row].1 += 1,
             None => {
-                // Two unlike views with one hash (never seen): the second
-                // gets a row of its own, unindexed. The counts stay exact.
-                self.row_of.entry(hash).or_insert(self.rows.len());
-                self.rows.push((view, 1));
+                self.row_of
+                    .insert_unique(hash, rows.len(), |&row| hasher.hash_one(alike(&rows[row].0)));
+                rows.push((view, 1));
             }
         }
     }
