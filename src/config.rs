@@ -157,7 +157,7 @@ pub struct LogSettings {
     pub events_flush_secs: u64,
     /// Whether page views are recorded (`page_views`).
     pub page_views: bool,
-    /// Page views held for the EventLog at most.
+    /// Tallies of page views held for the EventLog at most.
     pub page_view_buffer: usize,
 }
 

@@ -8,7 +8,7 @@ pub mod figures;
 pub mod page_views;
 pub mod route_times;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::{Date, OffsetDateTime};
@@ -18,7 +18,7 @@ use crate::store::StoreError;
 
 pub use actor::{EventLog, Flush, Record};
 use page_views::Batch;
-pub use page_views::{AgentHash, PageView, PageViewStats, PageViews, Salt};
+pub use page_views::{AgentHash, PageViewStats, PageViews, Salt, Seen};
 pub use route_times::{RouteTime, RouteTimes, SlowRoute};
 
 /// One analytics or audit event, e.g. `server.started` or `mail.sent`.
@@ -148,6 +148,18 @@ fn unix_day(at: SystemTime) -> i64 {
     seconds.div_euclid(86_400)
 }
 
+/// The first moment after a day counted from the Unix epoch; `None` past
+/// what a `SystemTime` holds.
+fn end_of_unix_day(unix_day: i64) -> Option<SystemTime> {
+    let seconds = unix_day.checked_add(1)?.checked_mul(86_400)?;
+    let from_epoch = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(from_epoch)
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(from_epoch)
+    }
+}
+
 /// Writes a batch of page views in one statement, each visitor hashed
 /// under its day's salt: `salts` holds those known, and the salt of any
 /// other day among the views is asked of the database ([`day_salt`]) and
@@ -249,8 +261,6 @@ pub async fn daily_visits(pool: &Pool, from: Date, to: Date) -> Result<Vec<Daily
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -269,6 +279,10 @@ mod tests {
         ];
         for at in moments {
             assert_eq!(day_of(at), OffsetDateTime::from(at).date(), "{at:?}");
+            let end = end_of_unix_day(unix_day(at)).unwrap();
+            assert!(end > at, "{at:?}");
+            assert_eq!(unix_day(end), unix_day(at) + 1, "{at:?}");
+            assert_eq!(unix_day(end - Duration::from_nanos(1)), unix_day(at), "{at:?}");
         }
     }
 }

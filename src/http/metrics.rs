@@ -402,7 +402,7 @@ impl Collector for Snapshot {
         single(
             e,
             "page_views_buffered",
-            "Page views in the ring, waiting to be written.",
+            "Tallies of page views in the ring (each one view or more alike ones), waiting to be written.",
             None,
             count(views.buffered),
         )?;

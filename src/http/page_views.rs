@@ -16,7 +16,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpMessage, HttpRequest};
 use lectern_actors::billing::CountryCode;
 use lectern_actors::cache::ViewerClass;
-use lectern_actors::events::{AgentHash, PageView, PageViews};
+use lectern_actors::events::{AgentHash, PageViews, Seen};
 
 use super::extract::client_ip;
 use crate::config::Settings;
@@ -81,15 +81,15 @@ impl PageViewRecorder {
             .as_ref()
             .and_then(|name| request_headers.get(name))
             .and_then(|code| CountryCode::letters(code.as_bytes()));
-        self.views.record(PageView::new(
-            now,
-            req.path(),
-            request_headers.get(header::REFERER).map(|r| r.as_bytes()),
+        self.views.record(Seen {
+            at: now,
+            path: req.path(),
+            referrer: request_headers.get(header::REFERER).map(|r| r.as_bytes()),
             country,
             viewer,
-            client_ip(req, self.client_ip_header.as_ref()),
+            address: client_ip(req, self.client_ip_header.as_ref()),
             agent,
-        ));
+        });
     }
 }
 

@@ -13,15 +13,13 @@ use deadpool_postgres::Pool;
 use slog::{warn, Logger};
 use time::Date;
 
-use super::page_views::Batch;
+use super::page_views::{Batch, MOST_TAKEN};
 use super::{day_of, insert_events, insert_page_views, Event, PageViews, Salt};
 use crate::supervisor::restarts::{guard, guard_future, ActorStats, Crashed, SupervisedActor};
 
 const BATCH: usize = 500;
 /// Past this many unwritten events the oldest are dropped (and counted).
 const MAX_BACKLOG: usize = 50_000;
-/// Page views written by one statement.
-const VIEW_BATCH: usize = 10_000;
 /// Dropped page views are reported (log line, last error) at most this often.
 const DROPS_REPORTED_EVERY: Duration = Duration::from_secs(60);
 
@@ -112,7 +110,7 @@ impl EventLog {
         }
         let batch = match std::mem::take(&mut self.unwritten_views) {
             failed if !failed.is_empty() => failed,
-            _ => self.views.take(VIEW_BATCH),
+            _ => self.views.take(),
         };
         if batch.is_empty() {
             return Box::pin(ready(Ok(0)));
@@ -149,22 +147,25 @@ impl EventLog {
         )
     }
 
-    /// Writes the page views held now (a batch that failed before, then
-    /// the ring), a batch at a time. Views pushed meanwhile wait for the
-    /// next interval (or the ring half full): chasing them would write a
-    /// few rows per statement, over and over, under steady traffic.
+    /// Writes the page views held now (a batch that failed before, the
+    /// ring, then the workers' latest tallies), a batch at a time. Views
+    /// recorded meanwhile wait for the next interval (or the ring half
+    /// full): chasing them would write a few rows per statement, over and
+    /// over, under steady traffic.
     fn write_all_views(&mut self) -> ResponseActFuture<Self, Result<u64, Crashed>> {
-        let held = self.unwritten_views.views() + self.views.stats().buffered as u64;
-        self.write_views_up_to(held)
+        // The last batch takes the workers' tallies, once the ring is empty.
+        let batches =
+            usize::from(!self.unwritten_views.is_empty()) + self.views.stats().buffered / MOST_TAKEN + 1;
+        self.write_views_up_to(batches)
     }
 
-    /// Writes batches until `left` views are written, the ring is empty or
+    /// Writes up to `batches` batches, until one finds nothing to write or
     /// a write fails.
-    fn write_views_up_to(&mut self, left: u64) -> ResponseActFuture<Self, Result<u64, Crashed>> {
+    fn write_views_up_to(&mut self, batches: usize) -> ResponseActFuture<Self, Result<u64, Crashed>> {
         Box::pin(self.write_views().then(move |outcome, act, _ctx| {
             match outcome {
-                Ok(n) if n > 0 && n < left && act.views.stats().buffered > 0 => Box::pin(
-                    act.write_views_up_to(left - n)
+                Ok(n) if n > 0 && batches > 1 => Box::pin(
+                    act.write_views_up_to(batches - 1)
                         .map(move |more, _, _| more.map(|m| n + m)),
                 )
                     as ResponseActFuture<Self, Result<u64, Crashed>>,

@@ -1,8 +1,11 @@
 //! Page views: HTTP workers record each into [`PageViews`], a bounded ring
 //! kept outside the EventLog (as the page table is kept outside PageCache),
-//! so that recording one costs a push and no message, no lock, no
-//! database; the EventLog drains it in batches. Under overload the ring
-//! drops its oldest views and counts each drop.
+//! so that recording one costs no message and no database; the EventLog
+//! drains it in batches. Each worker first counts alike views that follow
+//! one another in a slot of its own (a [`Tally`]), and pushes the tally
+//! when a view unlike it comes: a flood from one client is a count, not a
+//! ring slot a view. Under overload the ring drops its oldest tallies and
+//! counts each view dropped.
 //!
 //! No cookie and no address is stored: a view carries the client's address
 //! and a hash of its User-Agent ([`AgentHash`]) only in memory, until the
@@ -11,7 +14,8 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::SystemTime;
 
 use crossbeam_queue::ArrayQueue;
@@ -23,6 +27,21 @@ use crate::cache::ViewerClass;
 
 /// A day's salt for visitor hashes (a SipHash key).
 pub type Salt = [u8; 16];
+
+/// A page answered with 200 to a GET, as its HTTP worker sees it: borrowed
+/// from the request, and made a [`PageView`] only when it is not counted in
+/// the worker's tally.
+pub struct Seen<'a> {
+    pub at: SystemTime,
+    pub path: &'a str,
+    /// The `Referer` header as sent (only its host is kept).
+    pub referrer: Option<&'a [u8]>,
+    /// The proxy's two-letter country header.
+    pub country: Option<[u8; 2]>,
+    pub viewer: ViewerClass,
+    pub address: Option<IpAddr>,
+    pub agent: AgentHash,
+}
 
 /// One page answered with 200 to a GET.
 pub struct PageView {
@@ -56,30 +75,20 @@ struct Client {
 }
 
 impl PageView {
-    /// A view of `path` at `at`. `referrer` is the `Referer` header as sent
-    /// (only its host is kept), `country` the proxy's two-letter header.
-    pub fn new(
-        at: SystemTime,
-        path: &str,
-        referrer: Option<&[u8]>,
-        country: Option<[u8; 2]>,
-        viewer: ViewerClass,
-        address: Option<IpAddr>,
-        agent: AgentHash,
-    ) -> PageView {
+    pub fn new(seen: &Seen<'_>) -> PageView {
         PageView {
-            at,
-            path: ShortText::new(path),
-            referrer_host: referrer.and_then(referrer_host).map(|host| {
+            at: seen.at,
+            path: ShortText::new(seen.path),
+            referrer_host: seen.referrer.and_then(referrer_host).map(|host| {
                 let mut host = ShortText::new(host);
                 host.make_ascii_lowercase();
                 host
             }),
-            country,
-            viewer,
+            country: seen.country,
+            viewer: seen.viewer,
             client: Client {
-                address: address.map_or([0; 16], address_bytes),
-                agent,
+                address: seen.address.map_or([0; 16], address_bytes),
+                agent: seen.agent,
             },
         }
     }
@@ -134,21 +143,31 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    /// Counts `view` in the row of views alike, or starts a row.
-    fn add(&mut self, view: PageView) {
+    /// Counts a tally's views in the row of views alike, or starts a row.
+    fn add(
+        &mut self,
+        Tally {
+            view,
+            count,
+            unix_day,
+            ..
+        }: Tally,
+    ) {
         fn alike(view: &PageView) -> Alike<'_> {
             view.alike(super::unix_day(view.at))
         }
-        self.views += 1;
+        self.views += u64::from(count);
+        // At most `MOST_IN_A_TALLY`, and a row's sum fits too (see `MOST_TAKEN`).
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
         let (rows, hasher) = (&mut self.rows, &self.hasher);
-        let key = alike(&view);
+        let key = view.alike(unix_day);
         let hash = hasher.hash_one(&key);
         match self.row_of.find(hash, |&row| alike(&rows[row].0) == key) {
-            Some(&row) => rows[row].1 += 1,
+            Some(&row) => rows[row].1 += count,
             None => {
                 self.row_of
                     .insert_unique(hash, rows.len(), |&row| hasher.hash_one(alike(&rows[row].0)));
-                rows.push((view, 1));
+                rows.push((view, count));
             }
         }
     }
@@ -262,10 +281,82 @@ impl ShortText {
     }
 }
 
+/// Alike views one after another on one worker: the first, how many, and
+/// what tells cheaply whether the next is alike.
+pub(super) struct Tally {
+    view: PageView,
+    count: u32,
+    /// The first view's day, counted from the epoch...
+    unix_day: i64,
+    /// ...and its end (`None` past what a `SystemTime` holds).
+    day_ends: Option<SystemTime>,
+    /// The first view's client address as the worker read it.
+    address: Option<IpAddr>,
+}
+
+impl Tally {
+    fn new(seen: &Seen<'_>) -> Tally {
+        let unix_day = super::unix_day(seen.at);
+        Tally {
+            view: PageView::new(seen),
+            count: 1,
+            unix_day,
+            day_ends: super::end_of_unix_day(unix_day),
+            address: seen.address,
+        }
+    }
+
+    /// Whether `seen` is counted here: the same client (the same address
+    /// as read, not only the same /64), path, referrer host, country and
+    /// viewer class, later the same day. Each one so counted is one its
+    /// row (see [`Alike`]) would count; the converse need not hold, as the
+    /// batch folds tallies alike.
+    fn counts(&self, seen: &Seen<'_>) -> bool {
+        let view = &self.view;
+        view.client.agent == seen.agent
+            && self.address == seen.address
+            && seen.at >= view.at
+            && self.day_ends.is_some_and(|end| seen.at < end)
+            && view.viewer == seen.viewer
+            && view.country == seen.country
+            && view.path.as_bytes() == seen.path.as_bytes()
+            && match (&view.referrer_host, seen.referrer.and_then(referrer_host)) {
+                (None, None) => true,
+                (Some(kept), Some(host)) => kept.as_bytes().eq_ignore_ascii_case(host.as_bytes()),
+                _ => false,
+            }
+    }
+}
+
+/// The most views one tally counts: past it the worker starts another, so
+/// that a batch's row (an `integer`) cannot overflow.
+const MOST_IN_A_TALLY: u32 = 1 << 16;
+
+/// Slots for the workers' latest tallies; a worker takes one by the order
+/// in which its thread first recorded a view (two workers sharing one only
+/// push each other's tallies sooner).
+const WORKER_SLOTS: usize = 64;
+
+/// The most tallies one batch takes from the ring (the workers' latest
+/// ones come on top).
+pub(super) const MOST_TAKEN: usize = 10_000;
+
+const _: () = assert!(
+    (MOST_TAKEN + WORKER_SLOTS) as u64 * MOST_IN_A_TALLY as u64 <= i32::MAX as u64,
+    "a batch's row counts at most i32::MAX views"
+);
+
+/// A worker's latest tally, alone in its cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Latest(Mutex<Option<Tally>>);
+
 /// The ring of page views not yet written, shared by the HTTP workers
-/// (which push) and the EventLog (which drains).
+/// (which record) and the EventLog (which drains).
 pub struct PageViews {
-    ring: ArrayQueue<PageView>,
+    ring: ArrayQueue<Tally>,
+    /// Each worker's latest tally, still counting (see [`PageViews::record`]).
+    latest: Box<[Latest]>,
     dropped: AtomicU64,
     written: AtomicU64,
     /// Told once the ring is half full, so that the EventLog drains it
@@ -277,16 +368,20 @@ pub struct PageViews {
 /// What `/metrics` and `/readyz` show of the ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageViewStats {
+    /// Tallies in the ring (of `log.page_view_buffer`), each one view or
+    /// more alike ones.
     pub buffered: usize,
+    /// Views, not tallies.
     pub dropped: u64,
     pub written: u64,
 }
 
 impl PageViews {
-    /// A ring of `capacity` views (at least one).
+    /// A ring of `capacity` tallies (at least one).
     pub fn new(capacity: usize) -> PageViews {
         PageViews {
             ring: ArrayQueue::new(capacity.max(1)),
+            latest: (0..WORKER_SLOTS).map(|_| Latest::default()).collect(),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             half_full: Notify::new(),
@@ -294,10 +389,33 @@ impl PageViews {
         }
     }
 
-    /// Records a view; never waits. A full ring drops its oldest view.
-    pub fn record(&self, view: PageView) {
-        if self.ring.force_push(view).is_some() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Records a view; never waits. A view alike to the worker's latest is
+    /// counted in it; another is made a tally of its own and the latest
+    /// goes into the ring, where a full ring drops its oldest tally. The
+    /// worker's slot is locked only by the worker and, once an interval,
+    /// the EventLog taking it: a worker that finds it taken pushes its view
+    /// instead of waiting.
+    pub fn record(&self, seen: Seen<'_>) {
+        let mut latest = match self.latest[worker_slot()].0.try_lock() {
+            Ok(latest) => latest,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return self.push(Tally::new(&seen)),
+        };
+        match latest.as_mut() {
+            Some(kept) if kept.count < MOST_IN_A_TALLY && kept.counts(&seen) => kept.count += 1,
+            _ => {
+                let ended = latest.replace(Tally::new(&seen));
+                drop(latest);
+                if let Some(ended) = ended {
+                    self.push(ended);
+                }
+            }
+        }
+    }
+
+    fn push(&self, tally: Tally) {
+        if let Some(oldest) = self.ring.force_push(tally) {
+            self.dropped.fetch_add(u64::from(oldest.count), Ordering::Relaxed);
         }
         if self.ring.len() * 2 >= self.ring.capacity() && !self.drain_asked.swap(true, Ordering::Relaxed) {
             self.half_full.notify_one();
@@ -312,12 +430,22 @@ impl PageViews {
         }
     }
 
-    /// Up to `max` of the oldest views, taken out of the ring and folded.
-    pub(super) fn take(&self, max: usize) -> Batch {
+    /// The oldest tallies, up to [`MOST_TAKEN`], taken out of the ring and
+    /// folded; once the ring is empty, the workers' latest tallies too.
+    pub(super) fn take(&self) -> Batch {
         self.drain_asked.store(false, Ordering::Relaxed);
         let mut batch = Batch::default();
-        for view in std::iter::from_fn(|| self.ring.pop()).take(max) {
-            batch.add(view);
+        let mut taken = 0;
+        while let Some(tally) = (taken < MOST_TAKEN).then(|| self.ring.pop()).flatten() {
+            batch.add(tally);
+            taken += 1;
+        }
+        if taken < MOST_TAKEN {
+            for latest in &self.latest[..] {
+                if let Some(tally) = lock(&latest.0).take() {
+                    batch.add(tally);
+                }
+            }
         }
         batch
     }
@@ -332,77 +460,267 @@ impl PageViews {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// This thread's slot among [`WORKER_SLOTS`].
+fn worker_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed) % WORKER_SLOTS;
+    }
+    SLOT.with(|slot| *slot)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::unix_day;
     use super::*;
 
-    fn view(path: &str) -> PageView {
-        PageView::new(
-            SystemTime::now(),
+    const FIREFOX: &[u8] = b"Mozilla/5.0 Firefox";
+
+    fn seen<'a>(path: &'a str, at: SystemTime, agent: &[u8]) -> Seen<'a> {
+        Seen {
+            at,
             path,
-            None,
-            None,
-            ViewerClass::Anonymous,
-            Some("192.0.2.1".parse().unwrap()),
-            AgentHash::of(b"Mozilla/5.0"),
-        )
+            referrer: None,
+            country: None,
+            viewer: ViewerClass::Anonymous,
+            address: Some("192.0.2.1".parse().unwrap()),
+            agent: AgentHash::of(agent),
+        }
+    }
+
+    fn rows(batch: &Batch) -> Vec<(&str, i32)> {
+        batch
+            .rows
+            .iter()
+            .map(|(view, count)| (view.path.as_str(), *count))
+            .collect()
     }
 
     #[test]
     fn a_flood_drops_the_oldest_and_counts_exactly_the_drops() {
         let views = PageViews::new(100);
-        for n in 0..250 {
-            views.record(view(&format!("/episodes/{n}")));
+        let paths: Vec<String> = (0..250).map(|n| format!("/episodes/{n}")).collect();
+        for path in &paths {
+            views.record(seen(path, SystemTime::now(), FIREFOX));
         }
+        // The newest is still the worker's latest tally; the 249 before it
+        // went into the ring, which kept the last 100.
         let stats = views.stats();
-        assert_eq!((stats.buffered, stats.dropped), (100, 150));
-        let kept: Vec<String> = views
-            .take(1000)
-            .rows
-            .iter()
-            .map(|(v, _)| v.path.as_str().to_owned())
-            .collect();
-        let newest: Vec<String> = (150..250).map(|n| format!("/episodes/{n}")).collect();
-        assert_eq!(kept, newest);
+        assert_eq!((stats.buffered, stats.dropped), (100, 149));
+        let batch = views.take();
+        let kept: Vec<&str> = rows(&batch).iter().map(|(path, _)| *path).collect();
+        assert_eq!(kept, paths[149..]);
         assert_eq!(views.stats().buffered, 0);
+        assert!(views.take().is_empty());
     }
 
     #[test]
     fn a_batch_folds_alike_views_into_one_row_as_they_leave_the_ring() {
         let views = PageViews::new(100);
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(20_000 * 86_400);
-        let seen = |path: &str, at: SystemTime, agent: &[u8]| {
-            PageView::new(
-                at,
-                path,
-                None,
-                None,
-                ViewerClass::Anonymous,
-                Some("192.0.2.1".parse().unwrap()),
-                AgentHash::of(agent),
-            )
-        };
         for _ in 0..3 {
-            views.record(seen("/a", at, b"Firefox"));
+            views.record(seen("/a", at, FIREFOX));
         }
-        views.record(seen("/b", at, b"Firefox"));
-        views.record(seen(
-            "/a",
-            at + std::time::Duration::from_secs(86_400),
-            b"Firefox",
-        ));
+        views.record(seen("/b", at, FIREFOX));
+        views.record(seen("/a", at + std::time::Duration::from_secs(86_400), FIREFOX));
         views.record(seen("/a", at, b"Chrome"));
-        views.record(seen("/a", at + std::time::Duration::from_secs(60), b"Firefox"));
-        let batch = views.take(1000);
-        let rows: Vec<(&str, i32)> = batch
-            .rows
-            .iter()
-            .map(|(view, count)| (view.path.as_str(), *count))
-            .collect();
-        assert_eq!(rows, [("/a", 4), ("/b", 1), ("/a", 1), ("/a", 1)]);
+        views.record(seen("/a", at + std::time::Duration::from_secs(60), FIREFOX));
+        let batch = views.take();
+        assert_eq!(rows(&batch), [("/a", 4), ("/b", 1), ("/a", 1), ("/a", 1)]);
         assert_eq!(batch.views(), 7);
         assert_eq!(batch.rows[0].0.at, at, "a row is timed at its first view");
-        assert!(views.take(1000).is_empty());
+        assert!(views.take().is_empty());
+    }
+
+    #[test]
+    fn alike_views_one_after_another_are_a_count_not_a_ring_slot_each() {
+        let views = PageViews::new(4);
+        let at = SystemTime::now();
+        for _ in 0..MOST_IN_A_TALLY + 10 {
+            views.record(seen("/a", at, FIREFOX));
+        }
+        // One full tally in the ring, the rest counting in the worker's.
+        assert_eq!((views.stats().buffered, views.stats().dropped), (1, 0));
+        let batch = views.take();
+        assert_eq!(rows(&batch), [("/a", 1 << 16 | 10)]);
+        assert_eq!(batch.views(), u64::from(MOST_IN_A_TALLY) + 10);
+        // Another worker's views start a tally of their own, and end none.
+        views.record(seen("/a", at, FIREFOX));
+        std::thread::scope(|s| {
+            s.spawn(|| views.record(seen("/b", at, FIREFOX)));
+        });
+        views.record(seen("/a", at, FIREFOX));
+        assert_eq!(views.stats().buffered, 0);
+        assert_eq!(rows(&views.take()), [("/a", 2), ("/b", 1)]);
+    }
+
+    #[test]
+    fn a_view_joins_the_latest_tally_only_when_its_row_would_count_it() {
+        let day = 20_000 * 86_400;
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(day + 86_398);
+        let first = Seen {
+            referrer: Some(b"https://News.Example.com/item?id=1"),
+            country: Some(*b"DE"),
+            ..seen("/episodes/one", at, FIREFOX)
+        };
+        let later = |secs| at + std::time::Duration::from_secs(secs);
+        // Each view, and whether it joins the tally of `first`.
+        let views = [
+            (Seen { ..first }, true),
+            (
+                Seen {
+                    at: later(1),
+                    ..first
+                },
+                true,
+            ),
+            (
+                Seen {
+                    referrer: Some(b"http://news.example.COM:8080/"),
+                    ..first
+                },
+                true,
+            ),
+            (
+                Seen {
+                    at: later(2),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    at: at - std::time::Duration::from_secs(3600),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    path: "/episodes/on",
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    path: "/episodes/One",
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    referrer: Some(b"https://news.example.org/"),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    referrer: Some(b"android-app://news"),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    referrer: None,
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    country: Some(*b"FR"),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    country: None,
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    viewer: ViewerClass::Member,
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    address: Some("192.0.2.2".parse().unwrap()),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    address: Some("::ffff:192.0.2.1".parse().unwrap()),
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    address: None,
+                    ..first
+                },
+                false,
+            ),
+            (
+                Seen {
+                    agent: AgentHash::of(b"Chrome"),
+                    ..first
+                },
+                false,
+            ),
+        ];
+        let tally = Tally::new(&first);
+        let row = tally.view.alike(tally.unix_day);
+        for (n, (view, joins)) in views.iter().enumerate() {
+            assert_eq!(tally.counts(view), *joins, "view {n}");
+            if *joins {
+                let own_day = unix_day(view.at);
+                assert!(PageView::new(view).alike(own_day) == row, "view {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn views_recorded_while_batches_are_taken_are_each_counted_once() {
+        const THREADS: u64 = 4;
+        const EACH: u64 = 20_000;
+        let views = PageViews::new(1 << 20);
+        let paths = ["/a", "/b", "/c"];
+        let taken = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            let recording: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let views = &views;
+                    s.spawn(move || {
+                        for n in 0..EACH {
+                            // Runs of alike views, of uneven lengths.
+                            let path = paths[usize::try_from(n * (t + 1) / 7 % 3).unwrap()];
+                            views.record(seen(path, SystemTime::now(), FIREFOX));
+                        }
+                    })
+                })
+                .collect();
+            while recording.iter().any(|thread| !thread.is_finished()) {
+                taken.fetch_add(views.take().views(), Ordering::Relaxed);
+            }
+        });
+        let taken = taken.into_inner() + views.take().views();
+        assert_eq!((taken, views.stats().dropped), (THREADS * EACH, 0));
     }
 
     #[test]
@@ -425,15 +743,10 @@ mod tests {
     fn one_visitor_a_day_and_another_for_another_agent_address_or_day() {
         let (today, tomorrow) = ([1; 16], [2; 16]);
         let seen = |address: &str, agent: &[u8], salt: &Salt| {
-            PageView::new(
-                SystemTime::now(),
-                "/",
-                None,
-                None,
-                ViewerClass::Anonymous,
-                address.parse().ok(),
-                AgentHash::of(agent),
-            )
+            PageView::new(&Seen {
+                address: address.parse().ok(),
+                ..seen("/", SystemTime::now(), agent)
+            })
             .visitor(salt)
         };
         let visitor = seen("192.0.2.1", b"Firefox", &today);
@@ -451,18 +764,14 @@ mod tests {
     #[test]
     fn long_paths_are_kept_whole_and_hosts_lower_cased() {
         let long = format!("/episodes/{}", "x".repeat(200));
+        let view = |path| PageView::new(&seen(path, SystemTime::now(), FIREFOX));
         assert_eq!(view(&long).path.as_str(), long);
         assert_eq!(view("/").path.as_str(), "/");
         let referred = |r: &str| {
-            let view = PageView::new(
-                SystemTime::now(),
-                "/",
-                Some(r.as_bytes()),
-                None,
-                ViewerClass::Member,
-                None,
-                AgentHash::of(b""),
-            );
+            let view = PageView::new(&Seen {
+                referrer: Some(r.as_bytes()),
+                ..seen("/", SystemTime::now(), b"")
+            });
             view.referrer_host.map(|h| h.as_str().to_owned())
         };
         assert_eq!(
