@@ -143,6 +143,15 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    /// A batch with room for `rows` rows, so that it need not grow.
+    fn with_capacity(rows: usize) -> Batch {
+        Batch {
+            rows: Vec::with_capacity(rows),
+            row_of: HashTable::with_capacity(rows),
+            ..Batch::default()
+        }
+    }
+
     /// Counts a tally's views in the row of views alike, or starts a row.
     fn add(
         &mut self,
@@ -434,7 +443,9 @@ impl PageViews {
     /// folded; once the ring is empty, the workers' latest tallies too.
     pub(super) fn take(&self) -> Batch {
         self.drain_asked.store(false, Ordering::Relaxed);
-        let mut batch = Batch::default();
+        // Room for every tally (distinct visitors are a row each), the
+        // workers' latest ones aside.
+        let mut batch = Batch::with_capacity(self.ring.len().min(MOST_TAKEN));
         let mut taken = 0;
         while let Some(tally) = (taken < MOST_TAKEN).then(|| self.ring.pop()).flatten() {
             batch.add(tally);
