@@ -15,7 +15,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::SystemTime;
 
 use crossbeam_queue::ArrayQueue;
@@ -447,13 +447,15 @@ impl PageViews {
         // workers' latest ones aside.
         let mut batch = Batch::with_capacity(self.ring.len().min(MOST_TAKEN));
         let mut taken = 0;
-        while let Some(tally) = (taken < MOST_TAKEN).then(|| self.ring.pop()).flatten() {
+        for tally in std::iter::from_fn(|| self.ring.pop()).take(MOST_TAKEN) {
             batch.add(tally);
             taken += 1;
         }
         if taken < MOST_TAKEN {
             for latest in &self.latest[..] {
-                if let Some(tally) = lock(&latest.0).take() {
+                // Out of the lock before it is folded.
+                let kept = latest.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(tally) = kept {
                     batch.add(tally);
                 }
             }
@@ -469,10 +471,6 @@ impl PageViews {
     pub(super) async fn half_full(&self) {
         self.half_full.notified().await;
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// This thread's slot among [`WORKER_SLOTS`].
